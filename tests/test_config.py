@@ -1,0 +1,124 @@
+"""Config validation: every shipped config passes; each bad value is rejected naming its key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lora_study.config import ConfigError, dataset_name, load_config, model_kind, model_name, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", ["config.yaml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml"))])
+def test_shipped_configs_are_valid(path: str) -> None:
+    config = load_config(REPO / path)
+    assert config["model"]["revision"]  # defaults filled in
+
+
+def test_defaults_are_filled_without_changing_given_values() -> None:
+    raw = default()
+    del raw["generation"]["temperature"]
+    config = validate_config(raw, source="x.yaml")
+    assert config["generation"]["temperature"] == 1.0
+    assert config["data"]["train"]["sizes"] == raw["data"]["train"]["sizes"]
+
+
+def edit(path: str, value: Any) -> dict[str, Any]:
+    config = default()
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+DELETE = object()
+
+BAD = [
+    ("data.eval.size", -5, "data.eval.size: -5 is less than the minimum of 1"),
+    ("data.train.sizes", [100, 0], "data.train.sizes.1: 0 is less than the minimum of 1"),
+    ("data.train.sizes", [], "data.train.sizes: [] should be non-empty"),
+    ("data.dataset", "imagenet", "data.dataset: 'imagenet' is not one of"),
+    ("model.device", "gpu", "model.device: 'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+    ("model.dtype", "int3", "model.dtype: 'int3' is not one of"),
+    ("model.source", "not a model", "model.source: 'not a model' is neither"),
+    ("model.source", "./no/such/model", "model.source: no Hugging Face model folder at"),
+    ("generation.max_new_tokens", 0, "generation.max_new_tokens: 0 is less than the minimum of 1"),
+    ("generation.greedy", "yes", "generation.greedy: 'yes' is not of type 'boolean'"),
+    ("prompt.max_input_tokens", "512", "prompt.max_input_tokens: '512' is not of type 'integer'"),
+    ("prompt.instruction", DELETE, "prompt: 'instruction' is a required property"),
+    ("evaluation.batch_sise", 8, "evaluation: Additional properties are not allowed ('batch_sise' was unexpected)"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_value_names_the_key(key: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_config(edit(key, value), source="my-config.yaml")
+    assert "my-config.yaml" in str(error.value)
+    assert message in str(error.value)
+
+
+def test_missing_local_data_file_names_key_and_path(tmp_path: Path) -> None:
+    config = edit("data.dataset", "local")
+    config["data"]["local"] = {"train_file": str(tmp_path / "train.jsonl"), "eval_file": None}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source="c.yaml")
+    message = str(error.value)
+    assert f"data.local.train_file: file not found: {tmp_path / 'train.jsonl'}" in message
+    assert "data.local.eval_file: required when data.dataset is `local`" in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    config = edit("model.device", "gpu")
+    config["data"]["eval"]["size"] = 0
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, source="c.yaml")
+    assert "model.device" in str(error.value) and "data.eval.size" in str(error.value)
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        validate_config(["a"], source="c.yaml")
+
+
+def test_model_kinds_and_names() -> None:
+    assert model_kind("embedded") == "embedded"
+    assert model_kind("TinyLlama/TinyLlama-1.1B-Chat-v1.0") == "hub"
+    assert model_kind("./models/mine") == "local" and model_kind("/abs/mine") == "local"
+    assert model_kind("no spaces/allowed here") == "invalid"
+    assert model_name({"source": "embedded"}) == "smollm2-135m-instruct"
+    assert model_name({"source": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"}) == "TinyLlama--TinyLlama-1.1B-Chat-v1.0"
+    assert model_name({"source": "/data/models/llama-7b/"}) == "llama-7b"
+    assert model_name({"source": "embedded", "name": "mine"}) == "mine"
+    assert dataset_name({"dataset": "aclsum", "name": None}) == "aclsum"
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [BAD[0], BAD[3], BAD[4]])
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path, key: str, value: Any, message: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(edit(key, value)))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output and str(bad) in output
+    assert "Job stats" not in output  # failed while parsing: no job was planned, none ran

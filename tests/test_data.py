@@ -1,0 +1,310 @@
+"""Tests for lora_study.data: deterministic, nested, disjoint subsets and clear errors."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lora_study.data import (
+    DataError,
+    Example,
+    default_splits,
+    detokenise,
+    load_split,
+    make_subsets,
+    read_examples,
+    write_subsets,
+)
+from lora_study.io import read_json, read_jsonl
+
+# The `data:` block of config.yaml, as the schema-validated dict the module receives.
+BASE: dict[str, Any] = {
+    "dataset": "aclsum",
+    "name": None,
+    "hub_path": "abisee/cnn_dailymail",
+    "hub_config": "3.0.0",
+    "local": {"train_file": None, "eval_file": None, "id_field": None,
+              "input_field": "input", "reference_field": "reference"},
+    "train": {"split": None, "sizes": [100], "seed": 123},
+    "eval": {"split": None, "size": 20, "seed": 42},
+}
+
+
+def config(dataset: str, *, local: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
+           eval: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE) | {"dataset": dataset} | top
+    for key, update in (("local", local), ("train", train), ("eval", eval)):
+        data[key].update(update or {})
+    return data
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], *, as_array: bool = False) -> Path:
+    text = json.dumps(rows, indent=1) if as_array else "".join(json.dumps(r) + "\n" for r in rows)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rows(prefix: str, n: int) -> list[dict[str, Any]]:
+    return [{"input": f"{prefix} text number {i}.", "reference": f"{prefix} summary {i}."} for i in range(n)]
+
+
+# --- splits and aclsum ------------------------------------------------------------
+
+
+def test_default_splits_per_dataset_and_unknown_dataset() -> None:
+    assert default_splits("aclsum") == ("train", "test")
+    assert default_splits("news") == ("all", "all")
+    assert default_splits("cnn_dailymail") == ("train", "validation")
+    assert default_splits("local") == ("train", "eval")
+    with pytest.raises(DataError, match="data.dataset.*'xsum'"):
+        default_splits("xsum")
+
+
+def test_unknown_split_lists_the_available_ones() -> None:
+    with pytest.raises(DataError, match=r"data.eval.split: unknown split 'dev'.*train, val, test"):
+        make_subsets(data=config("aclsum", eval={"split": "dev"}))
+
+
+@pytest.mark.parametrize(("tokenised", "expected"), [
+    ("However , current Machine Translation ( MT ) systems .",
+     "However, current Machine Translation (MT) systems."),
+    ("by using ' Op ( operator / operand ) ' tokens as a unit of input / output .",
+     "by using 'Op (operator/operand)' tokens as a unit of input/output."),
+    ('to militate the " exposure bias " problem , or " blocks " .',
+     'to militate the "exposure bias" problem, or "blocks".'),
+    ("as on-line users ' opinions are popular .", "as on-line users' opinions are popular."),
+    ("HIERSUM 's capacity to produce ' topical summaries ' in order",
+     "HIERSUM's capacity to produce 'topical summaries' in order"),
+    ("translate ' A because B ' as ' B because A. '", "translate 'A because B' as 'B because A.'"),
+    ("labor by 16 - 63 % and 2 % in MRR", "labor by 16-63% and 2% in MRR"),
+    ("Code : https://github.com / thunlp/ ContinualRE .", "Code: https://github.com/thunlp/ContinualRE."),
+    ("-LRB- MT -RRB- is n't `` good '' ( e.g. , BLEU ) .", "(MT) isn't \"good\" (e.g., BLEU)."),
+    ("reactors produce radioactive waste ...", "reactors produce radioactive waste..."),
+])
+def test_detokenise_known_aclsum_strings(tokenised: str, expected: str) -> None:
+    assert detokenise([tokenised]) == expected
+
+
+def test_detokenise_joins_sentences_with_one_space() -> None:
+    assert detokenise(["First ( A ) .", "Second , too ."]) == "First (A). Second, too."
+
+
+def test_aclsum_example_is_detokenised_abstract_and_three_part_summary() -> None:
+    root = Path(importlib.util.find_spec("aclsum").submodule_search_locations[0])
+    raw = {r["id"]: r for r in read_jsonl(root / "dataset" / "test.jsonl")}
+    examples = load_split(data=config("aclsum"), split="test")
+    assert len(examples) == len(raw) == 100
+    for example in examples:
+        row = raw[example.id]
+        summary = row["summary"]
+        assert example.reference == " ".join(
+            " ".join([summary["challenge"], summary["approach"], summary["outcome"]]).split())
+        assert example.input == detokenise(row["sentences"]["abstract"])
+        assert " ," not in example.input and "( " not in example.input
+
+
+# --- determinism, sizes, disjointness ---------------------------------------------
+
+
+def test_two_runs_write_byte_identical_files_with_matching_hashes(tmp_path: Path) -> None:
+    data = config("aclsum", train={"sizes": [30, 10]})
+    for run in ("a", "b"):
+        write_subsets(subsets=make_subsets(data=data), out_dir=tmp_path / run)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["eval.jsonl", "subsets.json", "train-n10.jsonl", "train-n30.jsonl"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    meta = read_json(tmp_path / "a" / "subsets.json")
+    for name, entry in meta["files"].items():
+        assert entry["sha256"] == hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest()
+    assert meta["source"]["eval"].endswith("aclsum/dataset/test.jsonl")
+    assert (meta["eval"]["split"], meta["train"]["split"]) == ("test", "train")
+    assert (meta["eval"]["seed"], meta["train"]["seed"]) == (42, 123)
+    assert meta["train"]["sizes"] == {"10": 10, "30": 30}
+
+
+def test_sizes_are_exact_nested_and_round_trip(tmp_path: Path) -> None:
+    subsets = make_subsets(data=config("aclsum", train={"sizes": [10, 30, 100]}))
+    assert {n: len(ex) for n, ex in subsets.train.items()} == {10: 10, 30: 30, 100: 100}
+    assert subsets.train[30][:10] == subsets.train[10]
+    assert subsets.train[100][:30] == subsets.train[30]
+    assert len(subsets.eval) == 20
+    write_subsets(subsets=subsets, out_dir=tmp_path)
+    assert read_examples(tmp_path / "train-n30.jsonl") == subsets.train[30]
+    assert read_examples(tmp_path / "eval.jsonl") == subsets.eval
+
+
+def test_other_seed_gives_other_eval_set() -> None:
+    first = make_subsets(data=config("aclsum"))
+    second = make_subsets(data=config("aclsum", eval={"seed": 7}))
+    assert [e.id for e in first.eval] != [e.id for e in second.eval]
+
+
+def assert_disjoint(eval_set: list[Example], train: list[Example]) -> None:
+    def norm(text: str) -> str:
+        return " ".join(text.lower().split())
+    assert not {e.id for e in eval_set} & {t.id for t in train}
+    assert not {norm(e.input) for e in eval_set} & {norm(t.input) for t in train}
+
+
+def test_news_draws_train_and_eval_disjointly_from_its_one_split() -> None:
+    subsets = make_subsets(data=config("news", train={"sizes": [50, 200]}))
+    assert_disjoint(subsets.eval, subsets.train[200])
+    assert subsets.meta["train"]["dropped_overlapping_eval"] >= 20  # at least the eval rows themselves
+    assert all(e.input.strip() and e.reference.strip() for e in subsets.train[200] + subsets.eval)
+
+
+def test_local_same_file_for_train_and_eval_is_split_disjointly(tmp_path: Path) -> None:
+    file = write_rows(tmp_path / "all.jsonl", rows("same", 30))
+    data = config("local", local={"train_file": str(file), "eval_file": str(file)},
+                  train={"sizes": [25]}, eval={"size": 5})
+    subsets = make_subsets(data=data)
+    assert_disjoint(subsets.eval, subsets.train[25])
+    drawn = {e.id for e in subsets.eval} | {t.id for t in subsets.train[25]}
+    assert drawn == {f"all.jsonl:{i}" for i in range(1, 31)}  # ids are per file row
+    with pytest.raises(DataError, match=r"data.train.sizes: asks for 26 examples .* has only 25"):
+        make_subsets(data=data | {"train": {"split": None, "sizes": [26], "seed": 123}})
+
+
+def test_train_duplicate_of_an_eval_input_is_dropped(tmp_path: Path) -> None:
+    eval_file = write_rows(tmp_path / "eval.jsonl", rows("eval", 3))
+    duplicate = {"input": "  EVAL text   number 1. ", "reference": "anything"}
+    train_file = write_rows(tmp_path / "train.jsonl", rows("train", 10) + [duplicate])
+    data = config("local", local={"train_file": str(train_file), "eval_file": str(eval_file)},
+                  train={"sizes": [10]}, eval={"size": 3})
+    subsets = make_subsets(data=data)
+    assert subsets.meta["train"]["dropped_overlapping_eval"] == 1
+    assert "train.jsonl:11" not in {t.id for t in subsets.train[10]}
+    assert_disjoint(subsets.eval, subsets.train[10])
+
+
+def test_too_large_sizes_name_the_key_and_the_counts() -> None:
+    with pytest.raises(DataError, match=r"data.train.sizes: asks for 101 examples .* has only 100"):
+        make_subsets(data=config("aclsum", train={"sizes": [10, 101]}))
+    with pytest.raises(DataError, match=r"data.eval.size: asks for 101 examples .* has only 100"):
+        make_subsets(data=config("aclsum", eval={"size": 101}))
+    with pytest.raises(DataError, match=r"data.train.sizes is empty"):
+        make_subsets(data=config("aclsum", train={"sizes": []}))
+
+
+# --- local files ------------------------------------------------------------------
+
+
+def test_local_reads_json_arrays_and_jsonl_with_id_field(tmp_path: Path) -> None:
+    named = [{"key": f"k{i}", "doc": f"doc {i}", "sum": f"s {i}"} for i in range(4)]
+    array = write_rows(tmp_path / "train.json", named, as_array=True)
+    lines = write_rows(tmp_path / "eval.json", named[:2])  # JSONL despite the extension
+    data = config("local", local={"train_file": str(array), "eval_file": str(lines), "id_field": "key",
+                                  "input_field": "doc", "reference_field": "sum"})
+    assert load_split(data=data, split="train") == [Example(f"k{i}", f"doc {i}", f"s {i}") for i in range(4)]
+    assert [e.id for e in load_split(data=data, split="eval")] == ["k0", "k1"]
+
+
+@pytest.mark.parametrize(("content", "local", "message"), [
+    (None, {}, r"missing\.jsonl: no such file \(data.local.train_file\)"),
+    ('{"input": "a", "reference": "b"}\n{"input": "a",\n', {}, r"bad\.jsonl:2: not valid JSON"),
+    ('[{"input": "a", "reference": "b"},\n {"input": }]', {}, r"bad\.jsonl:2: not valid JSON"),
+    ('{"input": "a", "reference": "b"}\n{"text": "a", "reference": "b"}\n', {},
+     r"bad\.jsonl: row 2: no field 'input' \(data.local.input_field\)"),
+    ('{"doc": "a", "reference": "b"}\n', {"input_field": "doc", "reference_field": "summary"},
+     r"bad\.jsonl: row 1: no field 'summary' \(data.local.reference_field\)"),
+    ('{"input": "  ", "reference": "b"}\n', {}, r"bad\.jsonl: row 1: field 'input' is empty"),
+    ('{"input": "a", "reference": ""}\n', {}, r"bad\.jsonl: row 1: field 'reference' is empty"),
+    ('{"input": "a", "reference": "b"}\n', {"id_field": "uid"},
+     r"bad\.jsonl: row 1: no field 'uid' \(data.local.id_field\)"),
+    ('["a", "b"]', {}, r"bad\.jsonl: row 1: not a JSON object"),
+])
+def test_local_file_errors_name_the_file_row_and_field(
+        tmp_path: Path, content: str | None, local: dict[str, Any], message: str) -> None:
+    path = tmp_path / ("missing.jsonl" if content is None else "bad.jsonl")
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    data = config("local", local={"train_file": str(path), "eval_file": str(path), **local})
+    with pytest.raises(DataError, match=message):
+        load_split(data=data, split="train")
+
+
+def test_local_unset_file_names_the_key() -> None:
+    with pytest.raises(DataError, match="data.local.eval_file is not set"):
+        load_split(data=config("local"), split="eval")
+
+
+def test_read_examples_names_file_of_incomplete_rows(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "eval.jsonl", [{"id": "1", "input": "x"}])
+    with pytest.raises(DataError, match=r"eval\.jsonl: example 1 has no reference"):
+        read_examples(path)
+
+
+# --- cnn_dailymail through `datasets`, from a folder in the hub repo's layout ------
+
+README = """---
+configs:
+- config_name: 3.0.0
+  data_files:
+  - split: train
+    path: 3.0.0/train-*
+  - split: validation
+    path: 3.0.0/validation-*
+  - split: test
+    path: 3.0.0/test-*
+---
+# cnn_dailymail (test copy)
+"""
+
+
+def cnn_rows(split: str, n: int) -> dict[str, list[str]]:
+    return {"article": [f"({split}) Article {i} about something." for i in range(n)],
+            "highlights": [f"Highlight {i} of {split}." for i in range(n)],
+            "id": [hashlib.sha1(f"{split}{i}".encode()).hexdigest() for i in range(n)]}
+
+
+@pytest.fixture
+def hub_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local copy of abisee/cnn_dailymail's layout, read strictly offline."""
+    import datasets
+    import pandas as pd
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # `datasets` reads these at import time, which may already have happened.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    folder = tmp_path / "cnn_dailymail"
+    (folder / "3.0.0").mkdir(parents=True)
+    (folder / "README.md").write_text(README, encoding="utf-8")
+    for split, n in (("train", 150), ("validation", 40), ("test", 5)):
+        pd.DataFrame(cnn_rows(split, n)).to_parquet(folder / "3.0.0" / f"{split}-00000-of-00001.parquet")
+    return folder
+
+
+def test_cnn_dailymail_loads_the_hub_layout_with_load_dataset(hub_folder: Path) -> None:
+    data = config("cnn_dailymail", hub_path=str(hub_folder))
+    for split, n in (("train", 150), ("validation", 40), ("test", 5)):
+        examples = load_split(data=data, split=split)
+        expected = cnn_rows(split, n)
+        assert [(e.id, e.input, e.reference) for e in examples] == list(
+            zip(expected["id"], expected["article"], expected["highlights"]))
+
+
+def test_cnn_dailymail_subsets_equal_dataset_shuffle_select(hub_folder: Path) -> None:
+    from datasets import Dataset
+
+    subsets = make_subsets(data=config("cnn_dailymail", hub_path=str(hub_folder), train={"sizes": [10, 100]}))
+    # The hand-run study: ds.shuffle(seed=...).select(range(n)) on an in-memory Dataset.
+    validation, train = Dataset.from_dict(cnn_rows("validation", 40)), Dataset.from_dict(cnn_rows("train", 150))
+    assert [e.id for e in subsets.eval] == validation.shuffle(seed=42).select(range(20))["id"]
+    assert [e.id for e in subsets.train[100]] == train.shuffle(seed=123).select(range(100))["id"]
+    assert [e.id for e in subsets.train[10]] == train.shuffle(seed=123).select(range(10))["id"]
+    assert subsets.meta["source"]["eval"] == f"{hub_folder} (config 3.0.0)"
+
+
+def test_cnn_dailymail_unreachable_source_names_hub_path(hub_folder: Path) -> None:
+    data = config("cnn_dailymail", hub_path=str(hub_folder / "nowhere"), hub_config="3.0.0")
+    with pytest.raises(DataError, match=r"data.hub_path .*nowhere.*split 'train'"):
+        load_split(data=data, split="train")
