@@ -4,11 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lora_study.config import ConfigError, dataset_name, model_name, validate_config
+from lora_study.config import ConfigError, canonical, dataset_name, model_name, validate_config
 
 try:
-    config = validate_config(
-        config, source=", ".join(map(str, workflow.configfiles)) or "the configuration", base_dir="."
+    # Keys sorted so that rule params (and so reruns) do not depend on key order in the file.
+    config = canonical(
+        validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "the configuration")
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,24 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
     tokenizer.save_pretrained(folder)
     write_json(folder / MANIFEST, {"source": "test", "kind": "local", "weights": "."})
     return folder
+
+
+def run_snakemake(workdir: Path, *args: str, configfile: Path = REPO / "configs" / "tiny.yaml", timeout: int = 900) -> str:
+    """Run the real workflow (this repository's Snakefile) in `workdir`; return its output."""
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(configfile), *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output[-6000:]}")
+    return output
+
+
+@pytest.fixture(scope="session")
+def workflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole workflow, run once on the tiny config with the real SmolLM2 model."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    run_snakemake(workdir, "--cores", "2", "report.html")
+    return workdir

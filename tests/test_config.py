@@ -122,3 +122,12 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path, key: str, v
     output = result.stdout + result.stderr
     assert message in output and str(bad) in output
     assert "Job stats" not in output  # failed while parsing: no job was planned, none ran
+
+
+def test_canonical_sorts_keys_recursively_and_keeps_values() -> None:
+    from lora_study.config import canonical
+
+    value = {"b": {"y": 1, "x": [{"d": 2, "c": 3}]}, "a": None}
+    result = canonical(value)
+    assert list(result) == ["a", "b"] and list(result["b"]) == ["x", "y"] and list(result["b"]["x"][0]) == ["c", "d"]
+    assert result == value

