@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 
 from lora_study.io import read_json, read_jsonl
 from lora_study.logs import logged_job
 from lora_study.modeling import MANIFEST
-from lora_study.report import build_report, load_variant
+from lora_study.report import build_report, foundation_sections, load_variant
 
 with logged_job(snakemake.log[0]):  # noqa: F821
     inputs = snakemake.input  # noqa: F821
@@ -18,11 +18,11 @@ with logged_job(snakemake.log[0]):  # noqa: F821
             snakemake.params.variants, inputs.rouge, inputs.predictions, inputs.generation  # noqa: F821
         )
     ]
-    build_report(
+    sections = foundation_sections(
         config=snakemake.params.config,  # noqa: F821
         manifest=read_json(Path(inputs.model) / MANIFEST),
         subsets=read_json(inputs.subsets),
         variants=variants,
         eval_examples=read_jsonl(inputs.eval),
-        out_path=snakemake.output[0],  # noqa: F821
     )
+    build_report(sections=sections, variants=variants, out_path=snakemake.output[0])  # noqa: F821

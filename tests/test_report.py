@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO
 from lora_study.config import validate_config
-from lora_study.report import VariantResult, build_report
+from lora_study.report import VariantResult, build_report, foundation_sections
 from lora_study.rouge import mean_scores, score_examples
 
 EVIL = '<script>alert("x")</script> & more'
@@ -38,14 +38,15 @@ def make_report(tmp_path: Path) -> tuple[str, dict]:
         "meta": {"device_name": "cpu", "dtype": "float32", "created_at": "2026-01-01T00:00:00+00:00",
                  "platform": "linux", "versions": {"torch": "2.13.0"}},
     }
-    build_report(
+    variants = [VariantResult(name="base", rouge=rouge, predictions=predictions, generation=generation)]
+    sections = foundation_sections(
         config=config,
         manifest={"source": "embedded", "architecture": "LlamaForCausalLM", "parameters": 1000, "checks": {"rope_theta": 1e5}},
         subsets={"dataset": "aclsum"},
-        variants=[VariantResult(name="base", rouge=rouge, predictions=predictions, generation=generation)],
+        variants=variants,
         eval_examples=[{"id": "ex<1>", "input": "An <b>abstract</b>.", "reference": "The reference."}],
-        out_path=tmp_path / "report.html",
     )
+    build_report(sections=sections, variants=variants, out_path=tmp_path / "report.html")
     return (tmp_path / "report.html").read_text(), rouge
 
 
@@ -55,12 +56,15 @@ def test_model_and_data_text_is_escaped(tmp_path: Path) -> None:
     assert "An &lt;b&gt;abstract&lt;/b&gt;." in page and "ex&lt;1&gt;" in page
     collector = Collector()
     collector.feed(page)
-    assert "script" not in collector.tags and "b" not in collector.tags[collector.tags.index("body"):] or True
+    assert "script" not in collector.tags
+    assert "<b>abstract</b>" not in page
 
 
 def test_page_is_self_contained_and_numbers_come_from_the_files(tmp_path: Path) -> None:
     page, rouge = make_report(tmp_path)
     collector = Collector()
     collector.feed(page)
-    assert collector.sources == []  # no external scripts, styles, images or links
+    external = [source for source in collector.sources if not source.startswith("#")]
+    assert external == []  # no external scripts, styles, images or links: it opens offline
+    assert "#quality" in collector.sources and "#provenance" in collector.sources
     assert f'{rouge["metrics"]["mean"]["rougeL"]["fmeasure"]:.4f}' in page

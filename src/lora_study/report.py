@@ -53,53 +53,61 @@ def load_variant(*, name: str, rouge_path: str | Path, predictions_path: str | P
     )
 
 
-def build_report(
+@dataclass(frozen=True)
+class Section:
+    """One titled part of the page; stages contribute sections built from their files."""
+
+    anchor: str
+    title: str
+    body: str
+
+
+def foundation_sections(
     *,
     config: Mapping[str, Any],
     manifest: Mapping[str, Any],
     subsets: Mapping[str, Any],
     variants: Sequence[VariantResult],
     eval_examples: Sequence[Mapping[str, Any]],
-    out_path: str | Path,
-) -> None:
-    """Write report.html from the loaded results."""
-    sections = [
-        _section("Configuration", _config_summary(config)),
-        _section("Model", _model_section(manifest)),
-        _section("Data", _data_section(subsets)),
-        _section("Quality: ROUGE (F-measure, mean over evaluation examples)", _rouge_table(variants)),
-        _section("Generation", _generation_table(variants)),
-        _section("Example predictions", _examples(config, variants, eval_examples)),
-        _section("Provenance", _provenance(variants)),
+) -> list[Section]:
+    """Configuration, model, data, ROUGE, generation and example predictions."""
+    return [
+        Section("configuration", "Configuration", _config_summary(config)),
+        Section("model", "Model", _model_section(manifest)),
+        Section("data", "Data", _data_section(subsets)),
+        Section("quality", "Quality: ROUGE (F-measure, mean over evaluation examples)", _rouge_table(variants)),
+        Section("generation", "Generation", _generation_table(variants)),
+        Section("example-predictions", "Example predictions", _examples(config, variants, eval_examples)),
     ]
+
+
+def build_report(*, sections: Sequence[Section], variants: Sequence[VariantResult], out_path: str | Path) -> None:
+    """Write report.html: the given sections, then provenance."""
+    sections = [*sections, Section("provenance", "Provenance", _provenance(variants))]
     title = "lora-study report"
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    contents = "".join(f'<li><a href="#{escape(s.anchor)}">{escape(s.title)}</a></li>' for s in sections)
+    body = "".join(f'<section id="{escape(s.anchor)}"><h2>{escape(s.title)}</h2>{s.body}</section>' for s in sections)
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{CSS}</style></head><body>"
         f"<h1>{title}</h1><p class=muted>Built {created} from the files under results/.</p>"
-        + "".join(sections)
-        + "</body></html>\n"
+        f"<nav><ol>{contents}</ol></nav>{body}</body></html>\n"
     )
     atomic_write_text(out_path, page)
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _section(title: str, body: str) -> str:
-    anchor = title.split(":")[0].lower().replace(" ", "-")
-    return f'<section id="{_e(anchor)}"><h2>{_e(title)}</h2>{body}</section>'
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="num">{_e(cell)}</td>' if index >= numeric_from else f"<td>{_e(cell)}</td>"
+            f'<td class="num">{escape(cell)}</td>' if index >= numeric_from else f"<td>{escape(cell)}</td>"
             for index, cell in enumerate(row)
         )
         + "</tr>"
@@ -121,8 +129,8 @@ def _config_summary(config: Mapping[str, Any]) -> str:
         ("decoding", "greedy" if generation["greedy"] else f'sampling (T={generation["temperature"]}, top-p={generation["top_p"]})'),
         ("max new tokens", generation["max_new_tokens"]),
     ]
-    full = _e(yaml.safe_dump(dict(config), sort_keys=False))
-    return _table(["setting", "value"], rows, numeric_from=99) + f"<details><summary>Full configuration</summary><pre>{full}</pre></details>"
+    full = escape(yaml.safe_dump(dict(config), sort_keys=False))
+    return table(["setting", "value"], rows, numeric_from=99) + f"<details><summary>Full configuration</summary><pre>{full}</pre></details>"
 
 
 def _model_section(manifest: Mapping[str, Any]) -> str:
@@ -130,13 +138,13 @@ def _model_section(manifest: Mapping[str, Any]) -> str:
     if "parameters" in manifest:
         rows.append(("parameters", f'{manifest["parameters"]:,}'))
     rows += [(f"check: {key}", value) for key, value in manifest.get("checks", {}).items()]
-    note = f"<p>{_e(manifest['note'])}</p>" if manifest.get("note") else ""
-    return _table(["", ""], rows, numeric_from=99) + note
+    note = f"<p>{escape(manifest['note'])}</p>" if manifest.get("note") else ""
+    return table(["", ""], rows, numeric_from=99) + note
 
 
 def _data_section(subsets: Mapping[str, Any]) -> str:
     rows = [(key, value if not isinstance(value, (dict, list)) else yaml.safe_dump(value, sort_keys=False).strip()) for key, value in subsets.items()]
-    return _table(["", ""], rows, numeric_from=99)
+    return table(["", ""], rows, numeric_from=99)
 
 
 def _rouge_table(variants: Sequence[VariantResult]) -> str:
@@ -145,7 +153,7 @@ def _rouge_table(variants: Sequence[VariantResult]) -> str:
         [v.name, v.rouge["run"]["examples"]] + [f'{v.rouge["metrics"]["mean"][kind]["fmeasure"]:.4f}' for kind in ROUGE_TYPES]
         for v in variants
     ]
-    return _table(header, rows) + "<p class=muted>ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?</p>"
+    return table(header, rows) + "<p class=muted>ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?</p>"
 
 
 def _generation_table(variants: Sequence[VariantResult]) -> str:
@@ -166,7 +174,7 @@ def _generation_table(variants: Sequence[VariantResult]) -> str:
                 f'{metrics["stopped_naturally"]} / {v.generation["run"]["examples"]}',
             ]
         )
-    return _table(header, rows, numeric_from=3)
+    return table(header, rows, numeric_from=3)
 
 
 def _examples(config: Mapping[str, Any], variants: Sequence[VariantResult], eval_examples: Sequence[Mapping[str, Any]]) -> str:
@@ -177,11 +185,11 @@ def _examples(config: Mapping[str, Any], variants: Sequence[VariantResult], eval
         example_id = eval_examples[example_index]["id"]
         text = inputs[example_id]
         preview = text if len(text) <= INPUT_PREVIEW_CHARS else text[:INPUT_PREVIEW_CHARS] + " …"
-        cells = [f"<td><b>input</b>\n{_e(preview)}</td>", f"<td><b>reference</b>\n{_e(eval_examples[example_index]['reference'])}</td>"]
+        cells = [f"<td><b>input</b>\n{escape(preview)}</td>", f"<td><b>reference</b>\n{escape(eval_examples[example_index]['reference'])}</td>"]
         for v in variants:
             prediction = next(row["prediction"] for row in v.predictions if row["id"] == example_id)
-            cells.append(f"<td><b>{_e(v.name)}</b>\n{_e(prediction) or '<i>(empty)</i>'}</td>")
-        blocks.append(f'<h3>{_e(example_id)}</h3><table class="example"><tr>{"".join(cells)}</tr></table>')
+            cells.append(f"<td><b>{escape(v.name)}</b>\n{escape(prediction) or '<i>(empty)</i>'}</td>")
+        blocks.append(f'<h3>{escape(example_id)}</h3><table class="example"><tr>{"".join(cells)}</tr></table>')
     return "".join(blocks) or "<p>No examples requested (report.examples = 0).</p>"
 
 
@@ -193,4 +201,4 @@ def _provenance(variants: Sequence[VariantResult]) -> str:
     versions = variants[0].generation["meta"]["versions"] if variants else package_versions()
     rows += [(name, version) for name, version in versions.items()]
     rows.append(("report built with", ", ".join(f"{k} {v}" for k, v in package_versions().items() if v)))
-    return _table(["", ""], rows, numeric_from=99)
+    return table(["", ""], rows, numeric_from=99)
