@@ -68,3 +68,19 @@ def test_page_is_self_contained_and_numbers_come_from_the_files(tmp_path: Path) 
     assert external == []  # no external scripts, styles, images or links: it opens offline
     assert "#quality" in collector.sources and "#provenance" in collector.sources
     assert f'{rouge["metrics"]["mean"]["rougeL"]["fmeasure"]:.4f}' in page
+
+
+def test_figures_are_inline_svg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lora_study.report import figure_svg
+
+    figure, axes = plt.subplots()
+    axes.scatter([1, 2], [3, 4])
+    axes.set_title("latency <vs> quality")
+    markup = figure_svg(figure)
+    assert markup.startswith("<figure><svg") and markup.endswith("</svg>\n</figure>")
+    assert "<?xml" not in markup and "latency &lt;vs&gt; quality" in markup

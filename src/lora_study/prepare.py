@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lora_study.config import model_kind
-from lora_study.io import current_umask, write_json
+from lora_study.io import atomic_directory, write_json
 from lora_study.modeling import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -181,19 +178,9 @@ def _describe_folder(folder: Path, *, source: str, kind: str) -> dict[str, Any]:
     }
 
 
-def _write_atomically(out_dir: Path, build: Any) -> dict[str, Any]:
-    """Build into a temporary sibling folder, then rename it into place: a failed
-    preparation never leaves a half-written model folder that looks complete."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+def _write_atomically(out_dir: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Build the folder and its manifest in one atomic step (see io.atomic_directory)."""
+    with atomic_directory(out_dir) as tmp:
         manifest = build(tmp)
         write_json(tmp / MANIFEST, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest

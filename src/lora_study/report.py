@@ -31,6 +31,7 @@ table{border-collapse:collapse;margin:.6rem 0}th,td{border:1px solid #ccc;paddin
 th{background:#f3f3f5;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#666;font-size:.9rem}pre{background:#f6f6f8;padding:.8rem;overflow-x:auto;font-size:.85rem}
 .example td{width:33%;font-size:.9rem;white-space:pre-wrap}
+figure{margin:.6rem 0}figure svg{max-width:100%;height:auto}
 """
 
 
@@ -202,3 +203,16 @@ def _provenance(variants: Sequence[VariantResult]) -> str:
     rows += [(name, version) for name, version in versions.items()]
     rows.append(("report built with", ", ".join(f"{k} {v}" for k, v in package_versions().items() if v)))
     return table(["", ""], rows, numeric_from=99)
+
+
+def figure_svg(figure: Any) -> str:
+    """A matplotlib figure as inline SVG markup (the page stays one offline file), closed after."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    buffer = _io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return f'<figure>{svg[svg.index("<svg"):]}</figure>'
