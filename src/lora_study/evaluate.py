@@ -16,7 +16,7 @@ from typing import Any
 from lora_study.data import read_examples
 from lora_study.generation import generate
 from lora_study.io import read_jsonl, write_json, write_jsonl
-from lora_study.modeling import dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype
+from lora_study.modeling import ModelLoader, base_loader, load_tokenizer
 from lora_study.provenance import meta_info
 from lora_study.prompts import PromptBuilder
 from lora_study.rouge import mean_scores, score_examples
@@ -32,15 +32,20 @@ def predict(
     predictions_path: str | Path,
     info_path: str | Path,
     variant: str = "base",
+    load: ModelLoader | None = None,
 ) -> None:
-    """Generate a prediction for every eval example with the prepared base model."""
-    device = resolve_device(config["model"]["device"])
-    dtype = resolve_dtype(config["model"]["dtype"], device=device)
+    """Generate a prediction for every eval example.
+
+    `load` gives the model (quantised, with an adapter, ...); None loads the prepared base
+    model as `config["model"]` asks. Tokenizer and prompts always come from `model_dir`.
+    """
+    load = load or base_loader(model_dir=model_dir, model=config["model"])
     started = time.perf_counter()
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir=model_dir, device=device, dtype=dtype)
+    loaded = load()
+    model = loaded.model
     load_seconds = time.perf_counter() - started
-    log.info("loaded %s on %s as %s in %.1f s", model_dir, device, dtype_name(dtype), load_seconds)
+    log.info("loaded %s on %s as %s in %.1f s", model_dir, loaded.device, loaded.dtype, load_seconds)
 
     examples = read_examples(eval_path)
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
@@ -89,7 +94,7 @@ def predict(
                 "truncated_inputs": sum(p.truncated for p in prompts),
                 "stopped_naturally": sum(g.stopped for g in generations),
             },
-            "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
+            "meta": {**meta_info(device=loaded.device), "dtype": loaded.dtype, "model": dict(loaded.details)},
         },
     )
 

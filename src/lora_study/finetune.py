@@ -1,0 +1,167 @@
+"""One training job: a fresh base, one variant, its artefacts and train.json.
+
+LoRA-family variants save a PEFT adapter folder (adapter_config.json +
+adapter_model.safetensors) that `PeftModel.from_pretrained` loads on the prepared base;
+full fine-tuning saves a complete model folder. Beside it: train.json (what ran, how
+fast, how much memory, the final loss) and loss.csv (one row per optimizer step).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from lora_study.adapters import VariantSpec, attach_adapter, count_parameters
+from lora_study.data import read_examples
+from lora_study.flops import matmul_peak_gflops
+from lora_study.io import atomic_directory, write_json
+from lora_study.modeling import (
+    LoadedModel,
+    ModelLoader,
+    dtype_name,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    weights_dir,
+)
+from lora_study.prompts import PromptBuilder
+from lora_study.provenance import meta_info
+from lora_study.training import StepRecord, make_item, peak_memory_bytes, seed_everything, train_loop, write_loss_csv
+
+log = logging.getLogger(__name__)
+
+
+def load_base_for(*, spec: VariantSpec, model_dir: str | Path, device: str, dtype: torch.dtype) -> Any:
+    """A freshly loaded base model for `spec`: 4-bit NF4 weights for QLoRA, else `dtype`."""
+    if spec.kind != "qlora":
+        return load_model(model_dir=model_dir, device=device, dtype=dtype)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        weights_dir(model_dir), quantization_config=quantization, dtype=dtype, device_map={"": device}
+    )
+    return model.eval()
+
+
+def train_variant(
+    *,
+    spec: VariantSpec,
+    model_dir: str | Path,
+    train_path: str | Path,
+    config: Mapping[str, Any],
+    weights_out: str | Path,
+    train_json: str | Path,
+    loss_csv: str | Path,
+) -> dict[str, Any]:
+    """Train `spec` on the examples in `train_path` and write its artefacts."""
+    settings = config["training"]
+    device = resolve_device(config["model"]["device"])
+    # The configured dtype is the compute dtype. Trained weights stay float32: PEFT keeps
+    # adapter weights float32 on a 16-bit base, and full fine-tuning loads float32 master
+    # weights and computes under autocast (AdamW on 16-bit weights loses small updates).
+    dtype = resolve_dtype(config["model"]["dtype"], device=device)
+    seed_everything(spec.seed)
+    tokenizer = load_tokenizer(model_dir)
+    load_dtype = torch.float32 if spec.kind == "fft" else dtype
+    model = load_base_for(spec=spec, model_dir=model_dir, device=device, dtype=load_dtype)
+    if spec.is_lora:
+        model = attach_adapter(model=model, spec=spec)
+    trainable, total = count_parameters(model)
+    log.info("%s: %d trainable of %d parameters (%.3f%%)", spec.name, trainable, total, 100 * trainable / total)
+
+    builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
+    examples = read_examples(train_path)
+    items = [
+        make_item(builder=builder, tokenizer=tokenizer, example=example, max_target_tokens=settings["max_target_tokens"])
+        for example in examples
+    ]
+
+    def progress(record: StepRecord) -> None:
+        log.info(
+            "step %d (epoch %d): loss %.4f, lr %.2e, %d tokens in %.1f s",
+            record.step, record.epoch, record.loss, record.learning_rate, record.tokens, record.seconds,
+        )
+
+    peak_gflops = matmul_peak_gflops(device=device, dtype=dtype)
+    started = time.perf_counter()
+    records = train_loop(
+        model=model,
+        items=items,
+        settings=settings,
+        learning_rate=spec.learning_rate,
+        seed=spec.seed,
+        pad_id=tokenizer.pad_token_id,
+        device=device,
+        compute_dtype=dtype,
+        on_step=progress,
+    )
+    train_seconds = time.perf_counter() - started
+
+    weights_out = Path(weights_out)
+    with atomic_directory(weights_out) as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        if not spec.is_lora:
+            tokenizer.save_pretrained(folder)
+    write_loss_csv(loss_csv, records)
+    tokens = sum(r.tokens for r in records)
+    result = {
+        "run": {
+            "variant": spec.to_dict(),
+            "train_file": str(train_path),
+            "examples": len(items),
+            "config": {key: config[key] for key in ("model", "prompt", "training")},
+        },
+        "metrics": {
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "trainable_percent": 100 * trainable / total,
+            "artefact_bytes": sum(f.stat().st_size for f in weights_out.rglob("*") if f.is_file()),
+            "train_seconds": train_seconds,
+            "steps": len(records),
+            "tokens": tokens,
+            "target_tokens": sum(r.target_tokens for r in records),
+            "tokens_per_second": tokens / train_seconds,
+            "achieved_gflops": sum(r.flops for r in records) / train_seconds / 1e9,
+            "matmul_peak_gflops": peak_gflops,
+            "final_loss": records[-1].loss if records else None,
+            "truncated_prompts": sum(item.prompt_truncated for item in items),
+            **peak_memory_bytes(device),
+        },
+        "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
+    }
+    write_json(train_json, result)
+    return result
+
+
+def variant_loader(*, spec: VariantSpec, model_dir: str | Path, weights: str | Path, model: Mapping[str, Any]) -> ModelLoader:
+    """Loads a trained variant for evaluation: a fresh base with the saved PEFT adapter
+    (kept unmerged, as trained; a QLoRA base stays 4-bit), or the saved FFT model."""
+
+    def load() -> LoadedModel:
+        device = resolve_device(model["device"])
+        dtype = resolve_dtype(model["dtype"], device=device)
+        if spec.is_lora:
+            base = load_base_for(spec=spec, model_dir=model_dir, device=device, dtype=dtype)
+            loaded = PeftModel.from_pretrained(base, weights).eval()
+        else:
+            loaded = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype).to(device).eval()
+        return LoadedModel(
+            model=loaded,
+            device=device,
+            dtype="nf4" if spec.kind == "qlora" else dtype_name(dtype),
+            details={"variant": spec.to_dict(), "weights": str(weights)},
+        )
+
+    return load

@@ -1,0 +1,104 @@
+"""Report sections of the training stage: the variant table, parameter counts, loss curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lora_study.io import read_json
+from lora_study.report import Section, VariantResult, figure_svg, table
+from lora_study.training import read_loss_csv
+
+
+@dataclass(frozen=True)
+class TrainedResult:
+    name: str
+    train: Mapping[str, Any]  # train.json
+    loss: Sequence[Mapping[str, float]]  # loss.csv rows
+
+
+def load_trained(*, name: str, train_json: str | Path, loss_csv: str | Path) -> TrainedResult:
+    return TrainedResult(name=name, train=read_json(train_json), loss=read_loss_csv(loss_csv))
+
+
+def training_sections(
+    *, trained: Sequence[TrainedResult], variants: Sequence[VariantResult], parameter_counts: Mapping[str, Any]
+) -> list[Section]:
+    sections = []
+    if trained:
+        sections.append(Section("adapters", "Trained variants", _variant_table(trained, variants)))
+        sections.append(Section("loss-curves", "Training loss", _loss_curves(trained)))
+    sections.append(Section("parameter-counts", "Trainable parameters by rank and targets", _parameter_table(parameter_counts)))
+    return sections
+
+
+def _variant_table(trained: Sequence[TrainedResult], variants: Sequence[VariantResult]) -> str:
+    rouge = {v.name: v.rouge["metrics"]["mean"] for v in variants}
+    header = [
+        "variant", "ROUGE-1", "ROUGE-2", "ROUGE-L", "trainable params", "% of total", "artefact MB",
+        "train s", "tokens/s", "GFLOP/s", "peak RSS GB", "steps", "final loss",
+    ]
+    rows = []
+    for result in trained:
+        metrics = result.train["metrics"]
+        scores = rouge.get(result.name, {})
+        rows.append(
+            [
+                result.name,
+                *(f'{scores[k]["fmeasure"]:.4f}' if k in scores else "-" for k in ("rouge1", "rouge2", "rougeL")),
+                f'{metrics["trainable_parameters"]:,}',
+                f'{metrics["trainable_percent"]:.3f}',
+                f'{metrics["artefact_bytes"] / 1e6:.1f}',
+                f'{metrics["train_seconds"]:.0f}',
+                f'{metrics["tokens_per_second"]:.0f}',
+                f'{metrics["achieved_gflops"]:.1f}',
+                f'{metrics["peak_rss_bytes"] / 1e9:.2f}',
+                metrics["steps"],
+                f'{metrics["final_loss"]:.3f}' if metrics["final_loss"] is not None else "-",
+            ]
+        )
+    note = (
+        "<p class=muted>ROUGE: F-measure, mean over the evaluation examples. Loss: mean cross-entropy per "
+        "reference token of the last optimizer step (prompt and padding masked). GFLOP/s: executed "
+        "forward + backward matrix-product FLOPs per second (see src/lora_study/flops.py).</p>"
+    )
+    return table(header, rows) + note
+
+
+def _loss_curves(trained: Sequence[TrainedResult]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame(
+        [{"variant": result.name, "step": row["step"], "loss": row["loss"]} for result in trained for row in result.loss]
+    )
+    figure, axes = plt.subplots(figsize=(8, 4))
+    sns.lineplot(data=frame, x="step", y="loss", hue="variant", marker="o", ax=axes)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss per reference token")
+    axes.set_title("Training loss")
+    return figure_svg(figure)
+
+
+def _parameter_table(parameter_counts: Mapping[str, Any]) -> str:
+    header = ["targets", "rank", "trainable params", "% of total", "adapter MB (fp32)"]
+    rows = [
+        [
+            row["targets"],
+            row["rank"],
+            f'{row["trainable_parameters"]:,}',
+            f'{row["trainable_percent"]:.3f}',
+            f'{row["adapter_megabytes_fp32"]:.2f}',
+        ]
+        for row in parameter_counts["rows"]
+    ]
+    return table(header, rows) + (
+        "<p class=muted>LoRA adds r x (d_in + d_out) parameters per targeted linear layer; "
+        "counted on the model's own shapes, without training.</p>"
+    )

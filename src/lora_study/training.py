@@ -1,0 +1,239 @@
+"""Training, done the way a careful researcher would, in a lean loop of our own.
+
+- Every job starts from a freshly loaded base model (`adapters.attach_adapter` refuses a
+  model that already carries an adapter).
+- The prompt is built by the same `PromptBuilder` as evaluation; the loss covers the
+  reference tokens (and the end-of-turn marker) only: prompt and padding are masked.
+- No compute on padding: examples are bucketed by length into batches, so a batch pads
+  to its own longest example; batch order is shuffled with the seed.
+- No vocabulary projection for prompt positions: the output head runs only on the
+  positions whose next token is a target (on SmolLM2, the 49k-word head costs as much
+  as the 30 transformer blocks per position).
+- Seeded: the same seed gives identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerBase, get_scheduler
+
+from lora_study.data import Example
+from lora_study.flops import linear_costs, step_flops
+from lora_study.prompts import PromptBuilder
+
+log = logging.getLogger(__name__)
+IGNORE = -100  # label of positions that carry no loss
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on prompt positions
+    prompt_truncated: bool = False
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    epoch: int
+    loss: float  # mean cross-entropy per target token over the optimizer step
+    learning_rate: float
+    tokens: int  # non-padding tokens processed
+    target_tokens: int
+    seconds: float
+    flops: float  # forward + backward FLOPs executed (see flops.py)
+
+
+def make_item(*, builder: PromptBuilder, tokenizer: PreTrainedTokenizerBase, example: Example, max_target_tokens: int) -> TrainItem:
+    """Prompt ids (masked) followed by the completion ids (the reference and end marker)."""
+    prompt = builder.build(example.input)
+    completion = tokenizer(builder.completion_text(example.reference), add_special_tokens=False).input_ids
+    completion = completion[:max_target_tokens]
+    return TrainItem(
+        input_ids=prompt.input_ids + completion,
+        labels=[IGNORE] * len(prompt.input_ids) + completion,
+        prompt_truncated=prompt.truncated,
+    )
+
+
+def length_bucketed_batches(*, lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, batches in a seeded random order.
+    Sorting with a seeded random tie-break keeps equal-length examples from always
+    sharing a batch in file order."""
+    rng = random.Random(seed)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(items: Sequence[TrainItem], *, pad_id: int, device: str) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids, attention_mask and labels (padding labelled IGNORE)."""
+    width = max(len(item.input_ids) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
+        labels[row, : len(item.labels)] = torch.tensor(item.labels)
+        mask[row, : len(item.input_ids)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def target_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed next-token cross-entropy over target positions, projecting to the
+    vocabulary only there. Falls back to the model's full logits for architectures whose
+    head does more than a linear map (e.g. logit soft-capping)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = batch["labels"][:, 1:]
+    selected = labels != IGNORE
+    head = base.get_output_embeddings()
+    plain_head = head is not None and not any(
+        getattr(base.config, name, None) for name in ("final_logit_softcapping", "logit_scale")
+    )
+    if plain_head:
+        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = head(hidden[:, :-1][selected])
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][selected]
+    return F.cross_entropy(logits.float(), labels[selected], reduction="sum")
+
+
+def accumulate_gradients(
+    *,
+    model: Any,
+    window: Sequence[Sequence[TrainItem]],
+    pad_id: int,
+    device: str,
+    compute_dtype: torch.dtype = torch.float32,
+    scaler: torch.amp.GradScaler | None = None,
+) -> float:
+    """Backward over every batch of an accumulation window, each batch's summed loss
+    divided by the window's target-token count: the gradients equal those of the whole
+    window as one batch. Returns the window's mean loss per target token."""
+    window_targets = sum(item.target_tokens for batch in window for item in batch)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    total = 0.0
+    for batch_items in window:
+        batch = collate(batch_items, pad_id=pad_id, device=device)
+        with torch.autocast(device_type=device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+            loss = target_loss_sum(model, batch) / window_targets
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += loss.item()
+    return total
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_memory_bytes(device: str) -> dict[str, int]:
+    """Peak resident memory of this process (and peak CUDA memory on a GPU)."""
+    peaks = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if device.startswith("cuda"):
+        peaks["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+    return peaks
+
+
+def train_loop(
+    *,
+    model: Any,
+    items: Sequence[TrainItem],
+    settings: dict[str, Any],
+    learning_rate: float,
+    seed: int,
+    pad_id: int,
+    device: str,
+    compute_dtype: torch.dtype = torch.float32,
+    on_step: Callable[[StepRecord], None] = lambda record: None,
+) -> list[StepRecord]:
+    """Optimise the model's trainable parameters on `items`; return one record per step.
+
+    The loss of an optimizer step is the mean over every target token in its
+    accumulation window, so gradient accumulation equals one big batch exactly.
+    With a 16-bit `compute_dtype` (GPU), matrix products run under autocast while the
+    trainable weights stay float32, and float16 losses are scaled against underflow.
+    """
+    batch_size, accumulation = settings["batch_size"], settings["grad_accumulation"]
+    epochs = settings["epochs"]
+    windows_per_epoch = math.ceil(math.ceil(len(items) / batch_size) / accumulation)
+    total_steps = windows_per_epoch * epochs
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=settings["weight_decay"])
+    scheduler = get_scheduler(
+        settings["schedule"],
+        optimizer=optimizer,
+        num_warmup_steps=round(settings["warmup_ratio"] * total_steps),
+        num_training_steps=total_steps,
+    )
+    costs = linear_costs(model)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    scaler = torch.amp.GradScaler(device_type, enabled=compute_dtype == torch.float16)
+    model.train()
+    records: list[StepRecord] = []
+    for epoch in range(epochs):
+        batches = length_bucketed_batches(
+            lengths=[len(item.input_ids) for item in items], batch_size=batch_size, seed=seed * 1_000_003 + epoch
+        )
+        for start in range(0, len(batches), accumulation):
+            window = [[items[i] for i in batch] for batch in batches[start : start + accumulation]]
+            window_targets = sum(item.target_tokens for batch in window for item in batch)
+            started = time.perf_counter()
+            loss_total = accumulate_gradients(
+                model=model, window=window, pad_id=pad_id, device=device, compute_dtype=compute_dtype, scaler=scaler
+            )
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, settings["max_grad_norm"])
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            lengths = [len(item.input_ids) for batch in window for item in batch]
+            record = StepRecord(
+                step=len(records) + 1,
+                epoch=epoch + 1,
+                loss=loss_total,
+                learning_rate=scheduler.get_last_lr()[0],
+                tokens=sum(lengths),
+                target_tokens=window_targets,
+                seconds=time.perf_counter() - started,
+                flops=step_flops(costs=costs, sequence_lengths=lengths, target_tokens=window_targets),
+            )
+            records.append(record)
+            on_step(record)
+    model.eval()
+    return records
+
+
+def write_loss_csv(path: str | Path, records: Sequence[StepRecord]) -> None:
+    from lora_study.io import atomic_write_text
+
+    fields = list(StepRecord.__dataclass_fields__)
+    lines = [",".join(fields)] + [",".join(str(getattr(r, f)) for f in fields) for r in records]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_loss_csv(path: str | Path) -> list[dict[str, float]]:
+    with open(path, encoding="utf-8") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]

@@ -1,0 +1,222 @@
+"""Adapters and the training loop on a tiny random Llama: masking, counts, seeds, artefacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+
+from lora_study.adapters import VariantSpec, attach_adapter, count_parameters, expand_grid, lora_config, parameter_table, target_modules
+from lora_study.data import Example
+from lora_study.io import write_json
+from lora_study.modeling import MANIFEST, load_model, load_tokenizer
+from lora_study.prompts import PromptBuilder
+from lora_study.training import IGNORE, accumulate_gradients, collate, length_bucketed_batches, make_item, target_loss_sum, train_loop
+
+SETTINGS = {"epochs": 1, "batch_size": 2, "grad_accumulation": 1, "warmup_ratio": 0.0, "schedule": "constant",
+            "weight_decay": 0.0, "max_grad_norm": 1.0}
+EXAMPLES = [
+    Example(id=str(i), input=f"Abstract {i}: " + "we study adapters and ranks. " * (i + 1), reference=(f"Summary {i}: " + "adapters work. " * (2 * i + 1)).strip())
+    for i in range(4)
+]
+
+
+def lora_spec(rank: int = 4, kind: str = "lora", dropout: float = 0.0) -> VariantSpec:
+    return VariantSpec(kind=kind, train_size=4, seed=7, learning_rate=1e-2, rank=rank, alpha=2.0 * rank, dropout=dropout, targets="qv")
+
+
+@pytest.fixture()
+def tiny(tiny_model_dir: Path):
+    tokenizer = load_tokenizer(tiny_model_dir)
+    builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=96)
+    items = [make_item(builder=builder, tokenizer=tokenizer, example=e, max_target_tokens=64) for e in EXAMPLES]
+    return tokenizer, builder, items
+
+
+def fresh(tiny_model_dir: Path):
+    torch.manual_seed(0)
+    return load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+
+
+def test_labels_mask_every_prompt_and_padding_position(tiny, tiny_model_dir: Path) -> None:
+    tokenizer, builder, items = tiny
+    for item, example in zip(items, EXAMPLES):
+        prompt_length = len(builder.build(example.input).input_ids)
+        assert all(label == IGNORE for label in item.labels[:prompt_length])
+        assert item.labels[prompt_length:] == item.input_ids[prompt_length:]
+        assert tokenizer.decode(item.labels[prompt_length:]).startswith(example.reference)
+    batch = collate(items, pad_id=tokenizer.pad_token_id, device="cpu")
+    padding = batch["attention_mask"] == 0
+    assert padding.any()
+    assert (batch["labels"][padding] == IGNORE).all()
+    assert ((batch["labels"] != IGNORE).sum(dim=1).tolist()) == [item.target_tokens for item in items]
+
+
+def test_target_loss_equals_the_models_own_loss(tiny, tiny_model_dir: Path) -> None:
+    """Projecting only target positions gives exactly the loss of the full logits."""
+    tokenizer, _, items = tiny
+    model = fresh(tiny_model_dir)
+    batch = collate(items, pad_id=tokenizer.pad_token_id, device="cpu")
+    with torch.no_grad():
+        ours = target_loss_sum(model, batch) / sum(item.target_tokens for item in items)
+        theirs = model(**batch).loss
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_fresh_lora_equals_the_base(tiny, tiny_model_dir: Path) -> None:
+    tokenizer, _, items = tiny
+    batch = collate(items, pad_id=tokenizer.pad_token_id, device="cpu")
+    base = fresh(tiny_model_dir)
+    with torch.no_grad():
+        expected = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
+    assert all((module.weight == 0).all() for name, module in model.named_modules() if name.endswith("lora_B.default"))
+    with torch.no_grad():
+        actual = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+def test_trainable_count_is_rank_times_in_plus_out(tiny_model_dir: Path) -> None:
+    for preset in ("qv", "attn"):
+        base = fresh(tiny_model_dir)
+        expected = sum(
+            8 * (module.in_features + module.out_features)
+            for name, module in base.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in target_modules(preset)
+        )
+        spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=8, alpha=16.0, targets=preset)
+        trainable, total = count_parameters(attach_adapter(model=base, spec=spec))
+        assert trainable == expected > 0
+        assert total == sum(p.numel() for p in fresh(tiny_model_dir).parameters()) + trainable
+
+
+def test_smollm2_parameter_table_matches_known_counts(tmp_path: Path) -> None:
+    """SmolLM2-135M's shapes (no weights needed): r=8 on q,v is 460,800 parameters."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    config.architectures = ["LlamaForCausalLM"]
+    config.save_pretrained(tmp_path)
+    write_json(tmp_path / MANIFEST, {"weights": "."})
+    table = parameter_table(model_dir=tmp_path, ranks=[4, 8], presets=["qv", "all-linear"])
+    counts = {(row["targets"], row["rank"]): row["trainable_parameters"] for row in table["rows"]}
+    assert counts[("qv", 8)] == 460_800 == 30 * 8 * ((576 + 576) + (576 + 192))
+    assert counts[("qv", 4)] * 2 == counts[("qv", 8)]
+    per_layer_all = (576 + 576) + 2 * (576 + 192) + (576 + 576) + 2 * (576 + 1536) + (1536 + 576)
+    assert counts[("all-linear", 8)] == 30 * 8 * per_layer_all
+    row = next(r for r in table["rows"] if (r["targets"], r["rank"]) == ("qv", 8))
+    assert row["total_parameters"] == 134_515_008 + 460_800
+
+
+def test_same_seed_gives_identical_weights_and_other_seed_does_not(tiny, tiny_model_dir: Path) -> None:
+    tokenizer, _, items = tiny
+
+    def run(seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec(dropout=0.1))
+        train_loop(model=model, items=items, settings=SETTINGS, learning_rate=1e-2, seed=seed, pad_id=tokenizer.pad_token_id, device="cpu")
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+    first, second, other = run(3), run(3), run(4)
+    assert first.keys() == second.keys() and first
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_lora_leaves_base_weights_untouched_and_fft_changes_them(tiny, tiny_model_dir: Path) -> None:
+    tokenizer, _, items = tiny
+    reference = {k: v.clone() for k, v in fresh(tiny_model_dir).state_dict().items()}
+
+    lora = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
+    train_loop(model=lora, items=items, settings=SETTINGS, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    merged_free = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in lora.state_dict().items() if "lora_" not in k}
+    assert merged_free.keys() == reference.keys()
+    assert all(torch.equal(merged_free[k], reference[k]) for k in reference)
+    assert any((v != 0).any() for k, v in lora.state_dict().items() if "lora_B" in k)
+
+    full = fresh(tiny_model_dir)
+    train_loop(model=full, items=items, settings=SETTINGS, learning_rate=1e-3, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    changed = [k for k, v in full.state_dict().items() if not torch.equal(v, reference[k])]
+    assert "model.layers.0.self_attn.q_proj.weight" in changed and "model.layers.1.mlp.down_proj.weight" in changed
+
+
+def test_saved_adapter_reloads_with_peft_and_gives_the_same_logits(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
+    tokenizer, _, items = tiny
+    model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
+    train_loop(model=model, items=items, settings=SETTINGS, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    batch = collate(items, pad_id=tokenizer.pad_token_id, device="cpu")
+    with torch.no_grad():
+        before = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    model.save_pretrained(tmp_path / "adapter")
+    assert {p.name for p in (tmp_path / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    reloaded = PeftModel.from_pretrained(fresh(tiny_model_dir), tmp_path / "adapter").eval()
+    with torch.no_grad():
+        after = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=1e-6)
+
+
+def test_gradient_accumulation_equals_one_big_batch(tiny, tiny_model_dir: Path) -> None:
+    """Two batches of two, each normalised by the window's target tokens, give the
+    gradient of one batch of four; a per-batch mean (the common mistake) does not."""
+    tokenizer, _, items = tiny
+    assert len({item.target_tokens for item in items}) == 4  # unequal, so the weighting matters
+
+    def gradients(window) -> dict[str, torch.Tensor]:
+        model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
+        accumulate_gradients(model=model, window=window, pad_id=tokenizer.pad_token_id, device="cpu")
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    big = gradients([items])
+    accumulated = gradients([items[:2], items[2:]])
+    for name in big:
+        torch.testing.assert_close(accumulated[name], big[name], atol=1e-7, rtol=1e-5)
+    per_batch_means = {n: (gradients([items[:2]])[n] + gradients([items[2:]])[n]) / 2 for n in big}
+    assert any(not torch.allclose(per_batch_means[n], big[n], atol=1e-7, rtol=1e-3) for n in big)
+
+
+def test_adapter_on_an_adapted_model_is_refused(tiny_model_dir: Path) -> None:
+    model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
+    with pytest.raises(ValueError, match="already carries an adapter"):
+        attach_adapter(model=model, spec=lora_spec(rank=8))
+    with pytest.raises(ValueError, match="already carries an adapter"):
+        attach_adapter(model=model.get_base_model(), spec=lora_spec(rank=8))
+
+
+@pytest.mark.parametrize("kind", ["dora", "rslora"])
+def test_variants_are_peft_flags_and_train(kind: str, tiny, tiny_model_dir: Path) -> None:
+    tokenizer, _, items = tiny
+    config = lora_config(lora_spec(kind=kind))
+    assert config.use_dora == (kind == "dora") and config.use_rslora == (kind == "rslora")
+    model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec(kind=kind))
+    records = train_loop(model=model, items=items, settings=SETTINGS, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    assert len(records) == 2 and all(torch.isfinite(torch.tensor(r.loss)) for r in records)
+
+
+def test_length_buckets_are_seeded_and_cover_every_example_once() -> None:
+    lengths = [50, 10, 40, 12, 45, 11, 41, 13]
+    batches = length_bucketed_batches(lengths=lengths, batch_size=2, seed=5)
+    assert batches == length_bucketed_batches(lengths=lengths, batch_size=2, seed=5)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    # Bucketing: each batch pairs neighbours in length, so padding is at most the gap.
+    assert all(abs(lengths[a] - lengths[b]) <= 5 for a, b in batches)
+    assert any(length_bucketed_batches(lengths=lengths, batch_size=2, seed=s) != batches for s in range(6, 12))
+
+
+def test_grid_names_and_alpha() -> None:
+    training = {
+        "seeds": [1, 2],
+        "lora": {"variants": ["lora", "dora"], "ranks": [8, 32], "alpha_ratio": 2, "alpha": None, "dropout": 0.05,
+                 "targets": ["qv", ["q_proj", "k_proj"]], "learning_rate": 2e-4},
+        "fft": {"enabled": True, "learning_rate": 2e-5},
+    }
+    grid = expand_grid(training=training, train_sizes=[100, 300])
+    assert len(grid) == 2 * 2 * (2 * 2 * 2 + 1)
+    assert grid["lora-r8-qv-n100-s1"].alpha == 16.0 and grid["dora-r32-q_proj+k_proj-n300-s2"].alpha == 64.0
+    assert grid["fft-n300-s2"].learning_rate == 2e-5
+    assert target_modules("q_proj+k_proj") == ["q_proj", "k_proj"]
+    fixed = expand_grid(training={**training, "lora": {**training["lora"], "alpha": 16}}, train_sizes=[100])
+    assert {spec.alpha for spec in fixed.values() if spec.is_lora} == {16.0}
+    assert VariantSpec.from_dict(grid["lora-r8-qv-n100-s1"].to_dict()) == grid["lora-r8-qv-n100-s1"]
