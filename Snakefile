@@ -18,6 +18,9 @@ wildcard_constraints:
 include: "rules/model.smk"
 include: "rules/data.smk"
 include: "rules/evaluate.smk"
+include: "rules/adapters.smk"
+include: "rules/compare.smk"
+include: "rules/quantise.smk"
 include: "rules/report.smk"
 
 

@@ -1,10 +1,14 @@
 # Included first: config validation (before any job runs), names and paths for all stages.
+import re
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lora_study.config import ConfigError, canonical, dataset_name, model_name, validate_config
+from lora_study.adapters import LORA_KINDS, TARGET_PRESETS, expand_grid
+from lora_study.compare import group_of, unknown_pair_names
+from lora_study.config import ConfigError, canonical, dataset_name, model_name, precision_options, validate_config
 
 try:
     # Keys sorted so that rule params (and so reruns) do not depend on key order in the file.
@@ -17,10 +21,33 @@ except ConfigError as error:
 MODEL = model_name(config["model"])
 DATASET = dataset_name(config["data"])
 TRAIN_SIZES = config["data"]["train"]["sizes"]
-# Variants evaluated so far; adapters and quantised models join this list as they are added.
-VARIANTS = ["base"]
+# Trained variants by name (lora-r8-qv-n100-s1, fft-n100-s1, ...), from the config's grid.
+TRAINED = expand_grid(training=config["training"], train_sizes=TRAIN_SIZES)
+# Training settings shared by every variant (the grid lists are not: adding a rank must
+# not retrain the others).
+TRAINING_SHARED = {k: v for k, v in config["training"].items() if k not in ("lora", "fft", "seeds")}
+LORA_VARIANT_PATTERN = "(" + "|".join(LORA_KINDS) + r")-r\d+-.+"
+FFT_VARIANT_PATTERN = r"fft-n\d+-s\d+"
+TRAINED_VARIANT_PATTERN = f"{LORA_VARIANT_PATTERN}|{FFT_VARIANT_PATTERN}"
+# The parameter-count table (Study 2): cheap, so always the full set.
+PARAMETER_TABLE_RANKS = [4, 8, 16, 32, 64]
+PARAMETER_TABLE_PRESETS = list(TARGET_PRESETS)
+# Every evaluated variant: the base model, then the trained ones.
+VARIANTS = ["base", *TRAINED]
+_unknown = unknown_pair_names(pairs=config["statistics"]["pairs"], variants=VARIANTS)
+if _unknown:
+    raise WorkflowError(
+        f"invalid configuration: statistics.pairs: unknown variant group(s) {', '.join(_unknown)}; "
+        f"known: {', '.join(sorted({group_of(v) for v in VARIANTS}))}"
+    )
+# Threads of a model job: every core snakemake may use (jobs then run one at a time,
+# each at full speed); a cluster profile sets its own per rule with set-threads.
+MODEL_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))
 # Names that appear in paths (model, dataset, variant): no slashes, no spaces.
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+# Precisions of the quantisation benchmark; only these can be built (`(?!)`: none).
+QUANT_PRECISIONS = config["quantisation"]["precisions"]
+PRECISION_PATTERN = "|".join(re.escape(p) for p in QUANT_PRECISIONS) or "(?!)"
 
 
 
@@ -28,5 +55,40 @@ def model_dir(wildcards):
     return f"resources/models/{wildcards.model}"
 
 
+def variant_weights(wildcards):
+    """The trained artefact a variant is evaluated with: adapter folder or full model."""
+    folder = "adapter" if TRAINED[wildcards.variant].is_lora else "model"
+    return f"results/adapters/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/{folder}"
+
+
 def eval_dir(variant):
     return f"results/eval/{MODEL}/{DATASET}/{variant}"
+
+
+def adapter_dir(variant):
+    return f"results/adapters/{MODEL}/{DATASET}/{variant}"
+
+
+def train_file(wildcards):
+    return f"results/data/{wildcards.dataset}/train-n{TRAINED[wildcards.variant].train_size}.jsonl"
+
+
+def variant_params(wildcards):
+    """Exactly what changes this variant's weights: its spec and the shared settings."""
+    return canonical(
+        {
+            "spec": TRAINED[wildcards.variant].to_dict(),
+            "model": {key: config["model"][key] for key in ("device", "dtype")},
+            "prompt": config["prompt"],
+            "training": TRAINING_SHARED,
+        }
+    )
+
+
+def quant_dir(precision):
+    return f"results/quant/{MODEL}/{DATASET}/{precision}"
+
+
+def quant_options(wildcards):
+    """The quantisation settings of this precision only (the int4 block for int4)."""
+    return precision_options(wildcards.precision, config["quantisation"])

@@ -11,6 +11,7 @@ rule generate_predictions:
     params:
         # Everything that changes a prediction; a change reruns this rule.
         settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+    threads: MODEL_THREADS
     log:
         "logs/generate_predictions/{model}/{dataset}/base.log",
     benchmark:
@@ -25,12 +26,16 @@ rule generate_predictions:
 
 
 rule score_rouge:
+    # Every stage's predictions: results/eval/... (base, trained variants) and
+    # results/quant/... (one per precision), scored by the same code.
     input:
-        predictions="results/eval/{model}/{dataset}/{variant}/predictions.jsonl",
+        predictions="results/{stage}/{model}/{dataset}/{variant}/predictions.jsonl",
     output:
-        rouge="results/eval/{model}/{dataset}/{variant}/rouge.json",
+        rouge="results/{stage}/{model}/{dataset}/{variant}/rouge.json",
+    wildcard_constraints:
+        stage="eval|quant",
     log:
-        "logs/score_rouge/{model}/{dataset}/{variant}.log",
+        "logs/score_rouge/{stage}/{model}/{dataset}/{variant}.log",
     resources:
         mem_mb=1000,
         runtime=10,

@@ -8,6 +8,7 @@ rule prepare_model:
     params:
         # Only what changes the prepared files: device and dtype are chosen per stage.
         model={key: config["model"][key] for key in ("source", "revision")},
+    threads: MODEL_THREADS
     log:
         "logs/prepare_model/{model}.log",
     benchmark:

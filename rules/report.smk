@@ -9,11 +9,20 @@ rule build_report:
         rouge=[f"{eval_dir(v)}/rouge.json" for v in VARIANTS],
         predictions=[f"{eval_dir(v)}/predictions.jsonl" for v in VARIANTS],
         generation=[f"{eval_dir(v)}/generation.json" for v in VARIANTS],
+        train=[f"{adapter_dir(v)}/train.json" for v in TRAINED],
+        loss=[f"{adapter_dir(v)}/loss.csv" for v in TRAINED],
+        parameter_counts=f"results/adapters/{MODEL}/parameter_counts.json",
+        comparisons=f"results/compare/{MODEL}/{DATASET}/comparisons.json",
+        quant_latency=[f"{quant_dir(p)}/latency.json" for p in QUANT_PRECISIONS],
+        quant_rouge=[f"{quant_dir(p)}/rouge.json" for p in QUANT_PRECISIONS],
+        quant_generation=[f"{quant_dir(p)}/generation.json" for p in QUANT_PRECISIONS],
     output:
         "report.html",
     params:
         config=config,
         variants=VARIANTS,
+        trained=list(TRAINED),
+        precisions=QUANT_PRECISIONS,
     log:
         "logs/build_report.log",
     resources:

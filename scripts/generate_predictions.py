@@ -1,19 +1,31 @@
-"""Rule generate_predictions: the model's prediction for every evaluation example."""
+"""Rules generate_predictions and generate_variant_predictions: the prediction of the
+base model or of a trained variant for every evaluation example."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
 
+from lora_study.adapters import VariantSpec
 from lora_study.evaluate import predict
+from lora_study.finetune import variant_loader
 from lora_study.logs import logged_job
 
 with logged_job(snakemake.log[0]):  # noqa: F821
+    settings = snakemake.params.settings  # noqa: F821
+    spec_fields = getattr(snakemake.params, "spec", None)  # noqa: F821 (absent for the base model)
+    loader = None
+    variant = "base"
+    if spec_fields:
+        spec = VariantSpec.from_dict(spec_fields)
+        loader = variant_loader(spec=spec, model_dir=snakemake.input.model, weights=snakemake.input.weights, model=settings["model"])  # noqa: F821
+        variant = spec.name
     predict(
         model_dir=snakemake.input.model,  # noqa: F821
         eval_path=snakemake.input.eval,  # noqa: F821
-        config=snakemake.params.settings,  # noqa: F821
+        config=settings,
         predictions_path=snakemake.output.predictions,  # noqa: F821
         info_path=snakemake.output.info,  # noqa: F821
-        variant="base",
+        variant=variant,
+        load=loader,
     )

@@ -63,6 +63,11 @@ BAD = [
     ("prompt.max_input_tokens", "512", "prompt.max_input_tokens: '512' is not of type 'integer'"),
     ("prompt.instruction", DELETE, "prompt: 'instruction' is a required property"),
     ("evaluation.batch_sise", 8, "evaluation: Additional properties are not allowed ('batch_sise' was unexpected)"),
+    ("quantisation.precisions", ["int3"], "quantisation.precisions.0: 'int3' is not one of"),
+    ("quantisation.precisions", ["int8", "int8"], "quantisation.precisions: ['int8', 'int8'] has non-unique elements"),
+    ("quantisation.latency.new_tokens", 1, "quantisation.latency.new_tokens: 1 is less than the minimum of 2"),
+    ("quantisation.latency.examples", 999, "quantisation.latency.examples: 999 is more than data.eval.size (20)"),
+    ("quantisation.int4.quant_type", "int4", "quantisation.int4.quant_type: 'int4' is not one of ['nf4', 'fp4']"),
 ]
 
 
@@ -90,6 +95,13 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as error:
         validate_config(config, source="c.yaml")
     assert "model.device" in str(error.value) and "data.eval.size" in str(error.value)
+
+
+def test_int8_dynamic_is_refused_on_a_gpu() -> None:
+    config = edit("model.device", "cuda")
+    config["quantisation"]["precisions"] = ["fp16", "int8-dynamic"]
+    with pytest.raises(ConfigError, match="quantisation.precisions: int8-dynamic runs on the CPU only"):
+        validate_config(config, source="c.yaml")
 
 
 def test_not_a_mapping() -> None:

@@ -15,6 +15,9 @@ from lora_study.io import read_json, read_jsonl
 
 pytestmark = pytest.mark.slow
 EVAL_DIR = "results/eval/smollm2-135m-instruct/aclsum/base"
+# The tiny config's trained variants: LoRA at ranks 2 and 4 on q,v, and full fine-tuning.
+TRAINED = ["lora-r2-qv-n4-s1", "lora-r4-qv-n4-s1", "fft-n4-s1"]
+ADAPTER_DIR = "results/adapters/smollm2-135m-instruct/aclsum"
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -51,7 +54,7 @@ def test_predictions_hold_only_generated_text(workflow_dir: Path) -> None:
 
 def test_train_and_eval_subsets_are_disjoint(workflow_dir: Path) -> None:
     eval_rows = read_jsonl(workflow_dir / "results/data/aclsum/eval.jsonl")
-    for size in (4, 8):
+    for size in (4,):
         train = read_jsonl(workflow_dir / f"results/data/aclsum/train-n{size}.jsonl")
         assert len(train) == size
         assert not {r["id"] for r in train} & {r["id"] for r in eval_rows}
@@ -68,7 +71,16 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "report.html", configfile=changed))
-    assert jobs == {"generate_predictions": 1, "score_rouge": 1, "build_report": 1}
+    precisions = len(config["quantisation"]["precisions"])  # the quality runs, not the timed ones
+    trained = len(TRAINED)  # evaluated again, not retrained
+    assert jobs == {
+        "generate_predictions": 1,
+        "generate_quant_predictions": precisions,
+        "generate_variant_predictions": trained,
+        "score_rouge": 1 + precisions + trained,
+        "compare_variants": 1,
+        "build_report": 1,
+    }
 
 
 def test_changed_report_setting_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
@@ -81,7 +93,93 @@ def test_changed_report_setting_reruns_only_the_report(workflow_dir: Path, tmp_p
 
 def test_every_rule_logged(workflow_dir: Path) -> None:
     logs = {path.parts[len((workflow_dir / "logs").parts)] for path in (workflow_dir / "logs").rglob("*.log")}
-    assert logs == {"prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report.log"}
+    assert logs == {
+        "prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report.log",
+        "measure_latency", "generate_quant_predictions", "train_adapter", "train_full", "count_adapter_parameters",
+        "compare_variants",
+    }
+
+
+QUANT_DIR = "results/quant/smollm2-135m-instruct/aclsum"
+
+
+def tiny_config() -> dict:
+    return yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+
+
+def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
+    """The dry run's output for `config` in place of the tiny config."""
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    return run_snakemake(workflow_dir, "-n", "report.html", configfile=changed)
+
+
+def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
+    config = tiny_config()
+    latency_settings = config["quantisation"]["latency"]
+    eval_ids = [row["id"] for row in read_jsonl(workflow_dir / "results/data/aclsum/eval.jsonl")]
+    for precision in config["quantisation"]["precisions"]:
+        folder = workflow_dir / QUANT_DIR / precision
+        latency = read_json(folder / "latency.json")
+        runs = latency_settings["repeats"] * latency_settings["examples"]  # batch size 1
+        assert latency["metrics"]["timed_runs"] == len(latency["runs"]) == runs
+        assert latency["metrics"]["warmup_runs"] == len(latency["warmup"]) == latency_settings["warmup"]
+        assert all(run["new_tokens"] == latency_settings["new_tokens"] for run in latency["runs"])
+        assert latency["meta"]["model"]["precision"] == precision
+        rouge = read_json(folder / "rouge.json")
+        assert rouge["run"]["variant"] == precision and [row["id"] for row in rouge["per_example"]] == eval_ids
+        assert read_json(folder / "generation.json")["run"]["variant"] == precision
+    assert read_json(workflow_dir / QUANT_DIR / "full" / "latency.json")["meta"]["dtype"] == "float32"
+    assert read_json(workflow_dir / QUANT_DIR / "int8" / "latency.json")["meta"]["model"]["layer_type"].endswith("Linear8bitLt")
+    assert read_json(workflow_dir / QUANT_DIR / "int4" / "latency.json")["meta"]["model"]["compute_dtype"] == "float32"
+
+
+def test_full_precision_predicts_like_the_base_model(workflow_dir: Path) -> None:
+    base = read_jsonl(workflow_dir / EVAL_DIR / "predictions.jsonl")
+    full = read_jsonl(workflow_dir / QUANT_DIR / "full" / "predictions.jsonl")
+    assert [row["prediction"] for row in full] == [row["prediction"] for row in base]
+
+
+def test_report_has_the_quantisation_table_and_plot(workflow_dir: Path) -> None:
+    page = (workflow_dir / "report.html").read_text()
+    section = page.split('<section id="quantisation">', 1)[1].split("</section>", 1)[0]
+    assert "<th>latency p50 s</th>" in section and "<th>ROUGE-L</th>" in section
+    assert "<svg" in section and "Latency vs quality" in section
+    for precision in tiny_config()["quantisation"]["precisions"]:
+        rouge = read_json(workflow_dir / QUANT_DIR / precision / "rouge.json")
+        latency = read_json(workflow_dir / QUANT_DIR / precision / "latency.json")
+        assert f"<td>{precision}</td>" in section
+        assert f'{rouge["metrics"]["mean"]["rougeL"]["fmeasure"]:.4f}' in section
+        assert f'{latency["metrics"]["latency_seconds"]["p50"]:.3f}' in section
+
+
+def test_dropping_a_precision_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["quantisation"]["precisions"].remove("int4")
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_report": 1}
+
+
+def test_adding_a_precision_runs_only_its_jobs(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["quantisation"]["precisions"].append("int8-dynamic")
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
+        "measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1, "build_report": 1,
+    }
+
+
+def test_changed_latency_setting_reruns_only_the_timing(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["quantisation"]["latency"]["new_tokens"] += 1
+    precisions = len(config["quantisation"]["precisions"])
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"measure_latency": precisions, "build_report": 1}
+
+
+def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["quantisation"]["int4"]["double_quant"] = True
+    output = dry_run_with(workflow_dir, tmp_path, config)
+    assert planned_jobs(output) == {"measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1, "build_report": 1}
+    assert f"output: {QUANT_DIR}/int4/latency.json" in output and f"output: {QUANT_DIR}/int8/latency.json" not in output
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -97,8 +195,59 @@ def test_report_renders_in_a_real_browser(workflow_dir: Path, tmp_path: Path) ->
     ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
     assert "<title>lora-study report</title>" in dom
-    for section in ("configuration", "model", "data", "quality", "generation", "example-predictions", "provenance"):
+    for section in ("configuration", "model", "data", "quality", "generation", "example-predictions", "quantisation", "provenance"):
         assert f'id="{section}"' in dom
     rows = read_jsonl(workflow_dir / EVAL_DIR / "predictions.jsonl")
-    assert dom.count('<table class="example">') == 2
-    assert rows[0]["id"] in dom
+    shown = tiny_config()["report"]["examples"]
+    assert dom.count('<table class="example">') == shown
+    # The shown examples are a seeded choice: exactly that many eval ids appear.
+    assert sum(f'<h3>{row["id"]}</h3>' in dom for row in rows) == shown
+
+
+def test_every_trained_variant_has_artefacts_and_rouge(workflow_dir: Path) -> None:
+    from peft import PeftConfig
+
+    for variant in TRAINED:
+        folder = workflow_dir / ADAPTER_DIR / variant
+        train = read_json(folder / "train.json")
+        assert train["run"]["variant"]["name"] == variant and train["metrics"]["steps"] == 1
+        assert (folder / "loss.csv").read_text().startswith("step,epoch,loss,")
+        if variant.startswith("lora"):
+            config = PeftConfig.from_pretrained(folder / "adapter")
+            assert config.r == int(variant.split("-")[1][1:]) and config.lora_alpha == 2 * config.r
+            assert set(config.target_modules) == {"q_proj", "v_proj"}
+        else:
+            assert (folder / "model" / "model.safetensors").is_file()
+        rouge = read_json(workflow_dir / "results/eval/smollm2-135m-instruct/aclsum" / variant / "rouge.json")
+        assert rouge["run"]["variant"] == variant and len(rouge["per_example"]) == 4
+
+
+def test_report_has_adapter_table_parameter_table_and_loss_curves(workflow_dir: Path) -> None:
+    page = (workflow_dir / "report.html").read_text()
+    adapters = page.split('<section id="adapters">', 1)[1].split("</section>", 1)[0]
+    for variant in TRAINED:
+        assert f"<td>{variant}</td>" in adapters
+    assert "<th>trainable params</th>" in adapters and "<th>GFLOP/s</th>" in adapters
+    curves = page.split('<section id="loss-curves">', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in curves
+    counts = page.split('<section id="parameter-counts">', 1)[1].split("</section>", 1)[0]
+    assert "<td>qv</td><td class=\"num\">8</td><td class=\"num\">460,800</td>" in counts  # r=8 on q,v of SmolLM2-135M
+
+
+def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["training"]["lora"]["ranks"].append(8)
+    jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
+    assert jobs == {
+        "train_adapter": 1, "generate_variant_predictions": 1, "score_rouge": 1, "compare_variants": 1, "build_report": 1,
+    }
+
+
+def test_changed_training_setting_retrains_every_variant_but_nothing_else(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["training"]["max_grad_norm"] = 0.5
+    jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
+    assert jobs == {
+        "train_adapter": 2, "train_full": 1, "generate_variant_predictions": 3, "score_rouge": 3,
+        "compare_variants": 1, "build_report": 1,
+    }

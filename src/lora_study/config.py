@@ -118,7 +118,25 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
     if data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES):
         if not _resolve(data["hub_path"], base_dir).is_dir():
             problems.append(f"data.hub_path: folder not found: {_resolve(data['hub_path'], base_dir)}")
+    problems += _quantisation_problems(config)
     return problems
+
+
+def _quantisation_problems(config: Mapping[str, Any]) -> list[str]:
+    quantisation = config["quantisation"]
+    problems = []
+    timed, available = quantisation["latency"]["examples"], config["data"]["eval"]["size"]
+    if timed > available:
+        problems.append(f"quantisation.latency.examples: {timed} is more than data.eval.size ({available})")
+    if "int8-dynamic" in quantisation["precisions"] and config["model"]["device"] == "cuda":
+        problems.append("quantisation.precisions: int8-dynamic runs on the CPU only, but model.device is cuda")
+    return problems
+
+
+def precision_options(precision: str, quantisation: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the `quantisation` block that changes how `precision` loads, beyond the
+    model block: a quantisation rule's params, so editing the int4 settings reruns only int4."""
+    return {"int4": dict(quantisation["int4"])} if precision == "int4" else {}
 
 
 def _resolve(path: str, base_dir: Path) -> Path:

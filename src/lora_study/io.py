@@ -16,6 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# The prepared model folder's record of where it came from and how it was checked. Named here,
+# not in lora_study.modeling (which re-exports it), so that code without torch (the report
+# and its conda env, envs/report.yaml) can read it.
+MANIFEST = "manifest.json"
+
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically, creating parent directories."""

@@ -9,7 +9,9 @@ from typing import Any
 
 
 
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "rouge-score", "snakemake", "lora-study")
+PACKAGES = (
+    "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "rouge-score", "snakemake", "lora-study",
+)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from lora_study.io import atomic_write_text, read_json, read_jsonl
@@ -70,13 +71,15 @@ def foundation_sections(
     subsets: Mapping[str, Any],
     variants: Sequence[VariantResult],
     eval_examples: Sequence[Mapping[str, Any]],
+    intervals: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> list[Section]:
-    """Configuration, model, data, ROUGE, generation and example predictions."""
+    """Configuration, model, data, ROUGE (with bootstrap intervals when given: variant ->
+    ROUGE type -> {mean, low, high, confidence}), generation and example predictions."""
     return [
         Section("configuration", "Configuration", _config_summary(config)),
         Section("model", "Model", _model_section(manifest)),
         Section("data", "Data", _data_section(subsets)),
-        Section("quality", "Quality: ROUGE (F-measure, mean over evaluation examples)", _rouge_table(variants)),
+        Section("quality", "Quality: ROUGE (F-measure, mean over evaluation examples)", _rouge_table(variants, intervals or {})),
         Section("generation", "Generation", _generation_table(variants)),
         Section("example-predictions", "Example predictions", _examples(config, variants, eval_examples)),
     ]
@@ -148,13 +151,22 @@ def _data_section(subsets: Mapping[str, Any]) -> str:
     return table(["", ""], rows, numeric_from=99)
 
 
-def _rouge_table(variants: Sequence[VariantResult]) -> str:
+def _rouge_table(variants: Sequence[VariantResult], intervals: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
     header = ["variant", "examples"] + [ROUGE_LABELS[kind] for kind in ROUGE_TYPES]
-    rows = [
-        [v.name, v.rouge["run"]["examples"]] + [f'{v.rouge["metrics"]["mean"][kind]["fmeasure"]:.4f}' for kind in ROUGE_TYPES]
-        for v in variants
-    ]
-    return table(header, rows) + "<p class=muted>ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?</p>"
+    rows = []
+    for v in variants:
+        cells = []
+        for kind in ROUGE_TYPES:
+            cell = f'{v.rouge["metrics"]["mean"][kind]["fmeasure"]:.4f}'
+            if v.name in intervals:
+                cell += f' [{intervals[v.name][kind]["low"]:.4f}, {intervals[v.name][kind]["high"]:.4f}]'
+            cells.append(cell)
+        rows.append([v.name, v.rouge["run"]["examples"], *cells])
+    note = "ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?"
+    if intervals:
+        confidence = next(iter(next(iter(intervals.values())).values()))["confidence"]
+        note += f"; brackets: {confidence:.0%} seeded bootstrap interval of the mean over examples"
+    return table(header, rows) + f"<p class=muted>{note}.</p>"
 
 
 def _generation_table(variants: Sequence[VariantResult]) -> str:
@@ -179,10 +191,12 @@ def _generation_table(variants: Sequence[VariantResult]) -> str:
 
 
 def _examples(config: Mapping[str, Any], variants: Sequence[VariantResult], eval_examples: Sequence[Mapping[str, Any]]) -> str:
-    count = config["report"]["examples"]
+    count = min(config["report"]["examples"], len(eval_examples))
     inputs = {row["id"]: row["input"] for row in eval_examples}
+    # A seeded choice, not the first few: the first rows of a file are no more typical than any.
+    chosen = sorted(np.random.default_rng(config["report"].get("seed", 0)).choice(len(eval_examples), size=count, replace=False))
     blocks = []
-    for example_index in range(min(count, len(eval_examples))):
+    for example_index in chosen:
         example_id = eval_examples[example_index]["id"]
         text = inputs[example_id]
         preview = text if len(text) <= INPUT_PREVIEW_CHARS else text[:INPUT_PREVIEW_CHARS] + " …"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +11,6 @@ from typing import Any
 
 from lora_study.io import read_json
 from lora_study.report import Section, VariantResult, figure_svg, table
-from lora_study.training import read_loss_csv
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,12 @@ class TrainedResult:
     name: str
     train: Mapping[str, Any]  # train.json
     loss: Sequence[Mapping[str, float]]  # loss.csv rows
+
+
+def read_loss_csv(path: str | Path) -> list[dict[str, float]]:
+    """loss.csv rows (written by training.write_loss_csv) as numbers."""
+    with open(path, encoding="utf-8") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 def load_trained(*, name: str, train_json: str | Path, loss_csv: str | Path) -> TrainedResult:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
@@ -232,8 +231,3 @@ def write_loss_csv(path: str | Path, records: Sequence[StepRecord]) -> None:
     fields = list(StepRecord.__dataclass_fields__)
     lines = [",".join(fields)] + [",".join(str(getattr(r, f)) for f in fields) for r in records]
     atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_loss_csv(path: str | Path) -> list[dict[str, float]]:
-    with open(path, encoding="utf-8") as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]

@@ -1,0 +1,62 @@
+# Study 1, Part 1: the base model at each precision of quantisation.precisions.
+# Per precision: latency.json (forced-length generation, timed) and the quality run
+# (predictions through the evaluation's own code, then score_rouge), in
+# results/quant/{model}/{dataset}/{precision}/.
+
+
+rule measure_latency:
+    input:
+        model=model_dir,
+        eval="results/data/{dataset}/eval.jsonl",
+    output:
+        latency="results/quant/{model}/{dataset}/{precision}/latency.json",
+    wildcard_constraints:
+        precision=PRECISION_PATTERN,
+    params:
+        # Not the precision list: adding or dropping a precision reruns no other one.
+        settings={
+            "model": config["model"],
+            "prompt": config["prompt"],
+            "latency": config["quantisation"]["latency"],
+        },
+        options=quant_options,
+    # Every core the workflow has: no other job runs beside a timing run (threads are
+    # cores to the scheduler); torch itself uses its default thread count.
+    threads: workflow.cores
+    log:
+        "logs/measure_latency/{model}/{dataset}/{precision}.log",
+    benchmark:
+        "benchmarks/measure_latency/{model}/{dataset}/{precision}.tsv"
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/measure_latency.py"
+
+
+rule generate_quant_predictions:
+    input:
+        model=model_dir,
+        eval="results/data/{dataset}/eval.jsonl",
+    output:
+        predictions="results/quant/{model}/{dataset}/{precision}/predictions.jsonl",
+        info="results/quant/{model}/{dataset}/{precision}/generation.json",
+    wildcard_constraints:
+        precision=PRECISION_PATTERN,
+    params:
+        # The same settings as the base model's predictions, plus this precision's own.
+        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+        options=quant_options,
+    log:
+        "logs/generate_quant_predictions/{model}/{dataset}/{precision}.log",
+    benchmark:
+        "benchmarks/generate_quant_predictions/{model}/{dataset}/{precision}.tsv"
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/generate_quant_predictions.py"

@@ -1,0 +1,364 @@
+"""Study 1, Part 1: the base model at several precisions, timed and scored.
+
+A precision names how the prepared model is loaded:
+
+- `full`: the config's `model.dtype` (auto = float32 on CPU, bfloat16 or float16 on
+  GPU), the same model the base evaluation uses; the result files record which dtype ran.
+  `fp32`, `fp16`, `bf16` ask for one dtype explicitly (fp16/bf16 are GPU settings:
+  on a CPU without bf16/fp16 units they are emulated and slow).
+- `int8`: bitsandbytes LLM.int8 (`load_in_8bit`): int8 weights with per-row scales,
+  activation columns above the outlier threshold multiplied in 16 bit.
+- `int4`: bitsandbytes 4-bit (NF4 by default): weights in 4-bit blocks of 64 with a
+  scale each, de-quantised to `compute_dtype` for every matrix product.
+- `int8-dynamic`: torch's dynamic int8 quantisation of the Linear layers (int8 weights
+  with a scale per output channel, activations quantised on the fly per call, fbgemm int8
+  kernels). CPU only: on a CPU it is the int8 that is actually faster than float32. It has
+  no outlier handling (LLM.int8's reason to exist): on SmolLM2 it costs quality, which the
+  ROUGE columns show beside the speed.
+
+The quantised precisions quantise the Linear layers of the transformer blocks and keep
+the embeddings, norms and output head (tied to the embedding here) at the full dtype,
+as bitsandbytes does through transformers; `int8-dynamic` follows the same rule.
+
+`benchmark_latency` writes latency.json; `predict_at_precision` runs the one evaluation
+code (`evaluate.predict`) on the model loaded at a precision.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+
+from lora_study.data import read_examples
+from lora_study.evaluate import predict
+from lora_study.io import write_json
+from lora_study.latency import (
+    cuda_memory,
+    current_rss_bytes,
+    latency_metrics,
+    measure,
+    peak_rss_bytes,
+    reset_peak_rss,
+)
+from lora_study.modeling import (
+    LoadedModel,
+    ModelLoader,
+    dtype_name,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    weights_dir,
+)
+from lora_study.prompts import PromptBuilder
+from lora_study.provenance import meta_info
+
+log = logging.getLogger(__name__)
+
+FULL_PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISIONS = ("full", *FULL_PRECISIONS, "int8", "int4", "int8-dynamic")
+CPU_ONLY = ("int8-dynamic",)
+# Modules kept at the full dtype by every quantised precision (the tied output head).
+KEEP_FULL = ("lm_head",)
+
+
+class QuantisationError(RuntimeError):
+    """A precision cannot be loaded as asked (for example int8-dynamic on a GPU)."""
+
+
+def load_at_precision(
+    *, model_dir: str | Path, precision: str, model: Mapping[str, Any], options: Mapping[str, Any]
+) -> LoadedModel:
+    """The prepared model at `precision`, in eval mode, with what ran recorded in `details`.
+
+    `model` is the config's model block (device, dtype); `options` is
+    `config.precision_options(precision, ...)`."""
+    device = resolve_device(model["device"])
+    full_dtype = resolve_dtype(model["dtype"], device=device)
+    if precision in CPU_ONLY and device != "cpu":
+        raise QuantisationError(f"quantisation.precisions: {precision} runs on the CPU only (model.device is {device})")
+    if precision in ("full", *FULL_PRECISIONS):
+        dtype = full_dtype if precision == "full" else getattr(torch, FULL_PRECISIONS[precision])
+        if device == "cpu" and dtype != torch.float32:
+            log.warning("%s on a CPU: most CPUs emulate %s, expect it to be slow", precision, dtype_name(dtype))
+        loaded = load_model(model_dir=model_dir, device=device, dtype=dtype)
+        details = {
+            "precision": precision,
+            "weights": dtype_name(dtype),
+            "compute_dtype": dtype_name(dtype),
+            "backend": f"torch {torch.__version__}",
+        }
+        return LoadedModel(model=loaded, device=device, dtype=dtype_name(dtype), details=details)
+    if precision in ("int8", "int4"):
+        return _load_bitsandbytes(model_dir=model_dir, precision=precision, device=device, dtype=full_dtype, options=options)
+    if precision == "int8-dynamic":
+        return _load_dynamic_int8(model_dir=model_dir)
+    raise QuantisationError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+
+
+def precision_loader(
+    *, model_dir: str | Path, precision: str, model: Mapping[str, Any], options: Mapping[str, Any]
+) -> ModelLoader:
+    """`load_at_precision` as a loader for `evaluate.predict`."""
+    return lambda: load_at_precision(model_dir=model_dir, precision=precision, model=model, options=options)
+
+
+def _load_bitsandbytes(
+    *, model_dir: str | Path, precision: str, device: str, dtype: torch.dtype, options: Mapping[str, Any]
+) -> LoadedModel:
+    import bitsandbytes as bnb
+
+    if precision == "int8":
+        config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(KEEP_FULL))
+        weights = "int8"
+        compute = "int8 (outlier columns in float16)"
+        layer_type: type[nn.Module] = bnb.nn.Linear8bitLt
+    else:
+        int4 = options["int4"]
+        compute_dtype = dtype if int4["compute_dtype"] == "auto" else getattr(torch, int4["compute_dtype"])
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=int4["quant_type"],
+            bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=int4["double_quant"],
+            llm_int8_skip_modules=list(KEEP_FULL),
+        )
+        weights = int4["quant_type"] + (" (double-quantised scales)" if int4["double_quant"] else "")
+        compute = dtype_name(compute_dtype)
+        layer_type = bnb.nn.Linear4bit
+    _quiet_bitsandbytes()
+    loaded = AutoModelForCausalLM.from_pretrained(
+        weights_dir(model_dir), quantization_config=config, dtype=dtype, device_map={"": device}
+    ).eval()
+    layers = _count_layers(loaded, layer_type)
+    if layers == 0:
+        raise QuantisationError(f"{precision}: bitsandbytes replaced no Linear layer of {model_dir}")
+    details = {
+        "precision": precision,
+        "weights": weights,
+        "compute_dtype": compute,
+        "dtype": dtype_name(dtype),  # embeddings, norms and the output head
+        "backend": f"bitsandbytes {bnb.__version__}",
+        "quantised_layers": layers,
+        "layer_type": f"{layer_type.__module__}.{layer_type.__qualname__}",
+        "kept_full": list(KEEP_FULL),
+        "quantization_config": _json_safe(config.to_dict()),
+    }
+    if precision == "int8" and dtype != torch.float16:
+        details["note"] = f"bitsandbytes casts {dtype_name(dtype)} activations to float16 for the int8 matmul"
+    return LoadedModel(model=loaded, device=device, dtype=weights.split(" ")[0], details=details)
+
+
+def _load_dynamic_int8(*, model_dir: str | Path) -> LoadedModel:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    loaded = load_model(model_dir=model_dir, device="cpu", dtype=torch.float32)
+    targets = {
+        name: per_channel_dynamic_qconfig  # a scale per output row, as bitsandbytes int8
+        for name, module in loaded.named_modules()
+        if isinstance(module, nn.Linear) and name.split(".")[-1] not in KEEP_FULL
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # eager-mode quantisation moves to torchao
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        quantize_dynamic(loaded, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
+    layers = _count_layers(loaded, DynamicLinear)
+    if layers == 0:
+        raise QuantisationError(f"int8-dynamic: no Linear layer of {model_dir} was quantised")
+    details = {
+        "precision": "int8-dynamic",
+        "weights": "qint8 (per output channel)",
+        "compute_dtype": "int8 (activations quantised per call, no outlier handling)",
+        "dtype": "float32",
+        "backend": f"torch {torch.__version__} dynamic quantisation ({torch.backends.quantized.engine})",
+        "quantised_layers": layers,
+        "layer_type": f"{DynamicLinear.__module__}.{DynamicLinear.__qualname__}",
+        "kept_full": list(KEEP_FULL),
+    }
+    return LoadedModel(model=loaded.eval(), device="cpu", dtype="qint8", details=details)
+
+
+def _count_layers(model: nn.Module, layer_type: type[nn.Module]) -> int:
+    return sum(isinstance(module, layer_type) for module in model.modules())
+
+
+def _quiet_bitsandbytes() -> None:
+    """bitsandbytes logs a warning on every int8 matmul whose inputs are not float16 (all of
+    them on a CPU): thousands of lines per example, and time spent logging inside the timed
+    runs. The fact goes once into the result file (`note`) instead."""
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of the weights the model actually holds: every distinct tensor of its state
+    (quantised weights with their scales and quantisation state, unquantised layers,
+    buffers); tied tensors are counted once."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in _state_tensors(model.state_dict()):
+        if tensor.is_quantized:
+            total += tensor.numel() * tensor.element_size()
+            if tensor.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                scales, zeros = tensor.q_per_channel_scales(), tensor.q_per_channel_zero_points()
+                total += scales.numel() * scales.element_size() + zeros.numel() * zeros.element_size()
+            continue
+        key = tensor.untyped_storage().data_ptr() if tensor.numel() else id(tensor)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += tensor.untyped_storage().nbytes()
+    return total
+
+
+def _state_tensors(values: Mapping[str, Any]) -> Iterator[torch.Tensor]:
+    for value in values.values():
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, (tuple, list)):  # dynamic-quantised Linear: (weight, bias)
+            yield from (item for item in value if isinstance(item, torch.Tensor))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def benchmark_latency(
+    *,
+    model_dir: str | Path,
+    eval_path: str | Path,
+    config: Mapping[str, Any],
+    precision: str,
+    options: Mapping[str, Any],
+    latency_path: str | Path,
+) -> dict[str, Any]:
+    """Load the model at `precision` (timed), then time forced-length generation on the
+    first `latency.examples` eval prompts; write latency.json and return it.
+
+    `config` holds the `model`, `prompt` and `latency` blocks."""
+    settings = config["latency"]
+    device = resolve_device(config["model"]["device"])
+    tokenizer = load_tokenizer(model_dir)
+    examples = read_examples(eval_path)[: settings["examples"]]
+    builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
+    prompts = [(example.id, builder.build(example.input)) for example in examples]
+
+    gc.collect()
+    rss_before = current_rss_bytes()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    loaded = load_at_precision(model_dir=model_dir, precision=precision, model=config["model"], options=options)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    load_seconds = time.perf_counter() - started
+    gc.collect()
+    rss_after_load = current_rss_bytes()
+    peak_rss_load = peak_rss_bytes()
+    cuda_after_load = cuda_memory(device)
+    held = weight_bytes(loaded.model)
+    log.info("loaded %s at %s in %.1f s: %.1f MB of weights", model_dir, precision, load_seconds, held / 1e6)
+
+    peak_reset = reset_peak_rss()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    warm, timed = measure(
+        model=loaded.model,
+        tokenizer=tokenizer,
+        prompts=prompts,
+        batch_size=settings["batch_size"],
+        new_tokens=settings["new_tokens"],
+        warmup=settings["warmup"],
+        repeats=settings["repeats"],
+        device=device,
+    )
+    peak_rss_run = peak_rss_bytes()
+    cuda_run = cuda_memory(device)
+    metrics = {
+        "load_seconds": load_seconds,
+        "weight_bytes": held,
+        "rss_before_load_bytes": rss_before,
+        "rss_after_load_bytes": rss_after_load,
+        # The process's peak resident memory: while loading (quantising on load included),
+        # and while generating (after a reset of the mark, where the OS allows one).
+        "peak_rss_bytes": max(peak_rss_load, peak_rss_run),
+        "peak_rss_load_bytes": peak_rss_load,
+        "peak_rss_generate_bytes": peak_rss_run if peak_reset else None,
+        "cuda_weight_bytes": cuda_after_load["allocated_bytes"] if cuda_after_load else None,
+        "peak_cuda_bytes": (
+            max(cuda_after_load["peak_allocated_bytes"], cuda_run["peak_allocated_bytes"])
+            if cuda_after_load and cuda_run
+            else None
+        ),
+        "batch_size": settings["batch_size"],
+        "new_tokens": settings["new_tokens"],
+        "warmup_runs": len(warm),
+        "timed_runs": len(timed),
+        **latency_metrics(timed),
+    }
+    result = {
+        "run": {
+            "precision": precision,
+            "model_dir": str(model_dir),
+            "eval_file": str(eval_path),
+            "example_ids": [example_id for example_id, _ in prompts],
+            "decoding": "greedy, exactly new_tokens tokens per prompt (EOS suppressed)",
+            "config": {key: config[key] for key in ("model", "prompt", "latency")},
+            "options": dict(options),
+        },
+        "metrics": metrics,
+        "runs": [run.to_dict() for run in timed],
+        "warmup": [run.to_dict() for run in warm],
+        "meta": {
+            **meta_info(device=loaded.device),
+            "dtype": loaded.dtype,
+            "model": dict(loaded.details),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    write_json(latency_path, result)
+    summary = metrics["latency_seconds"]
+    log.info(
+        "%s: p50 %.3f s, p95 %.3f s per example, TTFT p50 %.3f s, %.1f tokens/s",
+        precision, summary["p50"], summary["p95"], metrics["ttft_seconds"]["p50"], metrics["tokens_per_second"],
+    )
+    return result
+
+
+def predict_at_precision(
+    *,
+    model_dir: str | Path,
+    eval_path: str | Path,
+    config: Mapping[str, Any],
+    precision: str,
+    options: Mapping[str, Any],
+    predictions_path: str | Path,
+    info_path: str | Path,
+) -> None:
+    """The quality run: `evaluate.predict` (the base model's own code: prompts, batching,
+    natural stopping) on the model loaded at `precision`."""
+    predict(
+        model_dir=model_dir,
+        eval_path=eval_path,
+        config=config,
+        predictions_path=predictions_path,
+        info_path=info_path,
+        variant=precision,
+        load=precision_loader(model_dir=model_dir, precision=precision, model=config["model"], options=options),
+    )
+

@@ -1,0 +1,113 @@
+"""Report sections of the comparison stage: verdicts, forest plot, paired tests, seeds,
+failure modes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lora_study.report import Section, escape, figure_svg, table
+
+RATE_LABELS = {
+    "continuation": "continues/copies input",
+    "degenerate": "degenerate (empty/loop)",
+    "instruction_echo": "echoes instruction",
+    "too_short": "< 0.5x reference length",
+    "too_long": "> 2x reference length",
+}
+
+
+def comparison_sections(comparisons: Mapping[str, Any]) -> list[Section]:
+    run = comparisons["run"]
+    return [
+        Section("verdicts", "Verdicts", _verdicts(comparisons)),
+        Section("differences", f"Differences ({run['metric']} F, {run['confidence']:.0%} intervals)", _differences(comparisons)),
+        Section("seeds", "Seed-to-seed variation", _seeds(comparisons)),
+        Section("failure-modes", "Failure modes", _failure_modes(comparisons)),
+    ]
+
+
+def _verdicts(comparisons: Mapping[str, Any]) -> str:
+    lines = [f"<li>{escape(v['text'])}</li>" for v in comparisons["verdicts"]]
+    if not lines:
+        return "<p>No rank question: the configuration trains fewer than two LoRA ranks.</p>"
+    run = comparisons["run"]
+    return (
+        f"<ul>{''.join(lines)}</ul><p class=muted>Higher rank minus lower rank, on {run['examples']} evaluation "
+        f"examples; {run['resamples']:,} resamples, seed {run['seed']}. Supported means the interval excludes 0, "
+        "p &lt; 0.05 and the difference exceeds the seed-to-seed spread.</p>"
+    )
+
+
+def _differences(comparisons: Mapping[str, Any]) -> str:
+    rows = [
+        [
+            f"{c['b']} − {c['a']}",
+            c["why"],
+            f"{c['difference']['mean']:+.4f}",
+            f"[{c['difference']['low']:+.4f}, {c['difference']['high']:+.4f}]",
+            f"{c['p_value']:.3g}",
+            f"{c['seeds_a']} / {c['seeds_b']}",
+            f"{c['seed_spread']:.4f}",
+            "yes" if c["supported"] else "no",
+            c["reason"],
+        ]
+        for c in comparisons["comparisons"]
+    ]
+    header = ["comparison", "why", "difference", "interval", "p", "seeds", "seed spread", "supported", "reason"]
+    return _forest_plot(comparisons) + table(header, rows, numeric_from=2)
+
+
+def _forest_plot(comparisons: Mapping[str, Any]) -> str:
+    against_base = [c for c in comparisons["comparisons"] if c["a"] == "base"]
+    if not against_base:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    figure, axes = plt.subplots(figsize=(8, 0.5 * len(against_base) + 1.2))
+    for row, c in enumerate(reversed(against_base)):
+        d = c["difference"]
+        color = "#1b7837" if c["supported"] and d["mean"] > 0 else "#b2182b" if c["supported"] else "#555555"
+        axes.errorbar(d["mean"], row, xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]], fmt="o", color=color, capsize=4)
+    axes.axvline(0, color="black", linewidth=1)
+    axes.set_yticks(range(len(against_base)), [c["b"] for c in reversed(against_base)])
+    axes.set_xlabel(f"{comparisons['run']['metric']} F difference against the base model")
+    axes.set_title("Variants against the base model")
+    return figure_svg(figure)
+
+
+def _seeds(comparisons: Mapping[str, Any]) -> str:
+    rows = [
+        [name, info["seeds"], ", ".join(f"{m:.4f}" for m in info["per_seed_means"]), f"{info['mean']:.4f}", f"{info['seed_std']:.4f}"]
+        for name, info in comparisons["groups"].items()
+    ]
+    return table(["group", "seeds", "per-seed means", "mean", "seed std"], rows)
+
+
+def _failure_modes(comparisons: Mapping[str, Any]) -> str:
+    header = ["variant", *RATE_LABELS.values(), "copy span share", "novel bigrams", "repetition", "length / reference"]
+    rows = []
+    for name, info in comparisons["variants"].items():
+        summary = info["failure_modes"]
+        rates, means = summary["rates"], summary["means"]
+        rows.append(
+            [
+                name,
+                *(f"{rates[key]:.0%}" for key in RATE_LABELS),
+                f"{means['copy_span_share']:.2f}",
+                f"{means['novel_bigram_share']:.2f}",
+                f"{means['repetition_rate']:.2f}",
+                f"{means['length_ratio']:.2f}",
+            ]
+        )
+    return table(header, rows) + (
+        "<p class=muted>Rates: share of evaluation examples flagged. Continuation: the prediction starts with "
+        "the input's first 8+ words or a verbatim span of the input covers half of it. Copy span share: longest "
+        "verbatim input span / prediction length. Novel bigrams: share of the prediction's word bigrams not in "
+        "the input (1 = fully abstractive). Measures per example are in results/compare/.</p>"
+    )

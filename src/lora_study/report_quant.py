@@ -1,0 +1,170 @@
+"""The report's quantisation section (Study 1, Part 1), built only from result files:
+per precision latency.json (timing, memory), rouge.json (quality) and generation.json.
+
+No torch here: the report environment has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lora_study.io import read_json
+from lora_study.report import Section, escape, figure_svg, table
+
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class PrecisionResult:
+    """One precision's result files."""
+
+    name: str
+    latency: Mapping[str, Any]
+    rouge: Mapping[str, Any]
+    generation: Mapping[str, Any]
+
+    def rouge_f(self, kind: str) -> float:
+        return float(self.rouge["metrics"]["mean"][kind]["fmeasure"])
+
+    @property
+    def p50(self) -> float:
+        return float(self.latency["metrics"]["latency_seconds"]["p50"])
+
+    @property
+    def p95(self) -> float:
+        return float(self.latency["metrics"]["latency_seconds"]["p95"])
+
+    @property
+    def dtype_backend(self) -> str:
+        model = self.latency["meta"].get("model", {})
+        compute = model.get("compute_dtype")
+        weights = model.get("weights", self.latency["meta"].get("dtype"))
+        parts = [str(weights)]
+        if compute and compute != weights:
+            parts.append(f"compute {compute}")
+        parts.append(f'{model.get("backend", "?")}, {self.latency["meta"]["device"]}')
+        return "; ".join(parts)
+
+
+def load_precision(*, name: str, latency_path: str | Path, rouge_path: str | Path, generation_path: str | Path) -> PrecisionResult:
+    return PrecisionResult(
+        name=name, latency=read_json(latency_path), rouge=read_json(rouge_path), generation=read_json(generation_path)
+    )
+
+
+def quantisation_sections(results: Sequence[PrecisionResult]) -> list[Section]:
+    """The table, the latency-vs-ROUGE-L plot and the measured ordering; nothing when no
+    precision is configured."""
+    if not results:
+        return []
+    body = _table(results) + _ordering(results) + latency_quality_plot(results) + _protocol(results)
+    return [Section("quantisation", "Quantisation: latency, memory and quality per precision", body)]
+
+
+def _mb(value: Any) -> str:
+    return "n/a" if value is None else f"{value / MB:,.1f}"
+
+
+def _table(results: Sequence[PrecisionResult]) -> str:
+    gpu = any(r.latency["metrics"].get("peak_cuda_bytes") is not None for r in results)
+    header = [
+        "precision", "dtype / backend", "load s", "latency p50 s", "latency p95 s", "TTFT p50 s",
+        "tokens/s", "decode tokens/s", "weights MB", "peak RSS MB",
+        *(["peak CUDA MB"] if gpu else []),
+        "ROUGE-1", "ROUGE-2", "ROUGE-L",
+    ]
+    rows = []
+    for r in results:
+        metrics = r.latency["metrics"]
+        decode = metrics.get("decode_tokens_per_second")
+        rows.append(
+            [
+                r.name,
+                r.dtype_backend,
+                f'{metrics["load_seconds"]:.2f}',
+                f"{r.p50:.3f}",
+                f"{r.p95:.3f}",
+                f'{metrics["ttft_seconds"]["p50"]:.3f}',
+                f'{metrics["tokens_per_second"]:.1f}',
+                f'{decode["p50"]:.1f}' if decode else "n/a",
+                _mb(metrics["weight_bytes"]),
+                _mb(metrics["peak_rss_bytes"]),
+                *([_mb(metrics.get("peak_cuda_bytes"))] if gpu else []),
+                f'{r.rouge_f("rouge1"):.4f}',
+                f'{r.rouge_f("rouge2"):.4f}',
+                f'{r.rouge_f("rougeL"):.4f}',
+            ]
+        )
+    note = (
+        "<p class=muted>Latency per example: wall time of the generate() call that produced it. "
+        "tokens/s: all timed new tokens over all timed seconds; decode tokens/s: after the first "
+        "token (median over runs). Weights: bytes of the tensors the loaded model holds (quantised "
+        "weights with their scales; embeddings and output head stay at full precision). Peak RSS: "
+        "the process's peak resident memory, loading included. ROUGE: F-measure, mean over "
+        f'{results[0].rouge["run"]["examples"]} evaluation examples, from predictions that stop '
+        "naturally (the quality run, separate from the timed runs).</p>"
+    )
+    return table(header, rows, numeric_from=2) + note
+
+
+def _ordering(results: Sequence[PrecisionResult]) -> str:
+    """The finding, computed: the order by median latency and the spread of ROUGE-L."""
+    by_latency = sorted(results, key=lambda r: r.p50)
+    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s)" for r in by_latency)
+    rouge_l = [r.rouge_f("rougeL") for r in results]
+    spread = max(rouge_l) - min(rouge_l)
+    slowest, fastest = by_latency[-1], by_latency[0]
+    return (
+        f"<p>Median latency per example, fastest first: {order}. "
+        f"The slowest ({escape(slowest.name)}) takes {slowest.p50 / fastest.p50:.2f}x the fastest "
+        f"({escape(fastest.name)}). ROUGE-L ranges over {spread:.4f} "
+        f"({min(rouge_l):.4f} to {max(rouge_l):.4f}).</p>"
+    )
+
+
+def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
+    """Latency (p50, whisker to p95) against ROUGE-L, one labelled point per precision, as inline SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame(
+        {
+            "precision": [r.name for r in results],
+            "latency p50 (s per example)": [r.p50 for r in results],
+            "p95": [r.p95 for r in results],
+            "ROUGE-L (F)": [r.rouge_f("rougeL") for r in results],
+        }
+    )
+    x, y = "latency p50 (s per example)", "ROUGE-L (F)"
+    with sns.axes_style("whitegrid"):  # a local style: other sections' plots keep theirs
+        figure, axes = plt.subplots(figsize=(6.4, 4.2))
+        axes.hlines(frame[y], frame[x], frame["p95"], colors="0.6", linewidth=1.5, zorder=1)
+        sns.scatterplot(data=frame, x=x, y=y, hue="precision", s=90, legend=False, ax=axes, zorder=2)
+        for _, row in frame.iterrows():
+            axes.annotate(row["precision"], (row[x], row[y]), textcoords="offset points", xytext=(6, 6), fontsize=10)
+        axes.set_title("Latency vs quality per precision (line: p50 to p95)")
+        axes.margins(x=0.15, y=0.25)
+        axes.set_xlim(left=0)  # from zero, so distances show the real ratios
+    return figure_svg(figure)
+
+
+def _protocol(results: Sequence[PrecisionResult]) -> str:
+    run = results[0].latency
+    metrics, latency = run["metrics"], run["run"]["config"]["latency"]
+    rows = [
+        ("examples timed", len(run["run"]["example_ids"])),
+        ("batch size (prompts per generate call)", metrics["batch_size"]),
+        ("new tokens per prompt (forced, EOS suppressed)", metrics["new_tokens"]),
+        ("warm-up runs (excluded)", metrics["warmup_runs"]),
+        ("timed runs per precision (raw in latency.json)", metrics["timed_runs"]),
+        ("repeats", latency["repeats"]),
+        ("device", f'{run["meta"]["device_name"]}, torch threads: {run["meta"].get("torch_threads", "?")}'),
+    ]
+    return "<h3>Protocol</h3>" + table(["", ""], rows, numeric_from=99)

@@ -1,0 +1,151 @@
+"""Loading at each precision really quantises (bitsandbytes / torch layers on a tiny random
+Llama), the latency file holds every field, and quality goes through the evaluation code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+from lora_study.config import precision_options
+from lora_study.evaluate import score
+from lora_study.io import read_json, read_jsonl, write_jsonl
+from lora_study.quantise import benchmark_latency, load_at_precision, predict_at_precision, weight_bytes
+
+CPU = {"device": "cpu", "dtype": "auto"}
+INT4 = {"int4": {"quant_type": "nf4", "compute_dtype": "auto", "double_quant": False}}
+LATENCY = {"examples": 3, "batch_size": 2, "new_tokens": 4, "warmup": 1, "repeats": 2}
+PROMPT = {"instruction": "Summarize the text.", "chat_template": True, "max_input_tokens": 96}
+GENERATION = {"max_new_tokens": 5, "greedy": True, "temperature": 1.0, "top_p": 1.0, "seed": 0}
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: module for name, module in model.named_modules() if name.split(".")[-1] in (*PROJECTIONS, "lm_head")}
+
+
+@pytest.fixture()
+def eval_file(tmp_path: Path) -> Path:
+    rows = [
+        {"id": f"ex{i}", "input": text, "reference": "A short summary of the text."}
+        for i, text in enumerate(["The cat sat on the mat.", "Language models " * 12, "A third abstract, briefly.", "Four."])
+    ]
+    path = tmp_path / "eval.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def test_full_precision_is_the_configured_dtype(tiny_model_dir: Path) -> None:
+    loaded = load_at_precision(model_dir=tiny_model_dir, precision="full", model=CPU, options={})
+    assert loaded.dtype == "float32" and loaded.device == "cpu"
+    assert loaded.details["backend"].startswith("torch ")
+    assert all(type(m) is nn.Linear for m in linear_layers(loaded.model).values())
+    bf16 = load_at_precision(model_dir=tiny_model_dir, precision="bf16", model=CPU, options={})
+    assert bf16.dtype == "bfloat16" and bf16.model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+
+
+def test_int8_loads_bitsandbytes_int8_layers(tiny_model_dir: Path) -> None:
+    loaded = load_at_precision(model_dir=tiny_model_dir, precision="int8", model=CPU, options={})
+    layers = linear_layers(loaded.model)
+    for name, module in layers.items():
+        if name == "lm_head":
+            assert type(module) is nn.Linear  # the (tied) output head stays full precision
+        else:
+            assert isinstance(module, bnb.nn.Linear8bitLt), name
+            assert isinstance(module.weight, bnb.nn.Int8Params) and module.weight.dtype == torch.int8
+    assert loaded.details["quantised_layers"] == 2 * len(PROJECTIONS)
+    assert loaded.details["backend"] == f"bitsandbytes {bnb.__version__}"
+    assert loaded.details["quantization_config"]["load_in_8bit"] is True
+    full = load_at_precision(model_dir=tiny_model_dir, precision="full", model=CPU, options={})
+    assert weight_bytes(loaded.model) < weight_bytes(full.model)
+
+
+def test_int4_loads_bitsandbytes_nf4_layers_and_records_the_compute_dtype(tiny_model_dir: Path) -> None:
+    loaded = load_at_precision(model_dir=tiny_model_dir, precision="int4", model=CPU, options=INT4)
+    for name, module in linear_layers(loaded.model).items():
+        if name != "lm_head":
+            assert isinstance(module, bnb.nn.Linear4bit), name
+            assert isinstance(module.weight, bnb.nn.Params4bit) and module.weight.dtype == torch.uint8
+            assert module.weight.quant_state.quant_type == "nf4"
+            assert module.compute_dtype == torch.float32
+    assert loaded.dtype == "nf4"
+    assert loaded.details["compute_dtype"] == "float32"  # auto = the full-precision dtype on a CPU
+    assert loaded.details["quantization_config"]["bnb_4bit_compute_dtype"] == "float32"
+    assert loaded.details["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+
+
+def test_int8_dynamic_quantises_the_linear_layers_with_torch(tiny_model_dir: Path) -> None:
+    loaded = load_at_precision(model_dir=tiny_model_dir, precision="int8-dynamic", model=CPU, options={})
+    for name, module in linear_layers(loaded.model).items():
+        assert isinstance(module, DynamicLinear) == (name != "lm_head"), name
+    assert loaded.details["quantised_layers"] == 2 * len(PROJECTIONS)
+    full = load_at_precision(model_dir=tiny_model_dir, precision="full", model=CPU, options={})
+    assert weight_bytes(loaded.model) < weight_bytes(full.model)
+
+
+def test_weight_bytes_counts_tied_tensors_once() -> None:
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10, bias=False))
+    assert weight_bytes(model) == 2 * 10 * 4 * 4
+    model[1].weight = model[0].weight
+    assert weight_bytes(model) == 10 * 4 * 4
+
+
+def test_only_int4_has_its_own_options() -> None:
+    quantisation = {"int4": INT4["int4"], "precisions": ["full", "int4"], "latency": LATENCY}
+    assert precision_options("int4", quantisation) == INT4
+    assert precision_options("int8", quantisation) == {} == precision_options("full", quantisation)
+
+
+LATENCY_FIELDS = {
+    "load_seconds", "weight_bytes", "rss_before_load_bytes", "rss_after_load_bytes", "peak_rss_bytes",
+    "peak_rss_load_bytes", "peak_rss_generate_bytes", "cuda_weight_bytes", "peak_cuda_bytes", "batch_size",
+    "new_tokens", "warmup_runs", "timed_runs", "latency_seconds", "ttft_seconds", "decode_tokens_per_second",
+    "tokens_per_second", "timed_tokens", "timed_seconds",
+}
+
+
+@pytest.mark.parametrize("precision", ["full", "int8", "int4"])
+def test_latency_file_has_every_field_and_the_raw_runs(tiny_model_dir: Path, eval_file: Path, tmp_path: Path, precision: str) -> None:
+    path = tmp_path / precision / "latency.json"
+    config = {"model": CPU, "prompt": PROMPT, "latency": LATENCY}
+    benchmark_latency(
+        model_dir=tiny_model_dir, eval_path=eval_file, config=config, precision=precision,
+        options=precision_options(precision, INT4), latency_path=path,
+    )
+    result = read_json(path)
+    assert set(result) == {"run", "metrics", "runs", "warmup", "meta"}
+    metrics = result["metrics"]
+    assert set(metrics) == LATENCY_FIELDS
+    assert result["run"]["example_ids"] == ["ex0", "ex1", "ex2"]  # the first `examples` of the file
+    assert metrics["warmup_runs"] == len(result["warmup"]) == 1
+    assert metrics["timed_runs"] == len(result["runs"]) == 2 * 2  # 3 examples in batches of 2, 2 repeats
+    assert all(run["new_tokens"] == 4 for run in result["runs"])
+    assert metrics["latency_seconds"]["n"] == 2 * 3
+    assert metrics["latency_seconds"]["p50"] <= metrics["latency_seconds"]["p95"] <= metrics["latency_seconds"]["max"]
+    assert metrics["timed_tokens"] == 2 * 3 * 4
+    assert metrics["weight_bytes"] > 0 and metrics["peak_rss_bytes"] >= metrics["rss_after_load_bytes"] > 0
+    assert metrics["cuda_weight_bytes"] is None  # CPU run
+    assert result["meta"]["model"]["precision"] == precision
+    assert {"torch", "transformers", "bitsandbytes"} <= set(result["meta"]["versions"])
+    assert result["meta"]["device"] == "cpu" and result["meta"]["torch_threads"] >= 1
+
+
+def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_file: Path, tmp_path: Path) -> None:
+    config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": {"batch_size": 2}}
+    out = tmp_path / "int8"
+    predict_at_precision(
+        model_dir=tiny_model_dir, eval_path=eval_file, config=config, precision="int8", options={},
+        predictions_path=out / "predictions.jsonl", info_path=out / "generation.json",
+    )
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert [row["id"] for row in rows] == ["ex0", "ex1", "ex2", "ex3"]  # every eval example, not only the timed ones
+    assert all(0 <= row["generated_tokens"] <= GENERATION["max_new_tokens"] for row in rows)
+    info = read_json(out / "generation.json")
+    assert info["run"]["variant"] == "int8" and info["meta"]["dtype"] == "int8"
+    assert info["meta"]["model"]["layer_type"].endswith("Linear8bitLt")
+    rouge = score(predictions_path=out / "predictions.jsonl", rouge_path=out / "rouge.json", variant="int8")
+    assert rouge["run"]["examples"] == 4 and "rougeL" in rouge["metrics"]["mean"]
