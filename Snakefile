@@ -21,6 +21,7 @@ include: "rules/evaluate.smk"
 include: "rules/adapters.smk"
 include: "rules/compare.smk"
 include: "rules/quantise.smk"
+include: "rules/drift.smk"
 include: "rules/report.smk"
 
 

@@ -40,6 +40,11 @@ if _unknown:
         f"invalid configuration: statistics.pairs: unknown variant group(s) {', '.join(_unknown)}; "
         f"known: {', '.join(sorted({group_of(v) for v in VARIANTS}))}"
     )
+if (config["drift"]["examples"] or 0) > config["data"]["eval"]["size"]:
+    raise WorkflowError(
+        f"invalid configuration: drift.examples = {config['drift']['examples']} is more than "
+        f"data.eval.size = {config['data']['eval']['size']}: drift is measured on evaluation prompts"
+    )
 # Threads of a model job: every core snakemake may use (jobs then run one at a time,
 # each at full speed); a cluster profile sets its own per rule with set-threads.
 MODEL_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))
@@ -83,6 +88,10 @@ def variant_params(wildcards):
             "training": TRAINING_SHARED,
         }
     )
+
+
+def drift_dir(variant):
+    return f"results/drift/{MODEL}/{DATASET}/{variant}"
 
 
 def quant_dir(precision):

@@ -16,6 +16,7 @@ rule build_report:
         quant_latency=[f"{quant_dir(p)}/latency.json" for p in QUANT_PRECISIONS],
         quant_rouge=[f"{quant_dir(p)}/rouge.json" for p in QUANT_PRECISIONS],
         quant_generation=[f"{quant_dir(p)}/generation.json" for p in QUANT_PRECISIONS],
+        drift=[f"{drift_dir(v)}/drift.json" for v in TRAINED],
     output:
         "report.html",
     params:
@@ -23,6 +24,7 @@ rule build_report:
         variants=VARIANTS,
         trained=list(TRAINED),
         precisions=QUANT_PRECISIONS,
+        drift_criterion=config["drift"]["criterion"],
     log:
         "logs/build_report.log",
     resources:

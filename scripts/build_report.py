@@ -10,6 +10,7 @@ from lora_study.logs import logged_job
 from lora_study.report import build_report, foundation_sections, load_variant
 from lora_study.report_quant import load_precision, quantisation_sections
 from lora_study.report_compare import comparison_sections
+from lora_study.report_drift import drift_sections, load_drift
 from lora_study.report_training import load_trained, training_sections
 
 with logged_job(snakemake.log[0]):  # noqa: F821
@@ -42,4 +43,6 @@ with logged_job(snakemake.log[0]):  # noqa: F821
         )
     ]
     sections += quantisation_sections(precisions)
+    drift = [load_drift(name=name, drift_path=path) for name, path in zip(snakemake.params.trained, inputs.drift)]  # noqa: F821
+    sections += drift_sections(results=drift, criterion=snakemake.params.drift_criterion)  # noqa: F821
     build_report(sections=sections, variants=variants, out_path=snakemake.output[0])  # noqa: F821

@@ -16,6 +16,7 @@ from lora_study.data import (
     Example,
     default_splits,
     detokenise,
+    heldout_texts,
     load_split,
     make_subsets,
     read_examples,
@@ -308,3 +309,21 @@ def test_cnn_dailymail_unreachable_source_names_hub_path(hub_folder: Path) -> No
     data = config("cnn_dailymail", hub_path=str(hub_folder / "nowhere"), hub_config="3.0.0")
     with pytest.raises(DataError, match=r"data.hub_path .*nowhere.*split 'train'"):
         load_split(data=data, split="train")
+
+
+def test_heldout_texts_avoid_every_subset_and_are_seeded() -> None:
+    data = config("aclsum", train={"sizes": [20]}, eval={"size": 10})
+    subsets = make_subsets(data=data)
+    used = [*subsets.eval, *subsets.train[20]]
+    texts = heldout_texts(data=data, used=used, size=15, seed=7)
+    assert len(texts) == 15 and len({row["id"] for row in texts}) == 15
+    assert not {row["id"] for row in texts} & {e.id for e in used}
+    assert not {row["text"] for row in texts} & {e.input for e in used}
+    assert texts == heldout_texts(data=data, used=used, size=15, seed=7)
+    assert texts != heldout_texts(data=data, used=used, size=15, seed=8)
+
+
+def test_heldout_texts_too_many_names_the_key() -> None:
+    data = config("aclsum", eval={"size": 10})
+    with pytest.raises(DataError, match="drift.forgetting.examples: asks for 100000 examples"):
+        heldout_texts(data=data, used=make_subsets(data=data).eval, size=100_000, seed=7)

@@ -96,7 +96,7 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
     assert logs == {
         "prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report.log",
         "measure_latency", "generate_quant_predictions", "train_adapter", "train_full", "count_adapter_parameters",
-        "compare_variants",
+        "compare_variants", "measure_drift", "make_heldout_text",
     }
 
 
@@ -239,7 +239,8 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
     config["training"]["lora"]["ranks"].append(8)
     jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     assert jobs == {
-        "train_adapter": 1, "generate_variant_predictions": 1, "score_rouge": 1, "compare_variants": 1, "build_report": 1,
+        "train_adapter": 1, "generate_variant_predictions": 1, "score_rouge": 1, "compare_variants": 1,
+        "measure_drift": 1, "build_report": 1,
     }
 
 
@@ -249,5 +250,55 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
     jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     assert jobs == {
         "train_adapter": 2, "train_full": 1, "generate_variant_predictions": 3, "score_rouge": 3,
-        "compare_variants": 1, "build_report": 1,
+        "compare_variants": 1, "measure_drift": 3, "build_report": 1,
     }
+
+
+DRIFT_DIR = "results/drift/smollm2-135m-instruct/aclsum"
+
+
+def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
+    import numpy as np
+
+    heldout = read_jsonl(workflow_dir / "results/data/aclsum/heldout.jsonl")
+    used = {row["id"] for row in read_jsonl(workflow_dir / "results/data/aclsum/eval.jsonl")}
+    used |= {row["id"] for row in read_jsonl(workflow_dir / "results/data/aclsum/train-n4.jsonl")}
+    assert len(heldout) == tiny_config()["drift"]["forgetting"]["examples"] and not {row["id"] for row in heldout} & used
+    for variant in TRAINED:
+        drift = read_json(workflow_dir / DRIFT_DIR / variant / "drift.json")
+        metrics = drift["metrics"]
+        layers = 31  # SmolLM2-135M: embeddings + 30 blocks
+        assert drift["run"]["variant"] == variant and metrics["layers"] == layers and metrics["examples"] == 4
+        assert len(metrics["per_layer"]) == layers and len(metrics["drift_per_layer"]) == layers
+        assert all(abs(value - 1) < 1e-6 for value in metrics["baselines"]["self"]["cka_debiased"])
+        # The embeddings are not trained by LoRA on q,v: layer 0 is identical to the base.
+        if variant.startswith("lora"):
+            assert abs(metrics["per_layer"][0]["cka_debiased"] - 1) < 1e-6
+        assert all("token_cka_debiased" in row for row in metrics["per_layer"])  # token_level: true in tiny
+        matrix = np.load(workflow_dir / DRIFT_DIR / variant / "cka_matrix.npz")
+        assert matrix["debiased"].shape == matrix["biased"].shape == (layers, layers)
+        assert np.allclose(np.diag(matrix["debiased"]), [row["cka_debiased"] for row in metrics["per_layer"]])
+        forgetting = metrics["forgetting"]
+        assert forgetting["base"]["texts"] == len(heldout) and forgetting["tuned"]["perplexity"] > 1
+
+
+def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Path) -> None:
+    page = (workflow_dir / "report.html").read_text()
+    drift = page.split('<section id="drift">', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in drift and "less drift than full fine-tuning" in drift
+    for variant in TRAINED:
+        mean_drift = read_json(workflow_dir / DRIFT_DIR / variant / "drift.json")["metrics"]["mean_drift"]
+        assert f"<td>{variant}</td>" in drift and f"{mean_drift:.4f}" in drift
+    for lora in TRAINED[:2]:
+        item = drift.split(f"<li><b>{lora}</b>: drift", 1)[1].split("</li>", 1)[0]
+        assert "vs" in item and ("criterion holds" in item or "criterion does not hold" in item)
+    heatmaps = page.split('<section id="cka-matrices">', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in heatmaps
+    forgetting = page.split('<section id="forgetting">', 1)[1].split("</section>", 1)[0]
+    assert "<th>perplexity</th>" in forgetting and all(f"<td>{v}</td>" in forgetting for v in TRAINED)
+
+
+def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["drift"]["pooling"] = "last"
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"measure_drift": len(TRAINED), "build_report": 1}

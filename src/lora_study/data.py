@@ -128,6 +128,21 @@ def write_subsets(*, subsets: Subsets, out_dir: str | os.PathLike[str]) -> None:
     write_json(out / "subsets.json", {**subsets.meta, "files": written})
 
 
+def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int, seed: int) -> list[dict[str, str]]:
+    """Texts the study never trains or evaluates on, for measuring forgetting: the input side
+    of rows of the eval split outside every subset (by id and by normalised input), seeded.
+
+    The summaries are left out on purpose: perplexity here asks how well the model still
+    models text in general, not how well it summarises.
+    """
+    split = _split(data, "eval")
+    used_ids, used_inputs = {e.id for e in used}, {_norm(e.input) for e in used}
+    pool = [e for e in load_split(data=data, split=split) if e.id not in used_ids and _norm(e.input) not in used_inputs]
+    _check_size(size, len(pool), key="drift.forgetting.examples",
+                where=f"{data['dataset']}/{split} outside the train and eval subsets")
+    return [{"id": e.id, "text": e.input} for e in _take(pool, seed=seed, n=size)]
+
+
 def read_examples(path: str | os.PathLike[str]) -> list[Example]:
     """Read a subset file written by `write_subsets`; extra keys are ignored."""
     try:

@@ -155,6 +155,10 @@ def _load_bitsandbytes(
     }
     if precision == "int8" and dtype != torch.float16:
         details["note"] = f"bitsandbytes casts {dtype_name(dtype)} activations to float16 for the int8 matmul"
+    if precision == "int4" and device == "cpu" and bnb.functional.has_avx512bf16():
+        # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights on the first
+        # inference call and runs its own bfloat16 kernel, whatever the compute dtype says.
+        details["cpu_kernel"] = "bitsandbytes avx512-bf16 packed 4-bit kernel (bfloat16 scales) at inference"
     return LoadedModel(model=loaded, device=device, dtype=weights.split(" ")[0], details=details)
 
 

@@ -46,6 +46,8 @@ class PrecisionResult:
         if compute and compute != weights:
             parts.append(f"compute {compute}")
         parts.append(f'{model.get("backend", "?")}, {self.latency["meta"]["device"]}')
+        if model.get("cpu_kernel"):
+            parts.append(model["cpu_kernel"])
         return "; ".join(parts)
 
 
