@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lora_study.adapters import LORA_KINDS, TARGET_PRESETS, expand_grid
+from lora_study.grid import LORA_KINDS, TARGET_PRESETS, expand_grid
 from lora_study.compare import group_of, unknown_pair_names
 from lora_study.config import ConfigError, canonical, dataset_name, model_name, precision_options, validate_config
 

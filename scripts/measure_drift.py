@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
 
-from lora_study.adapters import VariantSpec
+from lora_study.grid import VariantSpec
 from lora_study.drift_stage import measure_drift
 from lora_study.logs import logged_job
 

@@ -14,8 +14,7 @@ and CPUs and memory capped at half the node (two jobs side by side). Everything 
 (executor, restart policy, latency wait, default resources) comes from the profile itself.
 The shipped profile keeps asking for GPUs; no switch in it or in the rules exists for tests.
 
-The config is the tests' tiny one for the base model only (every stage runs in
-tests/test_workflow.py; here each SLURM job costs two Snakemake start-ups and status polls),
+The config is the tests' tiny one, every stage (training, comparisons, quantisation, drift),
 on a local copy of aclsum papers whose one broken row makes the data job fail.
 """
 
@@ -146,19 +145,6 @@ def slurm_state(slurm_id: str, env: dict[str, str]) -> str:
     return re.search(r"JobState=(\w+)", shown.stdout).group(1)
 
 
-def base_model_only(config: dict) -> dict:
-    """The tiny config without trained or quantised variants (one training size kept for the
-    subsets): this test is about SLURM; tests/test_workflow.py runs every stage, and here each
-    job costs two Snakemake start-ups (batch job, then job step) and status polls."""
-    config["data"]["train"]["sizes"] = config["data"]["train"]["sizes"][:1]
-    if "training" in config:
-        config["training"]["lora"]["variants"] = []
-        config["training"]["fft"]["enabled"] = False
-    if "quantisation" in config:
-        config["quantisation"]["precisions"] = []
-    return config
-
-
 def write_papers(path: Path, *, broken_row: int | None) -> None:
     """aclsum test-split papers as a local dataset; `broken_row` (1-based) lacks its reference."""
     rows = [
@@ -211,7 +197,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     write_papers(papers, broken_row=BAD_ROW)
     # The tests' tiny config, on a local copy of the same aclsum papers: a data file a user
     # got wrong is the job that fails, no switch in the workflow needed.
-    config = base_model_only(yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()))
+    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     config["data"].update(
         dataset="local",
         local={"train_file": str(papers), "eval_file": str(papers), "id_field": "id",
@@ -240,7 +226,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert first.returncode != 0, first.output[-4000:]
     submitted = {rule for rule, _, _ in first_jobs}
     assert {"prepare_model", "make_subsets"} <= submitted, first.output[-4000:]
-    assert not submitted & {"generate_predictions", "score_rouge", "build_report"}, "they need the subsets"
+    assert not submitted & {"generate_predictions", "train_adapter", "score_rouge", "build_report"}, "they need the subsets"
     for rule, slurm_id, slurm_log in first_jobs:
         if rule != "make_subsets":
             assert first_states[slurm_id] == "COMPLETED", (rule, slurm_id)
@@ -286,6 +272,9 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert ran == expected, "every missing job ran, each as a SLURM job, and nothing else"
     assert "<th>ROUGE-L</th>" in (workdir / "report.html").read_text()
     assert read_json(workdir / "results/eval/smollm2-135m-instruct/local/base/rouge.json")["run"]["examples"] == 4
+    # Every stage ran on the cluster: trained variants, their drift, the quantised model.
+    assert {"train_adapter", "train_full", "measure_drift", "measure_latency", "compare_variants"} <= set(ran)
+    assert (workdir / "results/drift/smollm2-135m-instruct/local/fft-n4-s1/drift.json").is_file()
 
     done = snakemake(workdir, configfile, env, "-n", "--workflow-profile", str(PROFILE), "report.html")
     assert done.returncode == 0 and "Nothing to be done" in done.output, done.output[-3000:]

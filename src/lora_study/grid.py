@@ -1,0 +1,92 @@
+"""The experiment grid: which variants the config asks for, and their names.
+
+The grid in the config expands here into named variant specs; the name says what the
+variant is (`lora-r8-qv-n100-s1`, `fft-n100-s1`) and is the directory its results live
+in. No torch here: the workflow reads this module every time it starts (rules/common.smk),
+and importing torch and PEFT would add seconds to every `snakemake` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Target-module presets by name; module names of Llama-style models (SmolLM2, TinyLlama).
+TARGET_PRESETS: dict[str, list[str] | str] = {
+    "qv": ["q_proj", "v_proj"],
+    "attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "all-linear": "all-linear",  # PEFT's own preset: every linear layer but the output head
+}
+LORA_KINDS = ("lora", "dora", "rslora", "qlora")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One trained variant of the grid."""
+
+    kind: str  # lora | dora | rslora | qlora | fft
+    train_size: int
+    seed: int
+    learning_rate: float
+    rank: int | None = None
+    alpha: float | None = None
+    dropout: float = 0.0
+    targets: str | None = None  # a preset name from TARGET_PRESETS, or "+"-joined module names
+
+    @property
+    def name(self) -> str:
+        if self.kind == "fft":
+            return f"fft-n{self.train_size}-s{self.seed}"
+        return f"{self.kind}-r{self.rank}-{self.targets}-n{self.train_size}-s{self.seed}"
+
+    @property
+    def is_lora(self) -> bool:
+        return self.kind in LORA_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> VariantSpec:
+        """Inverse of `to_dict` (the name is derived, so it is dropped)."""
+        return cls(**{key: value for key, value in fields.items() if key != "name"})
+
+
+def target_modules(targets: str) -> list[str] | str:
+    """Module names for a preset name or a "+"-joined list of module names."""
+    if targets in TARGET_PRESETS:
+        return TARGET_PRESETS[targets]
+    return targets.split("+")
+
+
+def targets_label(targets: str | list[str]) -> str:
+    """The config's `targets` (a preset name or a list) as the label used in names."""
+    return targets if isinstance(targets, str) else "+".join(targets)
+
+
+def expand_grid(*, training: Mapping[str, Any], train_sizes: list[int]) -> dict[str, VariantSpec]:
+    """Every trained variant the config asks for, by name, in a stable order."""
+    lora, fft = training["lora"], training["fft"]
+    specs: list[VariantSpec] = []
+    for size in train_sizes:
+        for seed in training["seeds"]:
+            for kind in lora["variants"]:
+                for targets in lora["targets"]:
+                    for rank in lora["ranks"]:
+                        alpha = lora["alpha"] if lora["alpha"] is not None else lora["alpha_ratio"] * rank
+                        specs.append(
+                            VariantSpec(
+                                kind=kind,
+                                train_size=size,
+                                seed=seed,
+                                learning_rate=lora["learning_rate"],
+                                rank=rank,
+                                alpha=float(alpha),
+                                dropout=lora["dropout"],
+                                targets=targets_label(targets),
+                            )
+                        )
+            if fft["enabled"]:
+                specs.append(VariantSpec(kind="fft", train_size=size, seed=seed, learning_rate=fft["learning_rate"]))
+    return {spec.name: spec for spec in specs}
