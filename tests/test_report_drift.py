@@ -57,6 +57,12 @@ def test_sections_show_the_numbers_and_the_verdict() -> None:
     drift = sections["drift"].body
     assert "<svg" in drift and "<td>0.0500</td>" not in drift  # numbers are in numeric cells
     assert '<td class="num">0.0500</td>' in drift and '<td class="num">0.2000</td>' in drift
-    assert "lora-r8-qv-n4-s1</b>: drift 0.0500 vs 0.2000 for fft-n4-s1: +75.0% less, criterion holds" in drift
+    assert "lora-r8-qv-n4-s1</b>: drift 0.0500 vs 0.2000 for fft-n4-s1: 75.0% less, criterion holds" in drift
     assert "+10.5%" in sections["forgetting"].body  # 8.166 / 7.389 - 1
     assert drift_sections(results=[], criterion=0.2) == []
+
+
+def test_small_drifts_keep_significant_digits_and_more_drift_is_said_so() -> None:
+    results = [_result("lora-r8-qv-n4-s1", [0.0, 2e-5, 4e-5]), _result("fft-n4-s1", [0.0, 1e-5, 2e-5])]
+    drift = {s.anchor: s for s in drift_sections(results=results, criterion=0.2)}["drift"].body
+    assert "drift 2.000e-05 vs 1.000e-05 for fft-n4-s1: 100.0% more, criterion does not hold" in drift

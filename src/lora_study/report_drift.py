@@ -86,9 +86,15 @@ def _defined(values: Sequence[float | None]) -> list[float]:
     return [value for value in values if value is not None]
 
 
+def drift_number(value: float) -> str:
+    """Four decimals, or three significant digits for drifts too small to show in four
+    (a short training run moves representations by 1e-5)."""
+    return f"{value:.3e}" if 0 < abs(value) < 5e-4 else f"{value:.4f}"
+
+
 def _mean(values: Sequence[float | None]) -> str:
     defined = _defined(values)
-    return f"{sum(defined) / len(defined):.4f}" if defined else "undefined"
+    return drift_number(sum(defined) / len(defined)) if defined else "undefined"
 
 
 def _drift_body(results: Sequence[DriftResult], verdicts: Sequence[Mapping[str, Any]], criterion: float) -> str:
@@ -104,7 +110,7 @@ def _drift_body(results: Sequence[DriftResult], verdicts: Sequence[Mapping[str, 
             [
                 r.name,
                 _mean(drift),
-                f"{drift[largest]:.4f} (layer {largest})" if drift[largest] is not None else "undefined",
+                f"{drift_number(drift[largest])} (layer {largest})" if drift[largest] is not None else "undefined",
                 _mean([row["cka_biased"] for row in r.metrics["per_layer"]]),
                 _mean([row["cosine"] for row in r.metrics["per_layer"]]),
             ]
@@ -137,9 +143,10 @@ def _verdict_text(verdicts: Sequence[Mapping[str, Any]], criterion: float) -> st
             text = f'{escape(v["fft"])} did not drift at all ({v["fft_drift"]:.4f}): no ratio to judge'
         else:
             outcome = "holds" if v["holds"] else "does not hold"
+            change = f'{v["reduction"]:.1%} less' if v["reduction"] >= 0 else f'{-v["reduction"]:.1%} more'
             text = (
-                f'drift {v["drift"]:.4f} vs {v["fft_drift"]:.4f} for {escape(v["fft"])}: '
-                f'{v["reduction"]:+.1%} less, criterion {outcome}'
+                f'drift {drift_number(v["drift"])} vs {drift_number(v["fft_drift"])} for {escape(v["fft"])}: '
+                f"{change}, criterion {outcome}"
             )
         items.append(f'<li><b>{escape(v["variant"])}</b>: {text}</li>')
     return heading + f"<ul>{''.join(items)}</ul>"
