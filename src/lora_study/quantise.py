@@ -158,7 +158,7 @@ def _load_bitsandbytes(
     if precision == "int4" and device == "cpu" and bnb.functional.has_avx512bf16():
         # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights on the first
         # inference call and runs its own bfloat16 kernel, whatever the compute dtype says.
-        details["cpu_kernel"] = "bitsandbytes avx512-bf16 packed 4-bit kernel (bfloat16 scales) at inference"
+        details["cpu_kernel"] = "avx512-bf16 4-bit kernel"
     return LoadedModel(model=loaded, device=device, dtype=weights.split(" ")[0], details=details)
 
 

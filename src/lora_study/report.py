@@ -33,6 +33,7 @@ th{background:#f3f3f5;text-align:left}td.num{text-align:right;font-variant-numer
 .muted{color:#666;font-size:.9rem}pre{background:#f6f6f8;padding:.8rem;overflow-x:auto;font-size:.85rem}
 .example td{width:33%;font-size:.9rem;white-space:pre-wrap}
 figure{margin:.6rem 0}figure svg{max-width:100%;height:auto}
+section{overflow-x:auto}  /* a wide table scrolls inside its section, not the page */
 """
 
 
