@@ -45,6 +45,23 @@ if (config["drift"]["examples"] or 0) > config["data"]["eval"]["size"]:
         f"invalid configuration: drift.examples = {config['drift']['examples']} is more than "
         f"data.eval.size = {config['data']['eval']['size']}: drift is measured on evaluation prompts"
     )
+if TRAINED and (config["drift"]["examples"] or config["data"]["eval"]["size"]) < 4:
+    raise WorkflowError(
+        "invalid configuration: drift needs at least 4 evaluation prompts (debiased CKA divides by n - 3): "
+        "raise data.eval.size (and drift.examples, if set)"
+    )
+# What changes a drift file: the criterion only changes the report's verdict, and the choice
+# of held-out texts reaches the job as its input file (heldout.jsonl).
+DRIFT_SETTINGS = canonical(
+    {
+        "model": config["model"],
+        "prompt": config["prompt"],
+        "drift": {
+            **{key: value for key, value in config["drift"].items() if key not in ("criterion", "forgetting")},
+            "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
+        },
+    }
+)
 # Threads of a model job: every core snakemake may use (jobs then run one at a time,
 # each at full speed); a cluster profile sets its own per rule with set-threads.
 MODEL_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))

@@ -14,7 +14,7 @@ rule measure_drift:
     wildcard_constraints:
         variant=TRAINED_VARIANT_PATTERN,
     params:
-        settings={key: config[key] for key in ("model", "prompt", "drift")},
+        settings=DRIFT_SETTINGS,
         spec=lambda wildcards: TRAINED[wildcards.variant].to_dict(),
     threads: MODEL_THREADS
     log:

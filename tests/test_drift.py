@@ -11,7 +11,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from lora_study.drift import compare_models, hidden_state_batches, perplexity, pool, real_token_rows
+from lora_study.drift import compare_models, hidden_state_batches, perplexity, pool, real_token_rows, shuffled_pairing
 from lora_study.modeling import load_model, load_tokenizer
 from lora_study.prompts import PromptBuilder
 
@@ -168,3 +168,12 @@ def test_perplexity_of_a_near_uniform_model_is_about_the_vocabulary_size(tiny) -
     tokenizer, model, _ = tiny
     result = perplexity(model=model, tokenizer=tokenizer, texts=TEXTS, max_tokens=256, batch_size=4, device="cpu")
     assert result["mean_nll"] == pytest.approx(math.log(model.config.vocab_size), abs=0.05)
+
+
+def test_shuffled_pairing_never_pairs_an_example_with_itself() -> None:
+    for n in (2, 4, 20, 101):
+        for seed in range(5):
+            pairing = shuffled_pairing(n=n, seed=seed)
+            assert sorted(pairing) == list(range(n)) and not any(pairing == np.arange(n))
+    assert list(shuffled_pairing(n=20, seed=0)) == list(shuffled_pairing(n=20, seed=0))
+    assert list(shuffled_pairing(n=20, seed=0)) != list(shuffled_pairing(n=20, seed=1))

@@ -57,6 +57,28 @@ def test_untrained_adapter_has_no_drift_and_no_forgetting(tiny_model_dir: Path, 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cka_matrix.npz", "drift.json"]  # no temporaries left
 
 
+def test_a_changed_adapter_shows_drift_and_changes_perplexity(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Guards against comparing the base with itself: an adapter with nonzero B must drift."""
+    spec = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
+    model = attach_adapter(model=load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), spec=spec)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    model.save_pretrained(tmp_path / "adapter")
+    write_jsonl(tmp_path / "eval.jsonl", [{"id": str(i), "input": t, "reference": "x"} for i, t in enumerate(TEXTS)])
+    write_jsonl(tmp_path / "heldout.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[:3])])
+    metrics = measure_drift(
+        spec=spec, model_dir=tiny_model_dir, weights=tmp_path / "adapter", eval_path=tmp_path / "eval.jsonl",
+        heldout_path=tmp_path / "heldout.jsonl", config=CONFIG,
+        drift_path=tmp_path / "out" / "drift.json", matrix_path=tmp_path / "out" / "cka_matrix.npz",
+    )["metrics"]
+    assert metrics["per_layer"][0]["cka_debiased"] == pytest.approx(1, abs=1e-9)  # embeddings carry no adapter
+    assert metrics["mean_drift"] > 1e-3 and all(value > 1e-3 for value in metrics["drift_per_layer"][1:])
+    assert metrics["forgetting"]["tuned"]["perplexity"] != pytest.approx(metrics["forgetting"]["base"]["perplexity"], rel=1e-4)
+
+
 def test_more_drift_examples_than_eval_examples_is_an_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     spec = VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-3)
     write_jsonl(tmp_path / "eval.jsonl", [{"id": str(i), "input": t, "reference": "x"} for i, t in enumerate(TEXTS)])

@@ -279,6 +279,8 @@ def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
         matrix = np.load(workflow_dir / DRIFT_DIR / variant / "cka_matrix.npz")
         assert matrix["debiased"].shape == matrix["biased"].shape == (layers, layers)
         assert np.allclose(np.diag(matrix["debiased"]), [row["cka_debiased"] for row in metrics["per_layer"]])
+        # The tuned model really is the trained one: its last layer moved.
+        assert metrics["mean_drift"] > 0 and metrics["drift_per_layer"][-1] > 0
         forgetting = metrics["forgetting"]
         assert forgetting["base"]["texts"] == len(heldout) and forgetting["tuned"]["perplexity"] > 1
 
@@ -297,6 +299,12 @@ def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Pat
     assert "<svg" in heatmaps
     forgetting = page.split('<section id="forgetting">', 1)[1].split("</section>", 1)[0]
     assert "<th>perplexity</th>" in forgetting and all(f"<td>{v}</td>" in forgetting for v in TRAINED)
+
+
+def test_changed_drift_criterion_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["drift"]["criterion"] = 0.3
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_report": 1}
 
 
 def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, tmp_path: Path) -> None:

@@ -117,8 +117,7 @@ def compare_models(
                 )
     xs = [np.concatenate(rows) for rows in base_pooled]
     ys = [np.concatenate(rows) for rows in tuned_pooled]
-    permutation = np.random.default_rng(shuffle_seed).permutation(len(prompts))  # the same for every layer
-    shuffled = [x[permutation] for x in xs]
+    shuffled = [x[shuffled_pairing(n=len(prompts), seed=shuffle_seed)] for x in xs]  # the same pairing for every layer
     result: dict[str, Any] = {"examples": len(prompts), "layers": len(xs), "pooling": pooling}
     for debiased, name in ((True, "debiased"), (False, "biased")):
         result[f"cka_{name}"] = [_cka(x, y, debiased=debiased) for x, y in zip(xs, ys)]
@@ -134,6 +133,16 @@ def compare_models(
     if token_level:
         result["tokens"] = token_streams[0].n
     return result
+
+
+def shuffled_pairing(*, n: int, seed: int) -> np.ndarray:
+    """A seeded random pairing of n examples in which no example meets itself (a plain
+    permutation can leave fixed points, which would raise the chance level): the examples
+    in shuffled order, each paired with the next one round the cycle."""
+    order = np.random.default_rng(seed).permutation(n)
+    pairing = np.empty(n, dtype=np.int64)
+    pairing[order] = np.roll(order, -1)
+    return pairing
 
 
 def perplexity(

@@ -92,6 +92,10 @@ def drift_number(value: float) -> str:
     return f"{value:.3e}" if 0 < abs(value) < 5e-4 else f"{value:.4f}"
 
 
+def _span(values: Sequence[float], digits: int) -> str:
+    return f"{min(values):.{digits}f} to {max(values):.{digits}f}" if values else "undefined"
+
+
 def _mean(values: Sequence[float | None]) -> str:
     defined = _defined(values)
     return drift_number(sum(defined) / len(defined)) if defined else "undefined"
@@ -120,10 +124,9 @@ def _drift_body(results: Sequence[DriftResult], verdicts: Sequence[Mapping[str, 
         f'(embeddings, then each block\'s output; the last after the final norm), pooled by '
         f'<b>{escape(first["pooling"])}</b> over real tokens (padding masked). Headline: linear CKA with the '
         f"debiased (unbiased HSIC) estimator; drift = 1 - CKA. Baselines on the base model: itself gives "
-        f"CKA {min(self_cka):.4f} to {max(self_cka):.4f}; a shuffled pairing of examples (chance at this sample "
-        f"size) gives debiased CKA {min(chance):.3f} to {max(chance):.3f} and biased "
-        f"{min(chance_biased):.3f} to {max(chance_biased):.3f}, so the biased estimator reads high even for "
-        f"unrelated representations.</p>"
+        f"CKA {_span(self_cka, 4)} (a check of the estimator); a shuffled pairing of examples, none with itself "
+        f"(chance at this sample size), gives debiased CKA {_span(chance, 3)} and biased {_span(chance_biased, 3)}, "
+        f"so the biased estimator reads high even for unrelated representations.</p>"
     )
     return (
         _drift_plot(results)
