@@ -7,9 +7,8 @@ text, the settings) and cka_matrix.npz (base layers x tuned layers, both estimat
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from lora_study.adapters import VariantSpec
 from lora_study.data import read_examples
 from lora_study.drift import compare_models, perplexity
 from lora_study.finetune import variant_loader
-from lora_study.io import current_umask, read_jsonl, write_json
+from lora_study.io import atomic_write_bytes, read_jsonl, write_json
 from lora_study.modeling import dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
@@ -131,15 +130,7 @@ def drift_metrics(*, comparison: Mapping[str, Any], forgetting: Mapping[str, Any
 
 
 def _write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """np.savez to a temporary sibling, then one rename: never a half-written matrix file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The matrices as one .npz file, written atomically like every result file."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
