@@ -29,20 +29,29 @@ CONFIG = {
 }
 
 
-def test_untrained_adapter_has_no_drift_and_no_forgetting(tiny_model_dir: Path, tmp_path: Path) -> None:
-    # PEFT initialises LoRA's B to zero: the adapter is saved before any step, so the tuned
-    # model computes exactly the base function.
+def drift_of_adapter(*, model_dir: Path, tmp_path: Path, random_b: bool) -> dict:
+    """measure_drift's result for a LoRA r=4 adapter saved untrained (B = 0, as PEFT
+    initialises it: the base function exactly) or with B drawn at random."""
     spec = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
-    model = attach_adapter(model=load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), spec=spec)
+    model = attach_adapter(model=load_model(model_dir=model_dir, device="cpu", dtype=torch.float32), spec=spec)
+    if random_b:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(std=0.5)
     model.save_pretrained(tmp_path / "adapter")
     write_jsonl(tmp_path / "eval.jsonl", [{"id": str(i), "input": t, "reference": "x"} for i, t in enumerate(TEXTS)])
     write_jsonl(tmp_path / "heldout.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[:3])])
-
-    result = measure_drift(
-        spec=spec, model_dir=tiny_model_dir, weights=tmp_path / "adapter", eval_path=tmp_path / "eval.jsonl",
+    return measure_drift(
+        spec=spec, model_dir=model_dir, weights=tmp_path / "adapter", eval_path=tmp_path / "eval.jsonl",
         heldout_path=tmp_path / "heldout.jsonl", config=CONFIG,
         drift_path=tmp_path / "out" / "drift.json", matrix_path=tmp_path / "out" / "cka_matrix.npz",
     )
+
+
+def test_untrained_adapter_has_no_drift_and_no_forgetting(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = drift_of_adapter(model_dir=tiny_model_dir, tmp_path=tmp_path, random_b=False)
     metrics = result["metrics"]
     assert metrics["layers"] == 3 and metrics["examples"] == len(TEXTS) and len(metrics["per_layer"]) == 3
     for row in metrics["per_layer"]:
@@ -59,21 +68,7 @@ def test_untrained_adapter_has_no_drift_and_no_forgetting(tiny_model_dir: Path, 
 
 def test_a_changed_adapter_shows_drift_and_changes_perplexity(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Guards against comparing the base with itself: an adapter with nonzero B must drift."""
-    spec = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
-    model = attach_adapter(model=load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), spec=spec)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)
-    model.save_pretrained(tmp_path / "adapter")
-    write_jsonl(tmp_path / "eval.jsonl", [{"id": str(i), "input": t, "reference": "x"} for i, t in enumerate(TEXTS)])
-    write_jsonl(tmp_path / "heldout.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[:3])])
-    metrics = measure_drift(
-        spec=spec, model_dir=tiny_model_dir, weights=tmp_path / "adapter", eval_path=tmp_path / "eval.jsonl",
-        heldout_path=tmp_path / "heldout.jsonl", config=CONFIG,
-        drift_path=tmp_path / "out" / "drift.json", matrix_path=tmp_path / "out" / "cka_matrix.npz",
-    )["metrics"]
+    metrics = drift_of_adapter(model_dir=tiny_model_dir, tmp_path=tmp_path, random_b=True)["metrics"]
     assert metrics["per_layer"][0]["cka_debiased"] == pytest.approx(1, abs=1e-9)  # embeddings carry no adapter
     assert metrics["mean_drift"] > 1e-3 and all(value > 1e-3 for value in metrics["drift_per_layer"][1:])
     assert metrics["forgetting"]["tuned"]["perplexity"] != pytest.approx(metrics["forgetting"]["base"]["perplexity"], rel=1e-4)

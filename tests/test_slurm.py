@@ -139,6 +139,21 @@ def job_stats(output: str) -> dict[str, int]:
     return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
 
 
+def run_on_slurm(
+    number: int, workdir: Path, configfile: Path, env: dict[str, str], run_args: tuple[str, ...],
+    capsys: pytest.CaptureFixture,
+) -> tuple[subprocess.CompletedProcess, list[tuple[str, str, Path]], dict[str, str]]:
+    """One workflow run through the executor: its output (kept as run<number>.out beside the
+    work folder), the jobs it submitted and their SLURM states, printed with the job ids."""
+    result = snakemake(workdir, configfile, env, *run_args)
+    (workdir.parent / f"run{number}.out").write_text(result.output)
+    jobs = submitted_jobs(result.output)
+    states = {slurm_id: slurm_state(slurm_id, env) for _, slurm_id, _ in jobs}
+    show(capsys, [f"SLURM run {number} (exit {result.returncode}): {rule} -> SLURM job {slurm_id} ({states[slurm_id]})"
+                  for rule, slurm_id, _ in jobs])
+    return result, jobs, states
+
+
 def slurm_state(slurm_id: str, env: dict[str, str]) -> str:
     """The job's state as the SLURM controller records it (finished jobs stay MinJobAge s)."""
     shown = subprocess.run(["scontrol", "show", "job", slurm_id], env=env, capture_output=True, text=True, check=True)
@@ -217,12 +232,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
 
     # First run: make_subsets fails on the broken row; the jobs that do not need its data
     # (prepare_model, ...) run to the end anyway.
-    first = snakemake(workdir, configfile, env, *run_args)
-    (tmp_path / "run1.out").write_text(first.output)
-    first_jobs = submitted_jobs(first.output)
-    first_states = {slurm_id: slurm_state(slurm_id, env) for _, slurm_id, _ in first_jobs}
-    show(capsys, [f"SLURM run 1 (exit {first.returncode}): {rule} -> SLURM job {slurm_id} ({first_states[slurm_id]})"
-                  for rule, slurm_id, _ in first_jobs])
+    first, first_jobs, first_states = run_on_slurm(1, workdir, configfile, env, run_args, capsys)
     assert first.returncode != 0, first.output[-4000:]
     submitted = {rule for rule, _, _ in first_jobs}
     assert {"prepare_model", "make_subsets"} <= submitted, first.output[-4000:]
@@ -257,12 +267,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert expected == {rule: n - completed.get(rule, 0) for rule, n in everything.items() if n > completed.get(rule, 0)}
     assert "prepare_model" not in expected
 
-    second = snakemake(workdir, configfile, env, *run_args)
-    (tmp_path / "run2.out").write_text(second.output)
-    second_jobs = submitted_jobs(second.output)
-    second_states = {slurm_id: slurm_state(slurm_id, env) for _, slurm_id, _ in second_jobs}
-    show(capsys, [f"SLURM run 2 (exit {second.returncode}): {rule} -> SLURM job {slurm_id} ({second_states[slurm_id]})"
-                  for rule, slurm_id, _ in second_jobs])
+    second, second_jobs, second_states = run_on_slurm(2, workdir, configfile, env, run_args, capsys)
     assert second.returncode == 0, second.output[-6000:]
     ran: dict[str, int] = {}
     for rule, slurm_id, slurm_log in second_jobs:

@@ -29,6 +29,17 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
 
 
+def tiny_config() -> dict:
+    return yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+
+
+def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
+    """The dry run's output for `config` in place of the tiny config."""
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    return run_snakemake(workflow_dir, "-n", "report.html", configfile=changed)
+
+
 def test_report_has_the_rouge_table_from_the_results(workflow_dir: Path) -> None:
     page = (workflow_dir / "report.html").read_text()
     rouge = read_json(workflow_dir / EVAL_DIR / "rouge.json")
@@ -39,7 +50,7 @@ def test_report_has_the_rouge_table_from_the_results(workflow_dir: Path) -> None
 
 
 def test_predictions_hold_only_generated_text(workflow_dir: Path) -> None:
-    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    config = tiny_config()
     rows = read_jsonl(workflow_dir / EVAL_DIR / "predictions.jsonl")
     eval_rows = {row["id"]: row for row in read_jsonl(workflow_dir / "results/data/aclsum/eval.jsonl")}
     assert [row["id"] for row in rows] == list(eval_rows)
@@ -67,11 +78,9 @@ def test_rerun_has_nothing_to_do(workflow_dir: Path) -> None:
 
 
 def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_dir: Path, tmp_path: Path) -> None:
-    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    config = tiny_config()
     config["generation"]["max_new_tokens"] += 1
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "report.html", configfile=changed))
+    jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     precisions = len(config["quantisation"]["precisions"])  # the quality runs, not the timed ones
     trained = len(TRAINED)  # evaluated again, not retrained
     assert jobs == {
@@ -85,11 +94,9 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
 
 
 def test_changed_report_setting_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
-    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    config = tiny_config()
     config["report"]["examples"] = 1
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    assert planned_jobs(run_snakemake(workflow_dir, "-n", "report.html", configfile=changed)) == {"build_report": 1}
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_report": 1}
 
 
 def test_every_rule_logged(workflow_dir: Path) -> None:
@@ -102,17 +109,6 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
 
 
 QUANT_DIR = "results/quant/smollm2-135m-instruct/aclsum"
-
-
-def tiny_config() -> dict:
-    return yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-
-
-def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
-    """The dry run's output for `config` in place of the tiny config."""
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    return run_snakemake(workflow_dir, "-n", "report.html", configfile=changed)
 
 
 def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
