@@ -16,12 +16,15 @@ from lora_study.data import (
     Example,
     default_splits,
     detokenise,
+    drift_texts,
+    general_texts,
     heldout_texts,
     load_split,
     make_subsets,
     read_examples,
     write_subsets,
 )
+from lora_study.config import general_source
 from lora_study.io import read_json, read_jsonl
 
 # The `data:` block of config.yaml, as the schema-validated dict the module receives.
@@ -327,3 +330,36 @@ def test_heldout_texts_too_many_names_the_key() -> None:
     data = config("aclsum", eval={"size": 10})
     with pytest.raises(DataError, match="drift.forgetting.examples: asks for 100000 examples"):
         heldout_texts(data=data, used=make_subsets(data=data).eval, size=100_000, seed=7)
+
+
+def test_drift_texts_leave_out_every_training_text_and_use_the_other_splits() -> None:
+    data = config("aclsum", train={"sizes": [100]}, eval={"size": 20})
+    subsets = make_subsets(data=data)
+    trained = subsets.train[100]
+    everything = drift_texts(data=data, trained=trained, size=None, seed=0)
+    # aclsum: 100 train rows all trained on; test (100) and val (50) remain, evaluation examples included.
+    assert len(everything) == 150 and len({row["text"] for row in everything}) == 150
+    assert not {row["text"] for row in everything} & {e.input for e in trained}
+    assert {e.input for e in subsets.eval} <= {row["text"] for row in everything}
+    chosen = drift_texts(data=data, trained=trained, size=100, seed=0)
+    assert len(chosen) == 100 and chosen == drift_texts(data=data, trained=trained, size=100, seed=0)
+    assert chosen != drift_texts(data=data, trained=trained, size=100, seed=1)
+    with pytest.raises(DataError, match="drift.examples: asks for 151 examples"):
+        drift_texts(data=data, trained=trained, size=151, seed=0)
+
+
+def test_general_texts_come_from_the_other_domain_or_a_file(tmp_path: Path) -> None:
+    assert general_source(dataset="aclsum", source="auto") == "news"
+    assert general_source(dataset="news", source="auto") == "aclsum"
+    assert general_source(dataset="aclsum", source="my.jsonl") == "my.jsonl"
+    news = general_texts(source="news", size=5, seed=7)
+    assert len(news) == 5 and news == general_texts(source="news", size=5, seed=7)
+    abstracts = {e.input for split in ("train", "val", "test") for e in load_split(data=config("aclsum"), split=split)}
+    assert not {row["text"] for row in news} & abstracts
+    path = write_rows(tmp_path / "general.jsonl", [{"text": "one text"}, {"text": "another"}, {"text": "a third"}])
+    assert sorted(row["text"] for row in general_texts(source=str(path), size=3, seed=0)) == ["a third", "another", "one text"]
+    bad = write_rows(tmp_path / "bad.jsonl", [{"text": "fine"}, {"body": "no text"}])
+    with pytest.raises(DataError, match=r"bad.jsonl: row 2 has no non-empty string field 'text'"):
+        general_texts(source=str(bad), size=1, seed=0)
+    with pytest.raises(DataError, match="drift.forgetting.general.source: .*missing.jsonl is not a file"):
+        general_texts(source=str(tmp_path / "missing.jsonl"), size=1, seed=0)

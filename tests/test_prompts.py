@@ -72,3 +72,26 @@ def test_decoded_prediction_never_contains_the_prompt(tokenizer) -> None:
     sequence = torch.tensor([prompt.input_ids + answer + [tokenizer.eos_token_id]])
     (row,) = generated_token_ids(sequences=sequence, prompt_length=len(prompt.input_ids), stop_ids={tokenizer.eos_token_id})
     assert tokenizer.decode(row, skip_special_tokens=True) == "The adapters work."
+
+
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_input_mask_marks_the_input_tokens_and_nothing_else(tokenizer, chat_template: bool) -> None:
+    builder = PromptBuilder(tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=chat_template, max_input_tokens=96)
+    for text in ("Adapters learn less and forget less.", LONG_INPUT, "Summarize the following scientific abstract"):
+        prompt = builder.build(text)
+        mask = builder.input_mask(prompt)
+        assert len(mask) == len(prompt.input_ids) and not mask[0]
+        start, end = mask.index(True), len(mask) - mask[::-1].index(True)
+        assert all(mask[start:end])  # one contiguous span
+        assert tokenizer.decode(prompt.input_ids[start:end]).strip() == prompt.input_text
+        # Everything outside the span is the prompt of an empty input, token for token.
+        empty = builder.build("")
+        outside = prompt.input_ids[:start] + prompt.input_ids[end:]
+        assert tokenizer.decode(outside).replace("\n", "") == tokenizer.decode(empty.input_ids).replace("\n", "")
+
+
+def test_input_mask_refuses_a_prompt_from_another_builder(tokenizer) -> None:
+    chat = PromptBuilder(tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=True, max_input_tokens=96)
+    plain = PromptBuilder(tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=False, max_input_tokens=96)
+    with pytest.raises(PromptError):
+        plain.input_mask(chat.build("Some text."))

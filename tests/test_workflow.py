@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -12,13 +13,15 @@ import yaml
 
 from conftest import REPO, run_snakemake
 from lora_study.io import read_json, read_jsonl
-from lora_study.report_drift import drift_number
+from lora_study.report_drift import interval_text
 
 pytestmark = pytest.mark.slow
 EVAL_DIR = "results/eval/smollm2-135m-instruct/aclsum/base"
 # The tiny config's trained variants: LoRA at ranks 2 and 4 on q,v, and full fine-tuning.
 TRAINED = ["lora-r2-qv-n4-s1", "lora-r4-qv-n4-s1", "fft-n4-s1"]
 ADAPTER_DIR = "results/adapters/smollm2-135m-instruct/aclsum"
+# Weight-space drift: one job per trained variant (and intruder mitigation when the tiny config enables it).
+WEIGHT_RULES = ["measure_weight_drift"]
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -104,7 +107,8 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
     assert logs == {
         "prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report.log",
         "measure_latency", "generate_quant_predictions", "train_adapter", "train_full", "count_adapter_parameters",
-        "compare_variants", "measure_drift", "make_heldout_text",
+        "compare_variants", "measure_drift", "make_heldout_text", "make_drift_prompts", "make_general_text",
+        "measure_base_features", "summarise_drift", *WEIGHT_RULES,
     }
 
 
@@ -237,7 +241,7 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
     jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     assert jobs == {
         "train_adapter": 1, "generate_variant_predictions": 1, "score_rouge": 1, "compare_variants": 1,
-        "measure_drift": 1, "build_report": 1,
+        "measure_drift": 1, "summarise_drift": 1, "build_report": 1, **{rule: 1 for rule in WEIGHT_RULES},
     }
 
 
@@ -247,7 +251,8 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
     jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     assert jobs == {
         "train_adapter": 2, "train_full": 1, "generate_variant_predictions": 3, "score_rouge": 3,
-        "compare_variants": 1, "measure_drift": 3, "build_report": 1,
+        "compare_variants": 1, "measure_drift": 3, "summarise_drift": 1, "build_report": 1,
+        **{rule: 3 for rule in WEIGHT_RULES},
     }
 
 
@@ -257,15 +262,22 @@ DRIFT_DIR = "results/drift/smollm2-135m-instruct/aclsum"
 def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
     import numpy as np
 
+    drift_config = tiny_config()["drift"]
     heldout = read_jsonl(workflow_dir / "results/data/aclsum/heldout.jsonl")
+    prompts = read_jsonl(workflow_dir / "results/data/aclsum/drift.jsonl")
+    general = read_jsonl(workflow_dir / "results/data/aclsum/general.jsonl")
     used = {row["id"] for row in read_jsonl(workflow_dir / "results/data/aclsum/eval.jsonl")}
+    trained = {row["input"] for row in read_jsonl(workflow_dir / "results/data/aclsum/train-n4.jsonl")}
     used |= {row["id"] for row in read_jsonl(workflow_dir / "results/data/aclsum/train-n4.jsonl")}
-    assert len(heldout) == tiny_config()["drift"]["forgetting"]["examples"] and not {row["id"] for row in heldout} & used
+    assert len(heldout) == drift_config["forgetting"]["examples"] and not {row["id"] for row in heldout} & used
+    assert len(prompts) == drift_config["examples"] and not {row["text"] for row in prompts} & trained
+    assert len(general) == drift_config["forgetting"]["general"]["examples"]
     for variant in TRAINED:
         drift = read_json(workflow_dir / DRIFT_DIR / variant / "drift.json")
         metrics = drift["metrics"]
         layers = 31  # SmolLM2-135M: embeddings + 30 blocks
-        assert drift["run"]["variant"] == variant and metrics["layers"] == layers and metrics["examples"] == 4
+        assert drift["run"]["variant"] == variant and metrics["layers"] == layers and metrics["examples"] == len(prompts)
+        assert metrics["tokens"] == "input" and metrics["mean_over"] == "layers 1-30"
         assert len(metrics["per_layer"]) == layers and len(metrics["drift_per_layer"]) == layers
         assert all(abs(value - 1) < 1e-6 for value in metrics["baselines"]["self"]["cka_debiased"])
         # The embeddings are not trained by LoRA on q,v: layer 0 is identical to the base.
@@ -277,33 +289,42 @@ def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
         assert np.allclose(np.diag(matrix["debiased"]), [row["cka_debiased"] for row in metrics["per_layer"]])
         # The tuned model really is the trained one: its last layer moved.
         assert metrics["mean_drift"] > 0 and metrics["drift_per_layer"][-1] > 0
-        forgetting = metrics["forgetting"]
-        assert forgetting["base"]["texts"] == len(heldout) and forgetting["tuned"]["perplexity"] > 1
+        for name, texts in (("in_domain", heldout), ("general", general)):
+            assert metrics["forgetting"][name]["base"]["texts"] == len(texts)
+    summary = read_json(workflow_dir / DRIFT_DIR / "summary.json")
+    assert set(summary["groups"]) == {variant.rsplit("-s", 1)[0] for variant in TRAINED}
+    for group in summary["groups"].values():
+        interval = group["mean_drift"]
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+    assert [v["variant"] for v in summary["verdicts"]] == [v.rsplit("-s", 1)[0] for v in TRAINED[:2]]
 
 
 def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Path) -> None:
     page = (workflow_dir / "report.html").read_text()
+    summary = read_json(workflow_dir / DRIFT_DIR / "summary.json")
     drift = page.split('<section id="drift">', 1)[1].split("</section>", 1)[0]
-    assert "<svg" in drift and "less drift than full fine-tuning" in drift
-    for variant in TRAINED:
-        mean_drift = read_json(workflow_dir / DRIFT_DIR / variant / "drift.json")["metrics"]["mean_drift"]
-        assert f"<td>{variant}</td>" in drift and drift_number(mean_drift) in drift
-    for lora in TRAINED[:2]:
-        item = drift.split(f"<li><b>{lora}</b>: drift", 1)[1].split("</li>", 1)[0]
-        assert "vs" in item and ("criterion holds" in item or "criterion does not hold" in item)
+    assert "<svg" in drift and "less drift</h3>" in drift
+    for group, info in summary["groups"].items():
+        assert f"<td>{group}</td>" in drift and interval_text(info["mean_drift"]) in drift
+    for verdict in summary["verdicts"]:
+        assert html.escape(verdict["text"]) in drift
+        assert verdict["drift"] in ("holds", "does not hold", "not supported")
     heatmaps = page.split('<section id="cka-matrices">', 1)[1].split("</section>", 1)[0]
     assert "<svg" in heatmaps
     forgetting = page.split('<section id="forgetting">', 1)[1].split("</section>", 1)[0]
-    assert "<th>perplexity</th>" in forgetting and all(f"<td>{v}</td>" in forgetting for v in TRAINED)
+    assert "general text" in forgetting and all(f"<td>{g}</td>" in forgetting for g in summary["groups"])
+    learning = page.split('<section id="learning-forgetting">', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in learning
 
 
 def test_changed_drift_criterion_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["drift"]["criterion"] = 0.3
-    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_report": 1}
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"summarise_drift": 1, "build_report": 1}
 
 
 def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["drift"]["pooling"] = "last"
-    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"measure_drift": len(TRAINED), "build_report": 1}
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
+        "measure_base_features": 1, "measure_drift": len(TRAINED), "summarise_drift": 1, "build_report": 1}
