@@ -20,14 +20,14 @@ from lora_study.io import read_json, read_jsonl, write_jsonl
 TRAIN_JSON_METRICS = {
     "trainable_parameters", "total_parameters", "trainable_percent", "artefact_bytes", "train_seconds", "steps",
     "tokens", "target_tokens", "tokens_per_second", "achieved_gflops", "matmul_peak_gflops", "final_loss",
-    "truncated_prompts", "peak_rss_bytes",
+    "truncated_prompts", "peak_rss_bytes", "lora_scaling", "padding_share",
 }
 
 
 @pytest.fixture()
 def job(tmp_path: Path):
     config = load_config(REPO / "configs" / "tiny.yaml")
-    examples = [Example(id=str(i), input=f"Abstract number {i} about low-rank adapters.", reference=f"Adapters {i}.") for i in range(4)]
+    examples = [Example(id=str(i), input=f"Abstract number {i} about low-rank adapters." + " Ranks matter." * i, reference=f"Adapters {i}.") for i in range(4)]
     write_jsonl(tmp_path / "train.jsonl", [vars(e) for e in examples])
     write_jsonl(tmp_path / "eval.jsonl", [vars(e) for e in examples[:2]])
     return config, tmp_path
@@ -50,6 +50,10 @@ def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path) ->
     assert read_json(folder / "train.json")["run"]["variant"]["name"] == spec.name
     rows = list(csv.DictReader((folder / "loss.csv").open()))
     assert len(rows) == result["metrics"]["steps"] == 1 and float(rows[0]["loss"]) > 0
+    # alpha 8 over rank 4, as PEFT applied it; full fine-tuning has no adapter to scale.
+    assert result["metrics"]["lora_scaling"] == (None if kind == "fft" else 2.0)
+    padded, tokens = float(rows[0]["padded_tokens"]), result["metrics"]["tokens"]
+    assert padded > 0 and result["metrics"]["padding_share"] == pytest.approx(padded / (tokens + padded))
     if kind == "fft":
         assert (weights / "model.safetensors").is_file() and (weights / "tokenizer.json").is_file()
     else:
@@ -69,6 +73,15 @@ def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path) ->
     predictions = read_jsonl(folder / "predictions.jsonl")
     assert [row["id"] for row in predictions] == ["0", "1"]
     assert read_json(folder / "generation.json")["run"]["variant"] == spec.name
+
+
+def test_rslora_train_json_records_alpha_over_sqrt_rank(job, tiny_model_dir: Path) -> None:
+    config, folder = job
+    spec = VariantSpec(kind="rslora", train_size=4, seed=1, learning_rate=1e-2, rank=16, alpha=8.0, dropout=0.0, targets="qv")
+    result = train_variant(spec=spec, model_dir=tiny_model_dir, train_path=folder / "train.jsonl", config=config,
+                           weights_out=folder / "adapter", train_json=folder / "train.json", loss_csv=folder / "loss.csv")
+    assert result["metrics"]["lora_scaling"] == pytest.approx(8.0 / 4.0)
+    assert read_json(folder / "train.json")["metrics"]["lora_scaling"] == pytest.approx(2.0)
 
 
 def test_a_failed_training_leaves_no_artefacts(job, tiny_model_dir: Path) -> None:

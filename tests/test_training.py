@@ -8,15 +8,39 @@ import pytest
 import torch
 from peft import PeftModel
 
-from lora_study.adapters import VariantSpec, attach_adapter, count_parameters, expand_grid, lora_config, parameter_table, target_modules
+import math
+import random
+
+from lora_study.adapters import (
+    VariantSpec,
+    adapter_scaling,
+    attach_adapter,
+    count_parameters,
+    expand_grid,
+    lora_config,
+    lora_scaling,
+    parameter_table,
+    target_modules,
+)
 from lora_study.data import Example
 from lora_study.io import write_json
 from lora_study.modeling import MANIFEST, load_model, load_tokenizer
 from lora_study.prompts import PromptBuilder
-from lora_study.training import IGNORE, accumulate_gradients, collate, length_bucketed_batches, make_item, target_loss_sum, train_loop
+from lora_study.training import (
+    IGNORE,
+    accumulate_gradients,
+    collate,
+    epoch_batches,
+    learning_rate_factor,
+    make_item,
+    megabatch_batches,
+    padding_share,
+    target_loss_sum,
+    train_loop,
+)
 
-SETTINGS = {"epochs": 1, "batch_size": 2, "grad_accumulation": 1, "warmup_ratio": 0.0, "schedule": "constant",
-            "weight_decay": 0.0, "max_grad_norm": 1.0}
+SETTINGS = {"epochs": 1, "batch_size": 2, "megabatch": 1, "grad_accumulation": 1, "warmup_ratio": 0.0,
+            "schedule": "constant", "weight_decay": 0.0, "max_grad_norm": 1.0}
 EXAMPLES = [
     Example(id=str(i), input=f"Abstract {i}: " + "we study adapters and ranks. " * (i + 1), reference=(f"Summary {i}: " + "adapters work. " * (2 * i + 1)).strip())
     for i in range(4)
@@ -195,14 +219,81 @@ def test_variants_are_peft_flags_and_train(kind: str, tiny, tiny_model_dir: Path
     assert len(records) == 2 and all(torch.isfinite(torch.tensor(r.loss)) for r in records)
 
 
-def test_length_buckets_are_seeded_and_cover_every_example_once() -> None:
-    lengths = [50, 10, 40, 12, 45, 11, 41, 13]
-    batches = length_bucketed_batches(lengths=lengths, batch_size=2, seed=5)
-    assert batches == length_bucketed_batches(lengths=lengths, batch_size=2, seed=5)
-    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
-    # Bucketing: each batch pairs neighbours in length, so padding is at most the gap.
-    assert all(abs(lengths[a] - lengths[b]) <= 5 for a, b in batches)
-    assert any(length_bucketed_batches(lengths=lengths, batch_size=2, seed=s) != batches for s in range(6, 12))
+def skewed_lengths(n: int = 101) -> list[int]:
+    """Prompt-like lengths: a long right tail, like aclsum's 204-589 tokens."""
+    rng = random.Random(0)
+    return [int(150 + rng.lognormvariate(4.5, 0.5)) for _ in range(n)]
+
+
+def identical(a: list[list[int]], b: list[list[int]]) -> int:
+    return len({frozenset(x) for x in a} & {frozenset(x) for x in b})
+
+
+def test_megabatches_are_seeded_and_cover_every_example_once_per_epoch() -> None:
+    lengths = skewed_lengths()
+    for seed in range(1, 4):
+        for epoch in range(3):
+            batches = epoch_batches(lengths=lengths, batch_size=4, megabatch=4, seed=seed, epoch=epoch)
+            assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+            assert sorted(len(batch) for batch in batches) == [1] + [4] * 25
+            assert batches == epoch_batches(lengths=lengths, batch_size=4, megabatch=4, seed=seed, epoch=epoch)
+
+
+def test_batch_composition_differs_between_epochs_and_seeds() -> None:
+    """The former global length sort drew nearly the same batches every epoch and seed."""
+    lengths = skewed_lengths()
+    seed1 = [epoch_batches(lengths=lengths, batch_size=4, megabatch=4, seed=1, epoch=e) for e in range(2)]
+    seed2 = epoch_batches(lengths=lengths, batch_size=4, megabatch=4, seed=2, epoch=0)
+    assert identical(seed1[0], seed1[1]) <= 2 and identical(seed1[0], seed2) <= 2
+
+
+def test_megabatches_sort_by_length_within_and_pad_far_less_than_random_batches() -> None:
+    lengths = skewed_lengths()
+    batches = megabatch_batches(lengths=lengths, batch_size=4, megabatch=8, seed=3)
+    rng = random.Random(3)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    shuffled = [order[i : i + 4] for i in range(0, len(order), 4)]
+    ours, random_share = padding_share(lengths=lengths, batches=batches), padding_share(lengths=lengths, batches=shuffled)
+    assert ours < 0.5 * random_share
+    # One megabatch spanning the whole set is the former global sort: batches do not overlap in length.
+    whole = sorted(megabatch_batches(lengths=lengths, batch_size=4, megabatch=100, seed=3), key=lambda b: min(lengths[i] for i in b))
+    assert all(max(lengths[i] for i in a) <= min(lengths[i] for i in b) for a, b in zip(whole, whole[1:]))
+    assert padding_share(lengths=lengths, batches=whole) < ours
+
+
+def test_padding_share_counts_padded_positions() -> None:
+    assert padding_share(lengths=[10, 6, 4, 4], batches=[[0, 1], [2, 3]]) == pytest.approx(4 / 28)
+    assert padding_share(lengths=[5, 5], batches=[[0, 1]]) == 0.0
+
+
+def test_learning_rate_factor_warms_up_from_above_zero_and_decays() -> None:
+    factors = [learning_rate_factor(step=s, warmup_steps=3, total_steps=10, schedule="linear") for s in range(10)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4:] == pytest.approx([6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7])
+    cosine = [learning_rate_factor(step=s, warmup_steps=0, total_steps=4, schedule="cosine") for s in range(4)]
+    assert cosine == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 + 0.5 * math.cos(3 * math.pi / 4)])
+    assert [learning_rate_factor(step=s, warmup_steps=1, total_steps=3, schedule="constant") for s in range(3)] == [0.5, 1.0, 1.0]
+
+
+def test_logged_learning_rate_is_the_one_each_step_used(tiny, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer, _, items = tiny
+    used: list[float] = []
+    original = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    settings = {**SETTINGS, "epochs": 3, "batch_size": 1, "warmup_ratio": 0.25, "schedule": "linear"}
+    model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
+    records = train_loop(model=model, items=items, settings=settings, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    assert len(records) == len(used) == 12
+    assert [r.learning_rate for r in records] == used
+    expected = [1e-2 * learning_rate_factor(step=s, warmup_steps=3, total_steps=12, schedule="linear") for s in range(12)]
+    assert used == pytest.approx(expected)
+    assert used[0] == pytest.approx(1e-2 / 4) and used[3] == pytest.approx(1e-2) and min(used) > 0
 
 
 def test_grid_names_and_alpha() -> None:
@@ -217,6 +308,36 @@ def test_grid_names_and_alpha() -> None:
     assert grid["lora-r8-qv-n100-s1"].alpha == 16.0 and grid["dora-r32-q_proj+k_proj-n300-s2"].alpha == 64.0
     assert grid["fft-n300-s2"].learning_rate == 2e-5
     assert target_modules("q_proj+k_proj") == ["q_proj", "k_proj"]
-    fixed = expand_grid(training={**training, "lora": {**training["lora"], "alpha": 16}}, train_sizes=[100])
+    fixed = expand_grid(training={**training, "lora": {**training["lora"], "alpha": 16, "variants": ["lora", "rslora"]}}, train_sizes=[100])
     assert {spec.alpha for spec in fixed.values() if spec.is_lora} == {16.0}
     assert VariantSpec.from_dict(grid["lora-r8-qv-n100-s1"].to_dict()) == grid["lora-r8-qv-n100-s1"]
+
+
+def test_rslora_keeps_one_alpha_at_every_rank_and_plain_lora_keeps_alpha_2r() -> None:
+    training = {
+        "seeds": [1],
+        "lora": {"variants": ["lora", "rslora"], "ranks": [4, 8, 32, 64], "alpha_ratio": 2, "rslora_alpha": 8, "alpha": None,
+                 "dropout": 0.05, "targets": ["qv"], "learning_rate": 2e-4},
+        "fft": {"enabled": False, "learning_rate": 2e-5},
+    }
+    grid = expand_grid(training=training, train_sizes=[100])
+    assert {spec.alpha for spec in grid.values() if spec.kind == "rslora"} == {8.0}
+    # Plain LoRA's specs (and so its jobs' params) are what they were: alpha = 2r, same names.
+    assert grid["lora-r8-qv-n100-s1"] == VariantSpec(kind="lora", train_size=100, seed=1, learning_rate=2e-4, rank=8,
+                                                     alpha=16.0, dropout=0.05, targets="qv")
+    assert {lora_scaling(kind=s.kind, rank=s.rank, alpha=s.alpha) for s in grid.values() if s.kind == "lora"} == {2.0}
+    assert lora_scaling(kind="rslora", rank=64, alpha=8.0) == 1.0
+
+
+def test_rslora_scaling_as_peft_applies_it_follows_one_alpha_at_every_rank(tiny_model_dir: Path) -> None:
+    """What ran: PEFT's scaling is alpha/sqrt(r) with the same alpha at every rank (rsLoRA's
+    rank-stable rule), where alpha = 2r would have grown it as 2 sqrt(r)."""
+    training = {"seeds": [1], "lora": {"variants": ["lora", "rslora"], "ranks": [2, 8, 32], "alpha_ratio": 2, "rslora_alpha": 8,
+                                      "alpha": None, "dropout": 0.0, "targets": ["qv"], "learning_rate": 1e-3},
+                "fft": {"enabled": False, "learning_rate": 1e-5}}
+    applied = {(spec.kind, spec.rank): adapter_scaling(attach_adapter(model=fresh(tiny_model_dir), spec=spec))
+               for spec in expand_grid(training=training, train_sizes=[4]).values()}
+    assert [applied["rslora", r] * math.sqrt(r) for r in (2, 8, 32)] == pytest.approx([8.0, 8.0, 8.0])
+    assert [applied["rslora", r] for r in (2, 8, 32)] == pytest.approx([8 / math.sqrt(2), 8 / math.sqrt(8), 8 / math.sqrt(32)])
+    assert [applied["lora", r] for r in (2, 8, 32)] == [2.0, 2.0, 2.0]
+    assert adapter_scaling(fresh(tiny_model_dir)) is None

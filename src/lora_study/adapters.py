@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 # The grid's names, re-exported: callers that build adapters need both.
-from lora_study.grid import LORA_KINDS, TARGET_PRESETS, VariantSpec, expand_grid, target_modules, targets_label  # noqa: F401
+from lora_study.grid import LORA_KINDS, TARGET_PRESETS, VariantSpec, expand_grid, lora_scaling, target_modules, targets_label  # noqa: F401
 from lora_study.modeling import weights_dir
 
 
@@ -40,6 +41,15 @@ def attach_adapter(*, model: PreTrainedModel, spec: VariantSpec) -> PeftModel:
     if isinstance(model, PeftModel) or getattr(model, "peft_config", None):
         raise ValueError("the base model already carries an adapter; load a fresh base for each variant")
     return get_peft_model(model, lora_config(spec))
+
+
+def adapter_scaling(model: Any) -> float | None:
+    """The factor PEFT multiplies every adapter's output by (its LoRA layers' `scaling`),
+    read off the model so that train.json cannot disagree with what ran; None without one."""
+    values = {layer.scaling[name] for layer in model.modules() if isinstance(layer, LoraLayer) for name in layer.scaling}
+    if len(values) > 1:
+        raise ValueError(f"the model's adapters scale differently: {sorted(values)}")
+    return values.pop() if values else None
 
 
 def count_parameters(model: Any) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from lora_study.adapters import VariantSpec, attach_adapter, count_parameters
+from lora_study.adapters import VariantSpec, adapter_scaling, attach_adapter, count_parameters
 from lora_study.data import read_examples
 from lora_study.flops import matmul_peak_gflops
 from lora_study.io import atomic_directory, write_json
@@ -116,6 +116,7 @@ def train_variant(
             tokenizer.save_pretrained(folder)
     write_loss_csv(loss_csv, records)
     tokens = sum(r.tokens for r in records)
+    padded = sum(r.padded_tokens for r in records)
     result = {
         "run": {
             "variant": spec.to_dict(),
@@ -127,11 +128,15 @@ def train_variant(
             "trainable_parameters": trainable,
             "total_parameters": total,
             "trainable_percent": 100 * trainable / total,
+            # alpha/r (alpha/sqrt(r) for rslora) as PEFT applied it; null for full fine-tuning.
+            "lora_scaling": adapter_scaling(model),
             "artefact_bytes": sum(f.stat().st_size for f in weights_out.rglob("*") if f.is_file()),
             "train_seconds": train_seconds,
             "steps": len(records),
             "tokens": tokens,
             "target_tokens": sum(r.target_tokens for r in records),
+            # Padded positions / all positions of the batches (computed, masked out of the loss).
+            "padding_share": padded / (tokens + padded) if tokens else None,
             "tokens_per_second": tokens / train_seconds,
             "achieved_gflops": sum(r.flops for r in records) / train_seconds / 1e9,
             "matmul_peak_gflops": peak_gflops,

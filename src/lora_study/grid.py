@@ -8,6 +8,7 @@ and importing torch and PEFT would add seconds to every `snakemake` call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,7 @@ TARGET_PRESETS: dict[str, list[str] | str] = {
     "all-linear": "all-linear",  # PEFT's own preset: every linear layer but the output head
 }
 LORA_KINDS = ("lora", "dora", "rslora", "qlora")
+RSLORA_ALPHA = 8.0  # the schema's default for training.lora.rslora_alpha (see config.yaml)
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class VariantSpec:
     seed: int
     learning_rate: float
     rank: int | None = None
-    alpha: float | None = None
+    alpha: float | None = None  # PEFT's lora_alpha; the scaling is alpha/r, or alpha/sqrt(r) for rslora
     dropout: float = 0.0
     targets: str | None = None  # a preset name from TARGET_PRESETS, or "+"-joined module names
 
@@ -65,6 +67,23 @@ def targets_label(targets: str | list[str]) -> str:
     return targets if isinstance(targets, str) else "+".join(targets)
 
 
+def lora_alpha(*, lora: Mapping[str, Any], kind: str, rank: int) -> float:
+    """PEFT's lora_alpha for a variant: the config's absolute `alpha` for every kind if set;
+    else a fixed `rslora_alpha` for rslora, whose scaling alpha/sqrt(r) is meant to use one
+    alpha at every rank (alpha_ratio x r would multiply its step size by sqrt(r)), and
+    alpha_ratio x r for the others (scaling alpha/r = alpha_ratio at every rank)."""
+    if lora["alpha"] is not None:
+        return float(lora["alpha"])
+    if kind == "rslora":
+        return float(lora.get("rslora_alpha", RSLORA_ALPHA))
+    return float(lora["alpha_ratio"] * rank)
+
+
+def lora_scaling(*, kind: str, rank: int, alpha: float) -> float:
+    """The factor PEFT multiplies the adapter's B A x by: alpha/sqrt(r) for rslora, else alpha/r."""
+    return alpha / math.sqrt(rank) if kind == "rslora" else alpha / rank
+
+
 def expand_grid(*, training: Mapping[str, Any], train_sizes: list[int]) -> dict[str, VariantSpec]:
     """Every trained variant the config asks for, by name, in a stable order."""
     lora, fft = training["lora"], training["fft"]
@@ -74,7 +93,7 @@ def expand_grid(*, training: Mapping[str, Any], train_sizes: list[int]) -> dict[
             for kind in lora["variants"]:
                 for targets in lora["targets"]:
                     for rank in lora["ranks"]:
-                        alpha = lora["alpha"] if lora["alpha"] is not None else lora["alpha_ratio"] * rank
+                        alpha = lora_alpha(lora=lora, kind=kind, rank=rank)
                         specs.append(
                             VariantSpec(
                                 kind=kind,

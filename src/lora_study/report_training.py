@@ -44,8 +44,8 @@ def training_sections(
 def _variant_table(trained: Sequence[TrainedResult], variants: Sequence[VariantResult]) -> str:
     rouge = {v.name: v.rouge["metrics"]["mean"] for v in variants}
     header = [
-        "variant", "ROUGE-1", "ROUGE-2", "ROUGE-L", "trainable params", "% of total", "artefact MB",
-        "train s", "tokens/s", "GFLOP/s", "peak RSS GB", "steps", "final loss",
+        "variant", "ROUGE-1", "ROUGE-2", "ROUGE-L", "trainable params", "% of total", "LoRA scaling", "artefact MB",
+        "train s", "tokens/s", "GFLOP/s", "padding %", "peak RSS GB", "steps", "final loss",
     ]
     rows = []
     for result in trained:
@@ -57,10 +57,12 @@ def _variant_table(trained: Sequence[TrainedResult], variants: Sequence[VariantR
                 *(f'{scores[k]["fmeasure"]:.4f}' if k in scores else "-" for k in ("rouge1", "rouge2", "rougeL")),
                 f'{metrics["trainable_parameters"]:,}',
                 f'{metrics["trainable_percent"]:.3f}',
+                _optional(metrics.get("lora_scaling"), "{:.3g}"),
                 f'{metrics["artefact_bytes"] / 1e6:.1f}',
                 f'{metrics["train_seconds"]:.0f}',
                 f'{metrics["tokens_per_second"]:.0f}',
                 f'{metrics["achieved_gflops"]:.1f}',
+                _optional(metrics.get("padding_share"), "{:.1%}"),
                 f'{metrics["peak_rss_bytes"] / 1e9:.2f}',
                 metrics["steps"],
                 f'{metrics["final_loss"]:.3f}' if metrics["final_loss"] is not None else "-",
@@ -69,9 +71,16 @@ def _variant_table(trained: Sequence[TrainedResult], variants: Sequence[VariantR
     note = (
         "<p class=muted>ROUGE: F-measure, mean over the evaluation examples. Loss: mean cross-entropy per "
         "reference token of the last optimizer step (prompt and padding masked). GFLOP/s: executed "
-        "forward + backward matrix-product FLOPs per second (see src/lora_study/flops.py).</p>"
+        "forward + backward matrix-product FLOPs per second (see src/lora_study/flops.py). LoRA scaling: "
+        "the factor on the adapter's output as PEFT applied it, alpha/r (alpha/sqrt(r) for rsLoRA); "
+        "padding: padded positions among all positions of the training batches.</p>"
     )
     return table(header, rows) + note
+
+
+def _optional(value: float | None, form: str) -> str:
+    """A train.json figure that full fine-tuning (or a train.json from before it existed) lacks."""
+    return "-" if value is None else form.format(value)
 
 
 def _loss_curves(trained: Sequence[TrainedResult]) -> str:
