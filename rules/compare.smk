@@ -1,5 +1,6 @@
-# Comparisons between variants on the same examples: intervals, paired tests, seed
-# spread, failure modes and the verdict on the rank question.
+# Comparisons between variants on the same examples: intervals, paired tests (Holm-
+# corrected, docs/STATISTICS.md), seed spread, failure modes, the verdict on the primary
+# question, and each quantised precision against `full`.
 
 
 rule compare_variants:
@@ -9,10 +10,18 @@ rule compare_variants:
         predictions=lambda wildcards: [
             f"results/eval/{wildcards.model}/{wildcards.dataset}/{v}/predictions.jsonl" for v in VARIANTS
         ],
+        # The quality runs of quantisation.precisions (none configured: no inputs).
+        quant_rouge=lambda wildcards: [
+            f"results/quant/{wildcards.model}/{wildcards.dataset}/{p}/rouge.json" for p in QUANT_PRECISIONS
+        ],
+        quant_predictions=lambda wildcards: [
+            f"results/quant/{wildcards.model}/{wildcards.dataset}/{p}/predictions.jsonl" for p in QUANT_PRECISIONS
+        ],
     output:
         "results/compare/{model}/{dataset}/comparisons.json",
     params:
         variants=VARIANTS,
+        precisions=QUANT_PRECISIONS,
         statistics=config["statistics"],
         instruction=config["prompt"]["instruction"],
     log:

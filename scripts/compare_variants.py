@@ -1,4 +1,5 @@
-"""Rule compare_variants: intervals, paired comparisons, failure modes, verdicts."""
+"""Rule compare_variants: intervals, paired comparisons (variants, and quantised
+precisions against full), failure modes, verdicts."""
 
 import sys
 from pathlib import Path
@@ -10,14 +11,19 @@ from lora_study.io import read_json, read_jsonl, write_json
 from lora_study.logs import logged_job
 from lora_study.provenance import meta_info
 
+
+def scores(names, rouge_paths, prediction_paths):
+    return [
+        VariantScores(name=name, per_example=read_json(rouge)["per_example"], predictions=read_jsonl(predictions))
+        for name, rouge, predictions in zip(names, rouge_paths, prediction_paths)
+    ]
+
+
 with logged_job(snakemake.log[0]):  # noqa: F821
     inputs, params = snakemake.input, snakemake.params  # noqa: F821
-    variants = [
-        VariantScores(name=name, per_example=read_json(rouge)["per_example"], predictions=read_jsonl(predictions))
-        for name, rouge, predictions in zip(params.variants, inputs.rouge, inputs.predictions)
-    ]
     result = compare_variants(
-        variants=variants,
+        variants=scores(params.variants, inputs.rouge, inputs.predictions),
+        precisions=scores(params.precisions, inputs.quant_rouge, inputs.quant_predictions),
         eval_inputs={row["id"]: row["input"] for row in read_jsonl(inputs.eval)},
         instruction=params.instruction,
         statistics=params.statistics,

@@ -42,3 +42,19 @@ def test_table_plot_and_ordering_come_from_the_results() -> None:
     assert "fastest first: &lt;b&gt;x&lt;/b&gt; (2.200 s) &lt; full (3.400 s) &lt; int8 (5.900 s)" in body
     assert "<figure><svg" in body and "Latency vs quality" in body
     assert "peak CUDA MB" not in body  # CPU-only results: no CUDA column
+
+
+def test_paired_tests_against_full_are_shown_when_given() -> None:
+    results = [
+        result("full", p50=3.4, p95=4.0, rouge_l=0.2379, weights="float32", backend="torch 2.13.0"),
+        result("int8-dynamic", p50=1.2, p95=1.4, rouge_l=0.1170, weights="qint8", backend="torch"),
+    ]
+    record = {
+        "a": "full", "b": "int8-dynamic", "difference": {"mean": -0.1209, "low": -0.1602, "high": -0.0811, "confidence": 0.95},
+        "p_value": 0.0001, "p_adjusted": 0.0007, "family_size": 7, "examples": 20, "supported": True,
+    }
+    [section] = quantisation_sections(results, comparisons=[record], metric="rougeL")
+    for value in ("int8-dynamic − full", "-0.1209", "[-0.1602, -0.0811]", "0.0001", "0.0007", "p Holm (7)", "rougeL F difference"):
+        assert value in section.body
+    [plain] = quantisation_sections(results)
+    assert "p Holm" not in plain.body  # no comparisons given: the section is as before

@@ -27,35 +27,82 @@ def comparison_sections(comparisons: Mapping[str, Any]) -> list[Section]:
     ]
 
 
+def supported_means(run: Mapping[str, Any]) -> str:
+    """What "supported" means, in the report's words (docs/STATISTICS.md has the detail)."""
+    alpha = run.get("alpha", 1 - run["confidence"])
+    return (
+        f"Supported means: the p-value the decision uses is below {alpha:g} and the {run['confidence']:.0%} "
+        "interval excludes 0. That p is the raw one for a lone primary question (declared in advance, "
+        "<code>statistics.primary</code>), and Holm-adjusted within its family otherwise: several primary "
+        "questions form one family, every other comparison (against the base, rank against rank, LoRA "
+        "against full fine-tuning, configured pairs, quantised precisions against full) another, so the "
+        f"chance of any false &quot;supported&quot; in a family stays at most {alpha:g}. Intervals: "
+        "studentised bootstrap over examples, never narrower than Student's t. With several seeds a "
+        "difference must also hold over seeds (Welch t on per-seed means): the larger p and the wider "
+        "interval of the two levels are used. Intervals are not adjusted for multiplicity."
+    )
+
+
 def _verdicts(comparisons: Mapping[str, Any]) -> str:
     lines = [f"<li>{escape(v['text'])}</li>" for v in comparisons["verdicts"]]
     if not lines:
-        return "<p>No rank question: the configuration trains fewer than two LoRA ranks.</p>"
+        return "<p>No primary question: the configuration trains fewer than two LoRA ranks and sets no <code>statistics.primary</code>.</p>"
     run = comparisons["run"]
     return (
-        f"<ul>{''.join(lines)}</ul><p class=muted>Higher rank minus lower rank, on {run['examples']} evaluation "
-        f"examples; {run['resamples']:,} resamples, seed {run['seed']}. Supported means the interval excludes 0, "
-        "p &lt; 0.05 and the difference exceeds the seed-to-seed spread.</p>"
+        f"<ul>{''.join(lines)}</ul><p class=muted>The primary question: b minus a, on {run['examples']} evaluation "
+        f"examples; {run['resamples']:,} resamples, seed {run['seed']}. {supported_means(run)}</p>"
     )
 
 
 def _differences(comparisons: Mapping[str, Any]) -> str:
+    records = comparisons["comparisons"]
+    seeds = any(c.get("seed_level") for c in records)
     rows = [
         [
             f"{c['b']} − {c['a']}",
             c["why"],
+            f"{c.get('family', '?')} ({c.get('family_size', '?')})",
             f"{c['difference']['mean']:+.4f}",
             f"[{c['difference']['low']:+.4f}, {c['difference']['high']:+.4f}]",
             f"{c['p_value']:.3g}",
+            f"{c['p_adjusted']:.3g}" if c.get("adjustment") == "Holm" else "(none)",
+            *([_p(c["example_level"]), _p(c["seed_level"])] if seeds else []),
             f"{c['seeds_a']} / {c['seeds_b']}",
             f"{c['seed_spread']:.4f}",
             "yes" if c["supported"] else "no",
+            _gap(c),
             c["reason"],
         ]
-        for c in comparisons["comparisons"]
+        for c in records
     ]
-    header = ["comparison", "why", "difference", "interval", "p", "seeds", "seed spread", "supported", "reason"]
-    return _forest_plot(comparisons) + table(header, rows, numeric_from=2)
+    header = [
+        "comparison", "why", "family (size)", "difference", "interval", "p raw", "p Holm",
+        *(["p examples", "p seeds"] if seeds else []),
+        "seeds", "seed spread", "supported", "LoRA within gap of FFT", "reason",
+    ]
+    run = comparisons["run"]
+    gap = run.get("max_quality_gap")
+    note = (
+        f"<p class=muted>{supported_means(run)} "
+        + (
+            f"LoRA within gap of FFT: Study 4's criterion, LoRA no more than {gap:g} {run['metric']} F below full "
+            "fine-tuning at the far end of the interval (non-inferiority), not at the point estimate. "
+            if gap is not None else ""
+        )
+        + "How each number is computed and what it does not cover: docs/STATISTICS.md.</p>"
+    )
+    return _forest_plot(comparisons) + table(header, rows, numeric_from=3) + note
+
+
+def _p(level: Mapping[str, Any] | None) -> str:
+    return "n/a" if not level else f"{level['p_value']:.3g}"
+
+
+def _gap(comparison: Mapping[str, Any]) -> str:
+    gap = comparison.get("quality_gap")
+    if not gap:
+        return ""
+    return "yes" if gap["holds"] else "not shown"
 
 
 def _forest_plot(comparisons: Mapping[str, Any]) -> str:
@@ -68,16 +115,16 @@ def _forest_plot(comparisons: Mapping[str, Any]) -> str:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid")
-    figure, axes = plt.subplots(figsize=(8, 0.5 * len(against_base) + 1.2))
-    for row, c in enumerate(reversed(against_base)):
-        d = c["difference"]
-        color = "#1b7837" if c["supported"] and d["mean"] > 0 else "#b2182b" if c["supported"] else "#555555"
-        axes.errorbar(d["mean"], row, xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]], fmt="o", color=color, capsize=4)
-    axes.axvline(0, color="black", linewidth=1)
-    axes.set_yticks(range(len(against_base)), [c["b"] for c in reversed(against_base)])
-    axes.set_xlabel(f"{comparisons['run']['metric']} F difference against the base model")
-    axes.set_title("Variants against the base model")
+    with sns.axes_style("whitegrid"):  # a local style: other sections' plots keep theirs
+        figure, axes = plt.subplots(figsize=(8, 0.5 * len(against_base) + 1.2))
+        for row, c in enumerate(reversed(against_base)):
+            d = c["difference"]
+            color = "#1b7837" if c["supported"] and d["mean"] > 0 else "#b2182b" if c["supported"] else "#555555"
+            axes.errorbar(d["mean"], row, xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]], fmt="o", color=color, capsize=4)
+        axes.axvline(0, color="black", linewidth=1)
+        axes.set_yticks(range(len(against_base)), [c["b"] for c in reversed(against_base)])
+        axes.set_xlabel(f"{comparisons['run']['metric']} F difference against the base model")
+        axes.set_title("Variants against the base model (colour: supported after Holm)")
     return figure_svg(figure)
 
 

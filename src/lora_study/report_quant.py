@@ -57,13 +57,46 @@ def load_precision(*, name: str, latency_path: str | Path, rouge_path: str | Pat
     )
 
 
-def quantisation_sections(results: Sequence[PrecisionResult]) -> list[Section]:
-    """The table, the latency-vs-ROUGE-L plot and the measured ordering; nothing when no
+def quantisation_sections(
+    results: Sequence[PrecisionResult], *, comparisons: Sequence[Mapping[str, Any]] = (), metric: str = "rougeL"
+) -> list[Section]:
+    """The table, the paired tests against full (comparisons.json's `precisions` records,
+    when given), the latency-vs-ROUGE-L plot and the measured ordering; nothing when no
     precision is configured."""
     if not results:
         return []
-    body = _table(results) + _ordering(results) + latency_quality_plot(results) + _protocol(results)
+    body = _table(results) + _paired_tests(comparisons, metric=metric) + _ordering(results) + latency_quality_plot(results) + _protocol(results)
     return [Section("quantisation", "Quantisation: latency, memory and quality per precision", body)]
+
+
+def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> str:
+    """Each precision against full on the same examples: difference, interval, raw and
+    Holm-adjusted p (the family is every secondary comparison of the study)."""
+    if not comparisons:
+        return ""
+    rows = [
+        [
+            f"{c['b']} − {c['a']}",
+            f"{c['difference']['mean']:+.4f}",
+            f"[{c['difference']['low']:+.4f}, {c['difference']['high']:+.4f}]",
+            f"{c['p_value']:.3g}",
+            f"{c['p_adjusted']:.3g}",
+            "yes" if c["supported"] else "no",
+        ]
+        for c in comparisons
+    ]
+    first = comparisons[0]
+    confidence = first["difference"]["confidence"]
+    return table(
+        ["precision", f"{metric} F difference", f"{confidence:.0%} interval", "p raw", f"p Holm ({first['family_size']})", "supported"],
+        rows, numeric_from=1,
+    ) + (
+        f"<p class=muted>Paired on the same {first['examples']} evaluation examples: "
+        "studentised bootstrap interval (never narrower than Student's t), sign-flip permutation p, "
+        f"Holm-adjusted over the {first['family_size']} secondary comparisons of the study. Supported: "
+        "the adjusted p is below alpha and the interval excludes 0. Latency is not tested: its runs "
+        "are repeated timings on one machine, summarised by p50 and p95.</p>"
+    )
 
 
 def _mb(value: Any) -> str:
