@@ -22,6 +22,7 @@ include: "rules/adapters.smk"
 include: "rules/compare.smk"
 include: "rules/quantise.smk"
 include: "rules/drift.smk"
+include: "rules/weights.smk"
 include: "rules/report.smk"
 
 

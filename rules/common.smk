@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lora_study.grid import LORA_KINDS, TARGET_PRESETS, expand_grid
 from lora_study.compare import group_of, unknown_pair_names
-from lora_study.config import ConfigError, canonical, dataset_name, model_name, precision_options, validate_config
+from lora_study.config import GENERAL_SOURCES, ConfigError, general_source, canonical, dataset_name, model_name, precision_options, validate_config
 
 try:
     # Keys sorted so that rule params (and so reruns) do not depend on key order in the file.
@@ -40,28 +40,45 @@ if _unknown:
         f"invalid configuration: statistics.pairs: unknown variant group(s) {', '.join(_unknown)}; "
         f"known: {', '.join(sorted({group_of(v) for v in VARIANTS}))}"
     )
-if (config["drift"]["examples"] or 0) > config["data"]["eval"]["size"]:
+_primary = config["statistics"].get("primary")
+if _primary and (unknown_pair_names(pairs=[_primary], variants=VARIANTS) or _primary[0] == _primary[1]):
     raise WorkflowError(
-        f"invalid configuration: drift.examples = {config['drift']['examples']} is more than "
-        f"data.eval.size = {config['data']['eval']['size']}: drift is measured on evaluation prompts"
+        f"invalid configuration: statistics.primary: {_primary} must name two different variant groups; "
+        f"known: {', '.join(sorted({group_of(v) for v in VARIANTS}))}"
     )
-if TRAINED and (config["drift"]["examples"] or config["data"]["eval"]["size"]) < 4:
+if TRAINED and config["drift"]["examples"] is not None and config["drift"]["examples"] < 4:
     raise WorkflowError(
-        "invalid configuration: drift needs at least 4 evaluation prompts (debiased CKA divides by n - 3): "
-        "raise data.eval.size (and drift.examples, if set)"
+        f"invalid configuration: drift.examples = {config['drift']['examples']}: drift needs at least 4 prompts "
+        "(debiased CKA divides by n - 3)"
     )
-# What changes a drift file: the criterion only changes the report's verdict, and the choice
-# of held-out texts reaches the job as its input file (heldout.jsonl).
+# What changes a drift file: which tokens are pooled and how, and the cross-entropy's text
+# length; the choice of prompts and texts reaches the jobs as input files, and the summary's
+# settings (intervals, criterion) rerun only the summary.
 DRIFT_SETTINGS = canonical(
     {
         "model": config["model"],
         "prompt": config["prompt"],
         "drift": {
-            **{key: value for key, value in config["drift"].items() if key not in ("criterion", "forgetting")},
+            **{key: config["drift"][key] for key in
+               ("tokens", "pooling", "include_embeddings", "token_level", "batch_size", "shuffle_seed")},
             "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
         },
     }
 )
+DRIFT_SUMMARY_SETTINGS = canonical(
+    {
+        **{key: config["drift"][key] for key in ("criterion", "resamples", "include_embeddings")},
+        "seed": config["statistics"]["seed"],
+        "confidence": config["statistics"]["confidence"],
+        "max_quality_gap": config["statistics"].get("max_quality_gap", 0.03),
+    }
+)
+# General text for forgetting: `auto` is the offline corpus of the other domain; a file of the
+# user's is an input, so editing it reruns what depends on it.
+GENERAL_TEXT_SOURCE = general_source(
+    dataset=config["data"]["dataset"], source=config["drift"]["forgetting"]["general"]["source"]
+)
+GENERAL_TEXT_FILE = [] if GENERAL_TEXT_SOURCE in GENERAL_SOURCES else [GENERAL_TEXT_SOURCE]
 # Threads of a model job: every core snakemake may use (jobs then run one at a time,
 # each at full speed); a cluster profile sets its own per rule with set-threads.
 MODEL_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))

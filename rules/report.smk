@@ -17,6 +17,9 @@ rule build_report:
         quant_rouge=[f"{quant_dir(p)}/rouge.json" for p in QUANT_PRECISIONS],
         quant_generation=[f"{quant_dir(p)}/generation.json" for p in QUANT_PRECISIONS],
         drift=[f"{drift_dir(v)}/drift.json" for v in TRAINED],
+        weights=[f"{drift_dir(v)}/weights.json" for v in TRAINED],
+        mitigation=[f"{drift_dir(v)}/mitigation.json" for v in MITIGATED] if config["drift"]["mitigation"]["enabled"] else [],
+        drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
     output:
         "report.html",
     params:
@@ -24,7 +27,6 @@ rule build_report:
         variants=VARIANTS,
         trained=list(TRAINED),
         precisions=QUANT_PRECISIONS,
-        drift_criterion=config["drift"]["criterion"],
     log:
         "logs/build_report.log",
     resources:

@@ -42,7 +42,19 @@ with logged_job(snakemake.log[0]):  # noqa: F821
             snakemake.params.precisions, inputs.quant_latency, inputs.quant_rouge, inputs.quant_generation  # noqa: F821
         )
     ]
-    sections += quantisation_sections(precisions)
+    sections += quantisation_sections(
+        precisions, comparisons=comparisons.get("precisions", []), metric=comparisons["run"]["metric"]
+    )
     drift = [load_drift(name=name, drift_path=path) for name, path in zip(snakemake.params.trained, inputs.drift)]  # noqa: F821
-    sections += drift_sections(results=drift, criterion=snakemake.params.drift_criterion)  # noqa: F821
+    summary = read_json(inputs.drift_summary[0]) if inputs.drift_summary else None
+    sections += drift_sections(results=drift, summary=summary, comparisons=comparisons)
+    # Weight-space drift, and the intruder-mitigation curve where it ran (rules/weights.smk).
+    from lora_study.report_weights import load_weights, weight_sections
+
+    mitigation = {Path(path).parent.name: path for path in inputs.mitigation}
+    weights = [
+        load_weights(name=name, weights_path=path, mitigation_path=mitigation.get(name))
+        for name, path in zip(snakemake.params.trained, inputs.weights)  # noqa: F821
+    ]
+    sections += weight_sections(results=weights)
     build_report(sections=sections, variants=variants, out_path=snakemake.output[0])  # noqa: F821

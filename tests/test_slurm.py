@@ -178,9 +178,10 @@ def show(capsys: pytest.CaptureFixture, lines: list[str]) -> None:
 
 
 GPU_RULES = {"generate_predictions", "generate_variant_predictions", "train_adapter", "train_full",
-             "generate_quant_predictions", "measure_latency", "measure_base_features", "measure_drift"}
+             "generate_quant_predictions", "measure_latency", "measure_base_features", "measure_drift", "mitigate_intruders"}
 CPU_RULES = {"prepare_model", "make_subsets", "make_heldout_text", "make_drift_prompts", "make_general_text",
-             "count_adapter_parameters", "compare_variants", "score_rouge", "summarise_drift", "build_report"}
+             "count_adapter_parameters", "compare_variants", "score_rouge", "measure_weight_drift", "summarise_drift",
+             "build_report"}
 
 
 def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:

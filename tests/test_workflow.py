@@ -154,17 +154,20 @@ def test_report_has_the_quantisation_table_and_plot(workflow_dir: Path) -> None:
         assert f'{latency["metrics"]["latency_seconds"]["p50"]:.3f}' in section
 
 
-def test_dropping_a_precision_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
+def test_dropping_a_precision_reruns_only_the_comparisons_and_report(workflow_dir: Path, tmp_path: Path) -> None:
+    # The precisions are tested against full in comparisons.json, which the drift summary reads.
     config = tiny_config()
     config["quantisation"]["precisions"].remove("int4")
-    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_report": 1}
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
+        "compare_variants": 1, "summarise_drift": 1, "build_report": 1}
 
 
 def test_adding_a_precision_runs_only_its_jobs(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["quantisation"]["precisions"].append("int8-dynamic")
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
-        "measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1, "build_report": 1,
+        "measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1, "compare_variants": 1,
+        "summarise_drift": 1, "build_report": 1,
     }
 
 

