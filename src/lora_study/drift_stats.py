@@ -8,8 +8,11 @@ are left out of the resampled Gram, as the diagonal is in the unbiased HSIC esti
 a copy paired with itself is not a pair of distinct examples and would read as perfect
 similarity.
 
-With several seeds per variant, each resample also draws the seeds (with replacement),
-so seed-to-seed variation widens the interval as in the ROUGE comparisons.
+With several seeds per variant, the bootstrap over examples resamples the seed-averaged
+quantity, and a t interval on the per-seed values (k - 1 degrees of freedom; Welch and the
+delta method for a ratio of two groups) gives the seed level; the reported interval is the
+envelope of the two, as in the ROUGE comparisons. Resampling 3 seeds with replacement
+instead would treat them as a population and be too narrow (docs/STATISTICS.md).
 
 No torch here: the summary job and the report import this.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lora_study.distributions import t_quantile
 from lora_study.io import atomic_write_bytes
 
 
@@ -38,14 +42,16 @@ class Interval:
 
 
 def grams(features: Sequence[np.ndarray]) -> np.ndarray:
-    """(layers, n, n) linear Gram matrices of per-layer (n, d) features, float64.
+    """(layers, n, n) linear Gram matrices of per-layer (n, d) features, float64, after
+    subtracting each feature's mean over all n examples.
 
-    A coordinate-wise median is subtracted first (CKA is translation invariant): hidden
-    states carry a large common offset, and subtracting it keeps the sums small."""
+    On all examples the debiased estimator does not depend on the subtracted offset; on a
+    resample, where pairs of copies are left out, it does slightly, so the offset is fixed
+    to the full sample's mean (the centred Gram of the HSIC definition), once for all resamples."""
     out = []
     for x in features:
         x = np.asarray(x, dtype=np.float64)
-        x = x - np.median(x, axis=0)
+        x = x - x.mean(axis=0)
         out.append(x @ x.T)
     return np.stack(out)
 
@@ -73,65 +79,82 @@ def _hsic_u(k: np.ndarray, l: np.ndarray) -> np.ndarray:
     return trace + k1.sum(axis=1) * l1.sum(axis=1) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * np.einsum("ai,ai->a", k1, l1)
 
 
-def drift_resamples(
-    *,
-    base: np.ndarray,
-    tuned: Sequence[np.ndarray],
-    draws: np.ndarray,
-    seed_draws: np.ndarray,
-) -> np.ndarray:
-    """Per-layer drift (1 - CKA) on each resample: (resamples, layers).
-
-    `base` is the base model's (layers, n, n) Grams, `tuned` one per seed of the variant;
-    `draws` (resamples, n) example indices, `seed_draws` (resamples, seeds) seed indices.
-    A resample's drift is the mean over its drawn seeds."""
+def drift_resamples(*, base: np.ndarray, tuned: Sequence[np.ndarray], draws: np.ndarray) -> np.ndarray:
+    """Per-layer drift (1 - CKA) on each resample of examples, averaged over the variant's
+    seeds: (resamples, layers). `base` and each of `tuned` (one per seed) are (layers, n, n)
+    Grams; `draws` (resamples, n) example indices, the same for every seed (paired)."""
     out = np.empty((draws.shape[0], base.shape[0]))
-    for index, (rows, seeds) in enumerate(zip(draws, seed_draws)):
-        out[index] = np.mean([1.0 - debiased_cka_from_grams(base, tuned[s], rows=rows) for s in seeds], axis=0)
+    for index, rows in enumerate(draws):
+        out[index] = np.mean([1.0 - debiased_cka_from_grams(base, grams_, rows=rows) for grams_ in tuned], axis=0)
     return out
 
 
-def point_drift(*, base: np.ndarray, tuned: Sequence[np.ndarray]) -> np.ndarray:
-    """Per-layer drift on all examples, averaged over seeds: (layers,)."""
-    return np.mean([1.0 - debiased_cka_from_grams(base, grams_, rows=None) for grams_ in tuned], axis=0)
+def per_seed_drift(*, base: np.ndarray, tuned: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-layer drift on all examples for each seed: (seeds, layers)."""
+    return np.stack([1.0 - debiased_cka_from_grams(base, grams_, rows=None) for grams_ in tuned])
 
 
 def example_draws(*, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, n, size=(resamples, n))
 
 
-def seed_draws(*, seeds: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    if seeds == 1:
-        return np.zeros((resamples, 1), dtype=np.int64)
-    return rng.integers(0, seeds, size=(resamples, seeds))
+def seed_interval(*, values: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """t interval of the mean of per-seed values (k - 1 degrees of freedom); None with one seed."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return None
+    half = t_quantile(1 - (1 - confidence) / 2, df=values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean() - half), float(values.mean() + half)
 
 
-def percentile_interval(*, estimate: float, samples: np.ndarray, confidence: float) -> Interval:
-    """Percentile interval of a bootstrap distribution around the full-sample estimate."""
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
-        return Interval(estimate=estimate, low=float("nan"), high=float("nan"), confidence=confidence)
-    low, high = np.quantile(finite, [(1 - confidence) / 2, (1 + confidence) / 2])
+def ratio_seed_interval(*, numerator: np.ndarray, denominator: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """Interval of mean(numerator) / mean(denominator) over independent seeds of two groups:
+    the delta method's standard error with Welch-Satterthwaite degrees of freedom; None when
+    neither group has several seeds (seed variation not measured)."""
+    parts = []
+    ratio = float(np.mean(numerator) / np.mean(denominator))
+    for values in (np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)):
+        if values.size > 1:
+            # Relative variance of the group's mean, and its degrees of freedom.
+            parts.append((values.var(ddof=1) / values.size / values.mean() ** 2, values.size - 1))
+    if not parts:
+        return None
+    relative = sum(v for v, _ in parts)
+    df = relative**2 / sum(v**2 / k for v, k in parts) if relative > 0 else float(sum(k for _, k in parts))
+    half = t_quantile(1 - (1 - confidence) / 2, df=df) * abs(ratio) * np.sqrt(relative)
+    return ratio - half, ratio + half
+
+
+def percentile_interval(
+    *, estimate: float, samples: np.ndarray, confidence: float, seeds: tuple[float, float] | None = None
+) -> Interval:
+    """Percentile interval of a bootstrap distribution around the full-sample estimate,
+    widened to the seed-level interval `seeds` where that is wider (the envelope).
+
+    A resample whose value is undefined (nan: a layer without variation, or a ratio over a
+    zero drift) counts as +inf, so it can only move the interval up, never hide in a gap:
+    an interval then ends at inf and no verdict can rest on it."""
+    samples = np.where(np.isnan(samples), np.inf, samples)
+    low, high = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2], method="inverted_cdf")
+    if seeds is not None:
+        low, high = min(low, seeds[0]), max(high, seeds[1])
     return Interval(estimate=float(estimate), low=float(low), high=float(high), confidence=confidence)
 
 
-def forgetting_resamples(
-    *, base_nll: np.ndarray, base_tokens: np.ndarray, tuned_nll: Sequence[np.ndarray], tuned_tokens: np.ndarray,
-    draws: np.ndarray, seed_draws: np.ndarray,
-) -> np.ndarray:
-    """Change of token-weighted mean cross-entropy (tuned minus base, nats per token) on each
-    resample of texts (paired: the same texts for both), averaged over the drawn seeds.
-    Per text: summed NLL and token count."""
-    base = base_nll[draws].sum(axis=1) / base_tokens[draws].sum(axis=1)
-    tokens = tuned_tokens[draws].sum(axis=1)
-    per_seed = np.stack([nll[draws].sum(axis=1) / tokens for nll in tuned_nll], axis=1)  # (resamples, seeds)
-    tuned = np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
-    return tuned - base
+def forgetting_per_text(*, base_nll: np.ndarray, tuned_nll: Sequence[np.ndarray]) -> np.ndarray:
+    """Tuned minus base summed NLL per text, averaged over seeds: the paired difference the
+    token-weighted change is a ratio of (divide its sum by the tokens' sum)."""
+    return np.mean(tuned_nll, axis=0) - base_nll
 
 
-def forgetting_point(*, base_nll: np.ndarray, base_tokens: np.ndarray, tuned_nll: Sequence[np.ndarray], tuned_tokens: np.ndarray) -> float:
-    base = base_nll.sum() / base_tokens.sum()
-    return float(np.mean([nll.sum() / tuned_tokens.sum() for nll in tuned_nll]) - base)
+def forgetting_resamples(*, difference: np.ndarray, tokens: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Token-weighted change of cross-entropy (nats per token) on each resample of texts."""
+    return difference[draws].sum(axis=1) / tokens[draws].sum(axis=1)
+
+
+def forgetting_per_seed(*, base_nll: np.ndarray, tokens: np.ndarray, tuned_nll: Sequence[np.ndarray]) -> np.ndarray:
+    """Token-weighted change of cross-entropy on all texts for each seed."""
+    return np.array([(nll.sum() - base_nll.sum()) / tokens.sum() for nll in tuned_nll])
 
 
 def write_features(path: str | Path, features: Sequence[np.ndarray]) -> None:

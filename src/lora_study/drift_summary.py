@@ -31,12 +31,14 @@ from lora_study.drift_stats import (
     Interval,
     drift_resamples,
     example_draws,
-    forgetting_point,
+    forgetting_per_seed,
+    forgetting_per_text,
     forgetting_resamples,
     grams,
+    per_seed_drift,
     percentile_interval,
-    point_drift,
-    seed_draws,
+    ratio_seed_interval,
+    seed_interval,
 )
 
 _SIZE = re.compile(r"-n(\d+)$")
@@ -73,63 +75,63 @@ def summarise_drift(
                   for name in TEXT_SETS}
     summary: dict[str, Any] = {}
     mean_samples: dict[str, np.ndarray] = {}
-    mean_points: dict[str, float] = {}
-    for index, (group, members) in enumerate(groups.items()):
-        group_rng = np.random.default_rng([settings["seed"], index])
-        seeds = seed_draws(seeds=len(members), resamples=resamples, rng=group_rng)
+    seed_means: dict[str, np.ndarray] = {}
+    for group, members in groups.items():
         tuned = [grams(variants[m][1]) for m in members]
-        samples = drift_resamples(base=base, tuned=tuned, draws=draws, seed_draws=seeds)
-        point = point_drift(base=base, tuned=tuned)
+        samples = drift_resamples(base=base, tuned=tuned, draws=draws)
+        per_seed = per_seed_drift(base=base, tuned=tuned)  # (seeds, layers)
         with warnings.catch_warnings():
-            # A resample can leave a layer undefined (too few distinct prompts): it is dropped.
+            # A resample can leave a layer undefined (too few distinct prompts): it counts as nan.
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean_samples[group] = np.nanmean(samples[:, first_layer:], axis=1)
-        mean_points[group] = float(np.nanmean(point[first_layer:]))
+            mean_samples[group] = np.mean(samples[:, first_layer:], axis=1)
+        seed_means[group] = per_seed[:, first_layer:].mean(axis=1)
         summary[group] = {
             "variants": members,
             "seeds": len(members),
-            "mean_drift": percentile_interval(estimate=mean_points[group], samples=mean_samples[group], confidence=confidence).to_dict(),
+            "mean_drift": percentile_interval(
+                estimate=float(seed_means[group].mean()), samples=mean_samples[group], confidence=confidence,
+                seeds=seed_interval(values=seed_means[group], confidence=confidence)).to_dict(),
             "per_layer": [
-                {"layer": layer, **percentile_interval(estimate=point[layer], samples=samples[:, layer], confidence=confidence).to_dict()}
-                for layer in range(len(point))
+                {"layer": layer, **percentile_interval(
+                    estimate=float(per_seed[:, layer].mean()), samples=samples[:, layer], confidence=confidence,
+                    seeds=seed_interval(values=per_seed[:, layer], confidence=confidence)).to_dict()}
+                for layer in range(per_seed.shape[1])
             ],
             "forgetting": {
                 name: _forgetting(base=base_forgetting[name], tuned=[variants[m][0]["forgetting"][name] for m in members],
-                                  draws=text_draws[name], seeds=seeds, confidence=confidence)
+                                  draws=text_draws[name], confidence=confidence)
                 for name in TEXT_SETS
             },
         }
-    verdicts = _verdicts(mean_samples=mean_samples, mean_points=mean_points, comparisons=comparisons, settings=settings)
+    verdicts = _verdicts(mean_samples=mean_samples, seed_means=seed_means, comparisons=comparisons, settings=settings)
     return {
         "run": {**{key: settings[key] for key in ("criterion", "resamples", "seed", "confidence", "include_embeddings",
                                                   "max_quality_gap")},
                 "examples": int(base.shape[1]), "mean_over": f"layers {first_layer}-{base.shape[0] - 1}",
-                "interval": "percentile bootstrap over drift prompts (and seeds, with several); "
-                            "resampled Grams leave out pairs of copies of one prompt"},
+                "interval": "percentile bootstrap over drift prompts (pairs of copies of one prompt left out of the "
+                            "resampled Grams); with several seeds, the envelope with a t interval over seeds"},
         "groups": summary,
         "verdicts": verdicts,
     }
 
 
-def _forgetting(*, base: Mapping[str, Any], tuned: Sequence[Mapping[str, Any]], draws: np.ndarray, seeds: np.ndarray,
+def _forgetting(*, base: Mapping[str, Any], tuned: Sequence[Mapping[str, Any]], draws: np.ndarray,
                 confidence: float) -> dict[str, Any]:
     """Change of token-weighted cross-entropy (nats per token), tuned minus base, on the same texts."""
-    arrays = {
-        "base_nll": np.asarray(base["per_text_nll"], dtype=np.float64),
-        "base_tokens": np.asarray(base["per_text_tokens"], dtype=np.float64),
-        "tuned_nll": [np.asarray(t["per_text_nll"], dtype=np.float64) for t in tuned],
-        "tuned_tokens": np.asarray(tuned[0]["per_text_tokens"], dtype=np.float64),
-    }
-    if not np.array_equal(arrays["base_tokens"], arrays["tuned_tokens"]):
+    base_nll = np.asarray(base["per_text_nll"], dtype=np.float64)
+    tokens = np.asarray(base["per_text_tokens"], dtype=np.float64)
+    tuned_nll = [np.asarray(t["per_text_nll"], dtype=np.float64) for t in tuned]
+    if any(not np.array_equal(tokens, np.asarray(t["per_text_tokens"], dtype=np.float64)) for t in tuned):
         raise ValueError("base and tuned cross-entropies were measured on different texts")
-    point = forgetting_point(**arrays)
-    samples = forgetting_resamples(**arrays, draws=draws, seed_draws=seeds)
-    base_mean = float(arrays["base_nll"].sum() / arrays["base_tokens"].sum())
-    return {"texts": int(arrays["base_nll"].size), "base_mean_nll": base_mean,
-            **percentile_interval(estimate=point, samples=samples, confidence=confidence).to_dict()}
+    per_seed = forgetting_per_seed(base_nll=base_nll, tokens=tokens, tuned_nll=tuned_nll)
+    samples = forgetting_resamples(difference=forgetting_per_text(base_nll=base_nll, tuned_nll=tuned_nll),
+                                   tokens=tokens, draws=draws)
+    interval = percentile_interval(estimate=float(per_seed.mean()), samples=samples, confidence=confidence,
+                                   seeds=seed_interval(values=per_seed, confidence=confidence))
+    return {"texts": int(base_nll.size), "base_mean_nll": float(base_nll.sum() / tokens.sum()), **interval.to_dict()}
 
 
-def _verdicts(*, mean_samples: Mapping[str, np.ndarray], mean_points: Mapping[str, float],
+def _verdicts(*, mean_samples: Mapping[str, np.ndarray], seed_means: Mapping[str, np.ndarray],
               comparisons: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     pairs = [(group, fft_group(group)) for group in mean_samples if fft_group(group) in mean_samples]
     if not pairs:
@@ -139,10 +141,15 @@ def _verdicts(*, mean_samples: Mapping[str, np.ndarray], mean_points: Mapping[st
     threshold = 1.0 - settings["criterion"]
     verdicts = []
     for group, fft in pairs:
+        lora_mean, fft_mean = float(seed_means[group].mean()), float(seed_means[fft].mean())
         with np.errstate(divide="ignore", invalid="ignore"):
             samples = mean_samples[group] / mean_samples[fft]
-        point = mean_points[group] / mean_points[fft] if mean_points[fft] > 0 else float("nan")
-        ratio = percentile_interval(estimate=point, samples=samples, confidence=level)
+        if fft_mean > 0:
+            seeds = ratio_seed_interval(numerator=seed_means[group], denominator=seed_means[fft], confidence=level)
+            ratio = percentile_interval(estimate=lora_mean / fft_mean, samples=samples, confidence=level, seeds=seeds)
+        else:
+            nan = float("nan")
+            ratio = Interval(estimate=nan, low=nan, high=nan, confidence=level)
         drift = drift_outcome(ratio=ratio, threshold=threshold)
         quality = _quality(comparisons=comparisons, group=group, fft=fft)
         verdicts.append({
@@ -157,7 +164,7 @@ def _verdicts(*, mean_samples: Mapping[str, np.ndarray], mean_points: Mapping[st
 def drift_outcome(*, ratio: Interval, threshold: float) -> str:
     """holds: the whole interval of LoRA/FFT drift is at or below 1 - criterion; does not hold:
     the whole interval is above it; not supported: it straddles the threshold (or FFT did not move)."""
-    if not (np.isfinite(ratio.low) and np.isfinite(ratio.high)):
+    if np.isnan(ratio.low) or np.isnan(ratio.high):
         return "not supported"
     if ratio.high <= threshold:
         return "holds"

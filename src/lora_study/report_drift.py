@@ -86,7 +86,9 @@ def _drift_body(results: Sequence[DriftResult], summary: Mapping[str, Any]) -> s
         layers = info["per_layer"]
         largest = max(layers, key=lambda row: row["estimate"] if row["estimate"] == row["estimate"] else -1.0)
         members = [r for r in results if r.name in info["variants"]]
-        per_layer = [row for r in members for row in r.metrics["per_layer"]]
+        # The same layers as the mean drift (layer 0 out unless drift.include_embeddings), over the seeds.
+        first_layer = 0 if run["include_embeddings"] else 1
+        per_layer = [row for r in members for row in r.metrics["per_layer"] if row["layer"] >= first_layer]
         token = [row.get("token_cka_debiased") for row in per_layer]
         rows.append([
             group, info["seeds"], interval_text(info["mean_drift"]),
@@ -108,7 +110,7 @@ def _drift_body(results: Sequence[DriftResult], summary: Mapping[str, Any]) -> s
         "(uncentred, different prompts already score near 1).</p>"
     )
     header = ["group", "seeds", "mean drift [interval]", "largest drift", "mean biased CKA", "mean centred cosine",
-              "mean token-level CKA"]
+              "mean token-level CKA (debiased)"]
     return _drift_plot(summary) + protocol + table(header, rows) + _verdict_text(summary)
 
 

@@ -70,8 +70,9 @@ def _variant_table(trained: Sequence[TrainedResult], variants: Sequence[VariantR
         )
     note = (
         "<p class=muted>ROUGE: F-measure, mean over the evaluation examples. Loss: mean cross-entropy per "
-        "reference token of the last optimizer step (prompt and padding masked). GFLOP/s: executed "
-        "forward + backward matrix-product FLOPs per second (see src/lora_study/flops.py). LoRA scaling: "
+        "reference token of the last optimizer step (prompt and padding masked). GFLOP/s: model "
+        "FLOPs per second, forward + backward matrix products on the real tokens (padding positions are "
+        "computed too but not counted; see src/lora_study/flops.py). LoRA scaling: "
         "the factor on the adapter's output as PEFT applied it, alpha/r (alpha/sqrt(r) for rsLoRA); "
         "padding: padded positions among all positions of the training batches.</p>"
     )

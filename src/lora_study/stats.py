@@ -124,7 +124,8 @@ def intervals_from_resamples(
     shift = means - theta[:, None]
     shift[np.abs(shift) < 1e-12] = 0.0  # float noise: a resample whose mean equals the estimate
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_star = np.where(se_star > 0, shift / se_star, np.sign(shift) * np.inf)
+        # A resample without spread: its t is 0 when its mean is the estimate, else +-inf.
+        t_star = np.where(se_star > 0, shift / se_star, np.where(shift == 0, 0.0, np.sign(shift) * np.inf))
     t_low, t_high = np.quantile(t_star, [alpha / 2, 1 - alpha / 2], axis=1, method="inverted_cdf")
     low, high = theta - t_high * se, theta - t_low * se
     low[constant] = high[constant] = theta[constant]
