@@ -92,6 +92,7 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
         "generate_variant_predictions": trained,
         "score_rouge": 1 + precisions + trained,
         "compare_variants": 1,
+        "summarise_drift": 1,  # its verdicts read the quality comparisons
         "build_report": 1,
     }
 
@@ -182,7 +183,9 @@ def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Pat
     config = tiny_config()
     config["quantisation"]["int4"]["double_quant"] = True
     output = dry_run_with(workflow_dir, tmp_path, config)
-    assert planned_jobs(output) == {"measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1, "build_report": 1}
+    # Then the comparisons (int4 is tested against full) and what reads them.
+    assert planned_jobs(output) == {"measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1,
+                                    "compare_variants": 1, "summarise_drift": 1, "build_report": 1}
     assert f"output: {QUANT_DIR}/int4/latency.json" in output and f"output: {QUANT_DIR}/int8/latency.json" not in output
 
 
