@@ -51,7 +51,7 @@ def test_a_resample_with_every_example_once_equals_the_full_estimate_and_copies_
 
 def test_bootstrap_interval_covers_the_population_cka_at_about_its_level() -> None:
     """Seeded simulation: 150 samples of n=40 from a population whose CKA is known; the 95%
-    interval must cover it in about 95% of them (measured: 97.5% at this setting)."""
+    interval must cover it in about 95% of them (measured: 98%, 147 of 150, at this setting)."""
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(5, 5)) / np.sqrt(5)
     truth = population_cka(weights, noise=1.0)

@@ -70,6 +70,10 @@ def weight_sections(*, results: Sequence[WeightResult]) -> list[Section]:
     if mitigated:
         sections.append(Section("intruder-mitigation", "Intruder-dimension mitigation: quality against forgetting",
                                 _mitigation_body(mitigated)))
+    else:
+        sections[0] = Section(sections[0].anchor, sections[0].title, sections[0].body + (
+            "<p class=muted>Intruder mitigation did not run (drift.mitigation.enabled: false, the CPU default; "
+            "each strength is one more evaluation of every adapter).</p>"))
     return sections
 
 

@@ -88,9 +88,10 @@ SchedulerType=sched/builtin
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
-# Finished jobs stay visible to squeue this long (seconds); the executor plugin needs
-# at least 3x its status-check interval to use squeue instead of sacct.
-MinJobAge=600
+# Finished jobs stay visible to squeue and scontrol this long (seconds); the executor plugin
+# needs at least 3x its status-check interval to use squeue instead of sacct, and the test
+# reads every job's final state after a whole workflow run (over 10 min on a busy 2-core machine).
+MinJobAge=3600
 KillWait=5
 InactiveLimit=0
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_memory State=UNKNOWN
