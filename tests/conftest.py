@@ -74,5 +74,6 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = REPO / "configs"
 def workflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole workflow, run once on the tiny config with the real SmolLM2 model."""
     workdir = tmp_path_factory.mktemp("workflow")
-    run_snakemake(workdir, "--cores", "2", "report.html")
+    # About 6 min on a quiet 2-core machine; the limit leaves room for a busy one.
+    run_snakemake(workdir, "--cores", "2", "report.html", timeout=2400)
     return workdir
