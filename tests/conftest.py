@@ -74,6 +74,6 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = REPO / "configs"
 def workflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole workflow, run once on the tiny config with the real SmolLM2 model."""
     workdir = tmp_path_factory.mktemp("workflow")
-    # About 6 min on a quiet 2-core machine; the limit leaves room for a busy one.
+    # 12 min on a 2-core machine with a default run beside it (commit 334b309); the limit leaves room.
     run_snakemake(workdir, "--cores", "2", "report.html", timeout=2400)
     return workdir
