@@ -70,7 +70,7 @@ DRIFT_SUMMARY_SETTINGS = canonical(
         **{key: config["drift"][key] for key in ("criterion", "resamples", "include_embeddings")},
         "seed": config["statistics"]["seed"],
         "confidence": config["statistics"]["confidence"],
-        "max_quality_gap": config["statistics"].get("max_quality_gap", 0.03),
+        "max_quality_gap": config["statistics"]["max_quality_gap"],
     }
 )
 # General text for forgetting: `auto` is the offline corpus of the other domain; a file of the

@@ -18,7 +18,8 @@ from lora_study.drift_stats import (
     ratio_seed_interval,
     seed_interval,
 )
-from lora_study.drift_summary import drift_outcome, fft_group, summarise_drift
+from lora_study.compare import fft_group
+from lora_study.drift_summary import drift_outcome, summarise_drift
 
 
 def population_cka(weights: np.ndarray, noise: float) -> float:

@@ -135,7 +135,7 @@ def cosine_similarity_mean(*, x: np.ndarray, y: np.ndarray) -> float:
         raise ValueError(f"cosine_similarity_mean: shapes differ, {x.shape} vs {y.shape}")
     norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
     if not np.all(norms > 0):
-        raise ValueError("cosine_similarity_mean: a row is all zeros, its cosine is undefined")
+        raise UndefinedCKA("cosine_similarity_mean: a row is all zeros, its cosine is undefined")
     return float(np.mean(np.einsum("ij,ij->i", x, y) / norms))
 
 

@@ -23,6 +23,7 @@ from lora_study.stats import PairedComparison, bootstrap_ci, holm_adjust, paired
 _SEED_SUFFIX = re.compile(r"-s(\d+)$")
 _LORA_GROUP = re.compile(r"^(?P<family>(lora|dora|rslora|qlora)-)r(?P<rank>\d+)(?P<rest>-.+-n\d+)$")
 _FFT_GROUP = re.compile(r"^fft-n\d+$")
+_TRAIN_SIZE = re.compile(r"-n(\d+)$")
 REFERENCE_PRECISION = "full"  # quantised precisions are tested against this one
 DEFAULT_MAX_GAP = 0.03  # Study 4: LoRA within 3 ROUGE points of full fine-tuning
 
@@ -37,6 +38,12 @@ class VariantScores:
 def group_of(variant: str) -> str:
     """The variant's name without its seed: variants of one group differ only by seed."""
     return _SEED_SUFFIX.sub("", variant)
+
+
+def fft_group(group: str) -> str | None:
+    """The full fine-tuning group trained on the same data as a LoRA-family group."""
+    match = _TRAIN_SIZE.search(group)
+    return f"fft-n{match[1]}" if match and not group.startswith("fft-") else None
 
 
 def default_pairs(groups: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -54,9 +61,8 @@ def default_pairs(groups: Sequence[str]) -> list[tuple[str, str, str]]:
     for group in groups:
         match = _LORA_GROUP.match(group)
         if match:
-            size = re.search(r"-n(\d+)$", group)[1]
-            if f"fft-n{size}" in groups:
-                pairs.append((group, f"fft-n{size}", "LoRA against full fine-tuning"))
+            if fft_group(group) in groups:
+                pairs.append((group, fft_group(group), "LoRA against full fine-tuning"))
     return pairs
 
 

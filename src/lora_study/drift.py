@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from lora_study.cka import LinearCKAStream, UndefinedCKA, cka_matrix, linear_cka
+from lora_study.cka import LinearCKAStream, UndefinedCKA, cka_matrix, cosine_similarity_mean, linear_cka
 from lora_study.generation import left_pad
 from lora_study.prompts import Prompt, PromptBuilder
 
@@ -249,10 +249,10 @@ def _cka(x: np.ndarray, y: np.ndarray, *, debiased: bool) -> float | None:
 
 def _cosine(x: np.ndarray, y: np.ndarray) -> float | None:
     """Mean cosine of matched rows; None when a row is all zeros (no direction to compare)."""
-    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-    if not np.all(norms > 0):
+    try:
+        return cosine_similarity_mean(x=x, y=y)
+    except UndefinedCKA:
         return None
-    return float(np.mean(np.einsum("ij,ij->i", x, y) / norms))
 
 
 def _stream_cka(stream: LinearCKAStream, *, debiased: bool) -> float | None:

@@ -26,16 +26,13 @@ import numpy as np
 from lora_study.adapters import VariantSpec
 from lora_study.drift import compare_features, perplexity, pooled_features, scope_masks, token_level_cka
 from lora_study.finetune import variant_loader
-from lora_study.drift_stats import read_features, write_features, write_npz
+from lora_study.drift_stats import TEXT_SETS, read_features, write_features, write_npz
 from lora_study.io import read_json, read_jsonl, write_json
 from lora_study.modeling import dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype
 from lora_study.prompts import Prompt, PromptBuilder
 from lora_study.provenance import meta_info
 
 log = logging.getLogger(__name__)
-
-# Forgetting texts: in-domain held-out rows of the study's dataset, and general text from another domain.
-TEXT_SETS = ("in_domain", "general")
 
 
 def drift_prompts(*, config: Mapping[str, Any], tokenizer: Any, prompts_path: str | Path) -> tuple[list[Prompt], list[list[bool]]]:
@@ -49,11 +46,14 @@ def drift_prompts(*, config: Mapping[str, Any], tokenizer: Any, prompts_path: st
     return prompts, scope_masks(builder=builder, prompts=prompts, scope=config["drift"]["tokens"])
 
 
-def cross_entropies(*, model: Any, tokenizer: Any, texts: Mapping[str, Sequence[str]], config: Mapping[str, Any], device: str) -> dict[str, Any]:
-    """Per text set: the model's per-text summed cross-entropy and token counts (drift.perplexity)."""
+def cross_entropies(*, model: Any, tokenizer: Any, text_paths: Mapping[str, str | Path], config: Mapping[str, Any],
+                    device: str) -> dict[str, Any]:
+    """Per text set (`text_paths`: JSONL rows with a `text`): the model's per-text summed
+    cross-entropy and token counts (drift.perplexity)."""
     settings = config["drift"]
     return {
-        name: perplexity(model=model, tokenizer=tokenizer, texts=texts[name], max_tokens=settings["forgetting"]["max_tokens"],
+        name: perplexity(model=model, tokenizer=tokenizer, texts=[row["text"] for row in read_jsonl(text_paths[name])],
+                         max_tokens=settings["forgetting"]["max_tokens"],
                          batch_size=settings["batch_size"], device=device)
         for name in TEXT_SETS
     }
@@ -77,8 +77,7 @@ def measure_base_features(
     started = time.perf_counter()
     model = load_model(model_dir=model_dir, device=device, dtype=dtype)
     features = _features(model=model, tokenizer=tokenizer, prompts=prompts, scopes=scopes, config=config, device=device)
-    texts = {name: [row["text"] for row in read_jsonl(text_paths[name])] for name in TEXT_SETS}
-    forgetting = cross_entropies(model=model, tokenizer=tokenizer, texts=texts, config=config, device=device)
+    forgetting = cross_entropies(model=model, tokenizer=tokenizer, text_paths=text_paths, config=config, device=device)
     result = {
         "run": {"model_dir": str(model_dir), "prompts": len(prompts), "settings": dict(config["drift"]),
                 "selected_tokens": sum(map(sum, scopes)), "prompt_tokens": sum(len(p.input_ids) for p in prompts),
@@ -128,9 +127,8 @@ def measure_drift(
         comparison.update(token_level_cka(base=base, tuned=tuned, prompts=prompts, scopes=scopes,
                                           pad_id=tokenizer.pad_token_id, batch_size=settings["batch_size"], device=device))
     drift_seconds = time.perf_counter() - started
-    texts = {name: [row["text"] for row in read_jsonl(text_paths[name])] for name in TEXT_SETS}
     forgetting = {"base": read_json(base_forgetting_path)["metrics"],
-                  "tuned": cross_entropies(model=tuned, tokenizer=tokenizer, texts=texts, config=config, device=device)}
+                  "tuned": cross_entropies(model=tuned, tokenizer=tokenizer, text_paths=text_paths, config=config, device=device)}
     result = {
         "run": {"variant": spec.name, "spec": spec.to_dict(), "model_dir": str(model_dir), "weights": str(weights),
                 "settings": dict(settings), "seconds": drift_seconds},

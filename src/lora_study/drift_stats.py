@@ -30,6 +30,10 @@ from lora_study.distributions import t_quantile
 from lora_study.io import atomic_write_bytes
 
 
+# Forgetting texts: in-domain held-out rows of the study's dataset, and general text from another domain.
+TEXT_SETS = ("in_domain", "general")
+
+
 @dataclass(frozen=True)
 class Interval:
     estimate: float

@@ -19,15 +19,15 @@ No torch here.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from lora_study.compare import group_of
+from lora_study.compare import fft_group, group_of
 from lora_study.drift_stats import (
+    TEXT_SETS,
     Interval,
     drift_resamples,
     example_draws,
@@ -41,14 +41,6 @@ from lora_study.drift_stats import (
     seed_interval,
 )
 
-_SIZE = re.compile(r"-n(\d+)$")
-TEXT_SETS = ("in_domain", "general")
-
-
-def fft_group(group: str) -> str | None:
-    """The full fine-tuning group trained on the same data as a LoRA-family group."""
-    match = _SIZE.search(group)
-    return f"fft-n{match[1]}" if match and not group.startswith("fft-") else None
 
 
 def summarise_drift(
