@@ -1,9 +1,20 @@
 # lora-study: the LoRA research study as a Snakemake workflow.
 #   snakemake --cores 1 report.html      build the whole study on the default config
 #   snakemake -n                         list what is not built yet
-#   snakemake --configfile configs/tiny.yaml --cores 2    a different config
+#   snakemake --cores 2 report.html --configfile configs/tiny.yaml    an overlay on config.yaml
 
-configfile: "config.yaml"
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The workflow's own config.yaml is the base wherever it runs (`--directory` included);
+# `--configfile` files are overlays on it, holding only what differs.
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+# `snakemake --report`: this description, and report.html as the study's page.
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -28,14 +28,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import numpy as np  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+import numpy as np
+from transformers import AutoTokenizer
 
-from lora_study.config import load_config  # noqa: E402
-from lora_study.data import make_subsets  # noqa: E402
-from lora_study.prepare import embedded_gguf_path  # noqa: E402
-from lora_study.prompts import PromptBuilder  # noqa: E402
-from lora_study.training import TrainItem, make_item, megabatch_batches, padding_share  # noqa: E402
+from lora_study.config import load_config
+from lora_study.data import make_subsets
+from lora_study.prepare import embedded_gguf_path
+from lora_study.prompts import PromptBuilder
+from lora_study.training import TrainItem, make_item, megabatch_batches, padding_share
 
 Scheme = Callable[[int], list[list[int]]]  # seed -> batches of one epoch
 
@@ -90,25 +90,42 @@ def summarise(name: str, scheme: Scheme, items: Sequence[TrainItem]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO / "config.yaml"))
-    parser.add_argument("--megabatch", type=int, nargs="+", default=None, help="batches per megabatch (default: the config's)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[str(REPO / "config.yaml")],
+        help="config.yaml, then any overlays (as --configfile takes them)",
+    )
+    parser.add_argument(
+        "--megabatch", type=int, nargs="+", default=None, help="batches per megabatch (default: the config's)"
+    )
     args = parser.parse_args()
-    config = load_config(args.config)
+    config = load_config(*args.config)
     training = config["training"]
     gguf = embedded_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
     size = config["data"]["train"]["sizes"][0]
     examples = make_subsets(data=config["data"]).train[size]
-    items = [make_item(builder=builder, tokenizer=tokenizer, example=e, max_target_tokens=training["max_target_tokens"]) for e in examples]
+    items = [
+        make_item(builder=builder, tokenizer=tokenizer, example=e, max_target_tokens=training["max_target_tokens"])
+        for e in examples
+    ]
     lengths = [len(item.input_ids) for item in items]
     batch_size = training["batch_size"]
-    print(f"{config['data']['dataset']} n={len(items)}, batch {batch_size}: lengths {min(lengths)}-{max(lengths)} tokens, "
-          f"median {statistics.median(lengths):.0f}; figures over seeds 1-10 x 2 epochs")
-    summarise("global sort (former)", lambda seed: global_sort(lengths=lengths, batch_size=batch_size, seed=seed), items)
+    print(
+        f"{config['data']['dataset']} n={len(items)}, batch {batch_size}: lengths {min(lengths)}-{max(lengths)} tokens, "
+        f"median {statistics.median(lengths):.0f}; figures over seeds 1-10 x 2 epochs"
+    )
+    summarise(
+        "global sort (former)", lambda seed: global_sort(lengths=lengths, batch_size=batch_size, seed=seed), items
+    )
     for megabatch in args.megabatch or [training["megabatch"]]:
-        summarise(f"megabatch {megabatch} batches", lambda seed, m=megabatch: megabatch_batches(
-            lengths=lengths, batch_size=batch_size, megabatch=m, seed=seed), items)
+        summarise(
+            f"megabatch {megabatch} batches",
+            lambda seed, m=megabatch: megabatch_batches(lengths=lengths, batch_size=batch_size, megabatch=m, seed=seed),
+            items,
+        )
     summarise("random batches", lambda seed: random_batches(lengths=lengths, batch_size=batch_size, seed=seed), items)
 
 

@@ -21,16 +21,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import torch  # noqa: E402
+import torch
 
-from lora_study.adapters import VariantSpec, attach_adapter  # noqa: E402
-from lora_study.data import read_examples  # noqa: E402
-from lora_study.flops import matmul_peak_gflops  # noqa: E402
-from lora_study.modeling import load_model, load_tokenizer  # noqa: E402
-from lora_study.prompts import PromptBuilder  # noqa: E402
-from lora_study.training import make_item, seed_everything, train_loop  # noqa: E402
+from lora_study.adapters import attach_adapter
+from lora_study.data import read_examples
+from lora_study.flops import matmul_peak_gflops
+from lora_study.grid import VariantSpec
+from lora_study.modeling import load_model, load_tokenizer
+from lora_study.prompts import PromptBuilder
+from lora_study.training import make_item, seed_everything, train_loop
 
-INSTRUCTION = "Summarize the following scientific abstract in 2-3 sentences: the challenge, the approach and the outcome."
+INSTRUCTION = (
+    "Summarize the following scientific abstract in 2-3 sentences: the challenge, the approach and the outcome."
+)
 
 
 def main() -> None:
@@ -51,10 +54,27 @@ def main() -> None:
     examples = read_examples(args.train_file)[: args.examples]
     items = [make_item(builder=builder, tokenizer=tokenizer, example=e, max_target_tokens=160) for e in examples]
     # megabatch 8: up to 32 examples sorted by length together, as the default config trains.
-    settings = {"epochs": 1, "batch_size": args.batch_size, "megabatch": 8, "grad_accumulation": 1, "warmup_ratio": 0.0,
-                "schedule": "constant", "weight_decay": 0.0, "max_grad_norm": 1.0}
+    settings = {
+        "epochs": 1,
+        "batch_size": args.batch_size,
+        "megabatch": 8,
+        "grad_accumulation": 1,
+        "warmup_ratio": 0.0,
+        "schedule": "constant",
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+    }
     spec = (
-        VariantSpec(kind="lora", train_size=len(items), seed=1, learning_rate=2e-4, rank=args.rank, alpha=2.0 * args.rank, dropout=0.05, targets="qv")
+        VariantSpec(
+            kind="lora",
+            train_size=len(items),
+            seed=1,
+            learning_rate=2e-4,
+            rank=args.rank,
+            alpha=2.0 * args.rank,
+            dropout=0.05,
+            targets="qv",
+        )
         if args.kind == "lora"
         else VariantSpec(kind="fft", train_size=len(items), seed=1, learning_rate=2e-5)
     )
@@ -62,16 +82,27 @@ def main() -> None:
     model = load_model(model_dir=args.model_dir, device="cpu", dtype=torch.float32)
     if spec.is_lora:
         model = attach_adapter(model=model, spec=spec)
-    records = train_loop(model=model, items=items, settings=settings, learning_rate=spec.learning_rate,
-                         seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    records = train_loop(
+        model=model,
+        items=items,
+        settings=settings,
+        learning_rate=spec.learning_rate,
+        seed=1,
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+    )
     timed = records[1:]
     tokens_per_second = statistics.median(r.tokens / r.seconds for r in timed)
     gflops = statistics.median(r.flops / r.seconds / 1e9 for r in timed)
     print(f"{spec.name}: {len(timed)} timed steps of {args.batch_size} examples (1 warm-up excluded)")
-    print(f"  lean loop: {tokens_per_second:.1f} tokens/s (median), {gflops:.1f} GFLOP/s achieved = {100 * gflops / peak:.0f}% of peak")
+    print(
+        f"  lean loop: {tokens_per_second:.1f} tokens/s (median), {gflops:.1f} GFLOP/s achieved = {100 * gflops / peak:.0f}% of peak"
+    )
     padded = sum(r.padded_tokens for r in records)
     print(f"  padding: {100 * padded / (padded + sum(r.tokens for r in records)):.1f}% of the batches' positions")
-    print(f"  step seconds: median {statistics.median(r.seconds for r in timed):.2f}, all {[round(r.seconds, 2) for r in timed]}")
+    print(
+        f"  step seconds: median {statistics.median(r.seconds for r in timed):.2f}, all {[round(r.seconds, 2) for r in timed]}"
+    )
 
     if args.compare_trl:
         compare_trl(args=args, builder=builder, items=items, examples=examples, spec=spec, settings=settings)
@@ -94,7 +125,13 @@ def compare_trl(*, args, builder, items, examples, spec, settings) -> None:
             self.times.append(time.perf_counter() - self.started)
 
     data = Dataset.from_list(
-        [{"prompt": builder.render(builder.build(e.input).input_text), "completion": builder.completion_text(e.reference)} for e in examples]
+        [
+            {
+                "prompt": builder.render(builder.build(e.input).input_text),
+                "completion": builder.completion_text(e.reference),
+            }
+            for e in examples
+        ]
     )
     seed_everything(1)
     tokenizer = load_tokenizer(args.model_dir)
@@ -102,17 +139,31 @@ def compare_trl(*, args, builder, items, examples, spec, settings) -> None:
     if spec.is_lora:
         model = attach_adapter(model=model, spec=spec)
     config = SFTConfig(
-        output_dir="/tmp/lora-study-trl-bench", per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        learning_rate=spec.learning_rate, lr_scheduler_type="constant", bf16=False, fp16=False,
-        gradient_checkpointing=False, completion_only_loss=True, max_length=1024, report_to=[],
-        save_strategy="no", logging_steps=1, use_cpu=True, dataloader_num_workers=0, seed=1,
+        output_dir="/tmp/lora-study-trl-bench",
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type="constant",
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        completion_only_loss=True,
+        max_length=1024,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=1,
     )
     timer = StepTimer()
     trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, callbacks=[timer])
     trainer.train()
     timed = timer.times[1:]
     tokens = sum(len(i.input_ids) for i in items) / len(timer.times)  # mean unpadded tokens per step
-    print(f"  TRL SFTTrainer: {tokens / statistics.median(timed):.1f} tokens/s (median, unpadded tokens), step seconds {[round(t, 2) for t in timed]}")
+    print(
+        f"  TRL SFTTrainer: {tokens / statistics.median(timed):.1f} tokens/s (median, unpadded tokens), step seconds {[round(t, 2) for t in timed]}"
+    )
 
 
 if __name__ == "__main__":

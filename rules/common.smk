@@ -6,15 +6,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lora_study.grid import LORA_KINDS, TARGET_PRESETS, expand_grid
-from lora_study.compare import group_of, unknown_pair_names
-from lora_study.config import GENERAL_SOURCES, ConfigError, general_source, canonical, dataset_name, model_name, precision_options, validate_config
+# Only the standard library, PyYAML and jsonschema below (grid, config): Snakemake alone must
+# be able to parse the workflow (tests/test_rules_imports.py).
+from lora_study.grid import (
+    BASE_VARIANT,
+    FFT_VARIANT_PATTERN,
+    LORA_VARIANT_PATTERN,
+    NAME_PATTERN,
+    TARGET_PRESETS,
+    TRAINED_VARIANT_PATTERN,
+    expand_grid,
+    lora_variant_pattern,
+)
+from lora_study.config import (
+    GENERAL_SOURCES,
+    ConfigError,
+    canonical,
+    dataset_name,
+    general_source,
+    model_name,
+    precision_options,
+    validate_config,
+)
 
 try:
     # Keys sorted so that rule params (and so reruns) do not depend on key order in the file.
-    config = canonical(
-        validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "the configuration")
-    )
+    config = canonical(validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "the configuration"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -26,31 +43,11 @@ TRAINED = expand_grid(training=config["training"], train_sizes=TRAIN_SIZES)
 # Training settings shared by every variant (the grid lists are not: adding a rank must
 # not retrain the others).
 TRAINING_SHARED = {k: v for k, v in config["training"].items() if k not in ("lora", "fft", "seeds")}
-LORA_VARIANT_PATTERN = "(" + "|".join(LORA_KINDS) + r")-r\d+-.+"
-FFT_VARIANT_PATTERN = r"fft-n\d+-s\d+"
-TRAINED_VARIANT_PATTERN = f"{LORA_VARIANT_PATTERN}|{FFT_VARIANT_PATTERN}"
 # The parameter-count table (Study 2): cheap, so always the full set.
 PARAMETER_TABLE_RANKS = [4, 8, 16, 32, 64]
 PARAMETER_TABLE_PRESETS = list(TARGET_PRESETS)
 # Every evaluated variant: the base model, then the trained ones.
-VARIANTS = ["base", *TRAINED]
-_unknown = unknown_pair_names(pairs=config["statistics"]["pairs"], variants=VARIANTS)
-if _unknown:
-    raise WorkflowError(
-        f"invalid configuration: statistics.pairs: unknown variant group(s) {', '.join(_unknown)}; "
-        f"known: {', '.join(sorted({group_of(v) for v in VARIANTS}))}"
-    )
-_primary = config["statistics"].get("primary")
-if _primary and (unknown_pair_names(pairs=[_primary], variants=VARIANTS) or _primary[0] == _primary[1]):
-    raise WorkflowError(
-        f"invalid configuration: statistics.primary: {_primary} must name two different variant groups; "
-        f"known: {', '.join(sorted({group_of(v) for v in VARIANTS}))}"
-    )
-if TRAINED and config["drift"]["examples"] is not None and config["drift"]["examples"] < 4:
-    raise WorkflowError(
-        f"invalid configuration: drift.examples = {config['drift']['examples']}: drift needs at least 4 prompts "
-        "(debiased CKA divides by n - 3)"
-    )
+VARIANTS = [BASE_VARIANT, *TRAINED]
 # What changes a drift file: which tokens are pooled and how, and the cross-entropy's text
 # length; the choice of prompts and texts reaches the jobs as input files, and the summary's
 # settings (intervals, criterion) rerun only the summary.
@@ -59,8 +56,10 @@ DRIFT_SETTINGS = canonical(
         "model": config["model"],
         "prompt": config["prompt"],
         "drift": {
-            **{key: config["drift"][key] for key in
-               ("tokens", "pooling", "include_embeddings", "token_level", "batch_size", "shuffle_seed")},
+            **{
+                key: config["drift"][key]
+                for key in ("tokens", "pooling", "include_embeddings", "token_level", "batch_size", "shuffle_seed")
+            },
             "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
         },
     }
@@ -79,15 +78,22 @@ GENERAL_TEXT_SOURCE = general_source(
     dataset=config["data"]["dataset"], source=config["drift"]["forgetting"]["general"]["source"]
 )
 GENERAL_TEXT_FILE = [] if GENERAL_TEXT_SOURCE in GENERAL_SOURCES else [GENERAL_TEXT_SOURCE]
+
+
 # Threads of a model job: every core snakemake may use (jobs then run one at a time,
 # each at full speed); a cluster profile sets its own per rule with set-threads.
-MODEL_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))
-# Names that appear in paths (model, dataset, variant): no slashes, no spaces.
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+def given_cores():
+    """--cores; 1 where a command runs no job and gives none (`snakemake --report`)."""
+    try:
+        return workflow.cores or 1
+    except WorkflowError:
+        return 1
+
+
+MODEL_THREADS = max(1, min(given_cores(), os.cpu_count() or 1))
 # Precisions of the quantisation benchmark; only these can be built (`(?!)`: none).
 QUANT_PRECISIONS = config["quantisation"]["precisions"]
 PRECISION_PATTERN = "|".join(re.escape(p) for p in QUANT_PRECISIONS) or "(?!)"
-
 
 
 def model_dir(wildcards):
@@ -110,6 +116,27 @@ def adapter_dir(variant):
 
 def train_file(wildcards):
     return f"results/data/{wildcards.dataset}/train-n{TRAINED[wildcards.variant].train_size}.jsonl"
+
+
+def variant_spec(wildcards):
+    """The trained variant's spec, as its scripts read it (grid.VariantSpec.from_dict)."""
+    return TRAINED[wildcards.variant].to_dict()
+
+
+def scored_spec(wildcards):
+    """The spec rouge.json records: a trained variant's; None for the base model and precisions."""
+    is_trained = wildcards.stage == "eval" and wildcards.variant in TRAINED
+    return TRAINED[wildcards.variant].to_dict() if is_trained else None
+
+
+def result_files(stage, file_name, names):
+    """An input function: `file_name` of each of `names` in `stage`'s results of the job's
+    model and dataset (results/<stage>/<model>/<dataset>/<name>/<file_name>)."""
+
+    def files(wildcards):
+        return [f"results/{stage}/{wildcards.model}/{wildcards.dataset}/{name}/{file_name}" for name in names]
+
+    return files
 
 
 def variant_params(wildcards):

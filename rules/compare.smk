@@ -6,30 +6,22 @@
 rule compare_variants:
     input:
         eval="results/data/{dataset}/eval.jsonl",
-        rouge=lambda wildcards: [f"results/eval/{wildcards.model}/{wildcards.dataset}/{v}/rouge.json" for v in VARIANTS],
-        predictions=lambda wildcards: [
-            f"results/eval/{wildcards.model}/{wildcards.dataset}/{v}/predictions.jsonl" for v in VARIANTS
-        ],
+        rouge=result_files("eval", "rouge.json", VARIANTS),
+        predictions=result_files("eval", "predictions.jsonl", VARIANTS),
         # The quality runs of quantisation.precisions (none configured: no inputs).
-        quant_rouge=lambda wildcards: [
-            f"results/quant/{wildcards.model}/{wildcards.dataset}/{p}/rouge.json" for p in QUANT_PRECISIONS
-        ],
-        quant_predictions=lambda wildcards: [
-            f"results/quant/{wildcards.model}/{wildcards.dataset}/{p}/predictions.jsonl" for p in QUANT_PRECISIONS
-        ],
+        quant_rouge=result_files("quant", "rouge.json", QUANT_PRECISIONS),
+        quant_predictions=result_files("quant", "predictions.jsonl", QUANT_PRECISIONS),
     output:
         "results/compare/{model}/{dataset}/comparisons.json",
-    params:
-        variants=VARIANTS,
-        precisions=QUANT_PRECISIONS,
-        statistics=config["statistics"],
-        instruction=config["prompt"]["instruction"],
     log:
         "logs/compare_variants/{model}/{dataset}.log",
+    conda:
+        "../envs/report.yaml"
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../envs/report.yaml"
+    params:
+        statistics=config["statistics"],
+        instruction=config["prompt"]["instruction"],
     script:
         "../scripts/compare_variants.py"

@@ -6,15 +6,15 @@ rule make_subsets:
         eval="results/data/{dataset}/eval.jsonl",
         train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=TRAIN_SIZES),
         info="results/data/{dataset}/subsets.json",
-    params:
-        data=config["data"],
     log:
         "logs/make_subsets/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        data=config["data"],
     script:
         "../scripts/make_subsets.py"
 
@@ -26,16 +26,16 @@ rule make_heldout_text:
         train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=TRAIN_SIZES),
     output:
         "results/data/{dataset}/heldout.jsonl",
-    params:
-        data=config["data"],
-        forgetting={key: config["drift"]["forgetting"][key] for key in ("examples", "seed")},
     log:
         "logs/make_heldout_text/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        data=config["data"],
+        forgetting={key: config["drift"]["forgetting"][key] for key in ("examples", "seed")},
     script:
         "../scripts/make_heldout_text.py"
 
@@ -47,16 +47,16 @@ rule make_drift_prompts:
         train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=TRAIN_SIZES),
     output:
         "results/data/{dataset}/drift.jsonl",
-    params:
-        data=config["data"],
-        drift={key: config["drift"][key] for key in ("examples", "seed")},
     log:
         "logs/make_drift_prompts/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        data=config["data"],
+        drift={key: config["drift"][key] for key in ("examples", "seed")},
     script:
         "../scripts/make_drift_prompts.py"
 
@@ -68,15 +68,15 @@ rule make_general_text:
         GENERAL_TEXT_FILE,
     output:
         "results/data/{dataset}/general.jsonl",
-    params:
-        source=GENERAL_TEXT_SOURCE,
-        general={key: config["drift"]["forgetting"]["general"][key] for key in ("examples", "seed")},
     log:
         "logs/make_general_text/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        source=GENERAL_TEXT_SOURCE,
+        general={key: config["drift"]["forgetting"]["general"][key] for key in ("examples", "seed")},
     script:
         "../scripts/make_general_text.py"

@@ -12,18 +12,18 @@ rule measure_base_features:
     output:
         features="results/drift/{model}/{dataset}/base/features.npz",
         forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
-    params:
-        settings=DRIFT_SETTINGS,
-    threads: MODEL_THREADS
     log:
         "logs/measure_base_features/{model}/{dataset}.log",
     benchmark:
         "benchmarks/measure_base_features/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        settings=DRIFT_SETTINGS,
     script:
         "../scripts/measure_base_features.py"
 
@@ -41,21 +41,21 @@ rule measure_drift:
         drift="results/drift/{model}/{dataset}/{variant}/drift.json",
         matrix="results/drift/{model}/{dataset}/{variant}/cka_matrix.npz",
         features="results/drift/{model}/{dataset}/{variant}/features.npz",
-    wildcard_constraints:
-        variant=TRAINED_VARIANT_PATTERN,
-    params:
-        settings=DRIFT_SETTINGS,
-        spec=lambda wildcards: TRAINED[wildcards.variant].to_dict(),
-    threads: MODEL_THREADS
     log:
         "logs/measure_drift/{model}/{dataset}/{variant}.log",
     benchmark:
         "benchmarks/measure_drift/{model}/{dataset}/{variant}.tsv"
+    wildcard_constraints:
+        variant=TRAINED_VARIANT_PATTERN,
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        settings=DRIFT_SETTINGS,
+        spec=variant_spec,
     script:
         "../scripts/measure_drift.py"
 
@@ -64,20 +64,19 @@ rule summarise_drift:
     input:
         base_features="results/drift/{model}/{dataset}/base/features.npz",
         base_forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
-        drift=lambda wildcards: [f"results/drift/{wildcards.model}/{wildcards.dataset}/{v}/drift.json" for v in TRAINED],
-        features=lambda wildcards: [f"results/drift/{wildcards.model}/{wildcards.dataset}/{v}/features.npz" for v in TRAINED],
+        drift=result_files("drift", "drift.json", TRAINED),
+        features=result_files("drift", "features.npz", TRAINED),
         comparisons="results/compare/{model}/{dataset}/comparisons.json",
     output:
         "results/drift/{model}/{dataset}/summary.json",
-    params:
-        variants=list(TRAINED),
-        settings=DRIFT_SUMMARY_SETTINGS,
     log:
         "logs/summarise_drift/{model}/{dataset}.log",
+    conda:
+        "../envs/report.yaml"
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/report.yaml"
+    params:
+        settings=DRIFT_SUMMARY_SETTINGS,
     script:
         "../scripts/summarise_drift.py"

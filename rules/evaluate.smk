@@ -8,19 +8,19 @@ rule generate_predictions:
     output:
         predictions="results/eval/{model}/{dataset}/base/predictions.jsonl",
         info="results/eval/{model}/{dataset}/base/generation.json",
-    params:
-        # Everything that changes a prediction; a change reruns this rule.
-        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
-    threads: MODEL_THREADS
     log:
         "logs/generate_predictions/{model}/{dataset}/base.log",
     benchmark:
         "benchmarks/generate_predictions/{model}/{dataset}/base.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        # Everything that changes a prediction; a change reruns this rule.
+        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
     script:
         "../scripts/generate_predictions.py"
 
@@ -32,14 +32,16 @@ rule score_rouge:
         predictions="results/{stage}/{model}/{dataset}/{variant}/predictions.jsonl",
     output:
         rouge="results/{stage}/{model}/{dataset}/{variant}/rouge.json",
-    wildcard_constraints:
-        stage="eval|quant",
     log:
         "logs/score_rouge/{stage}/{model}/{dataset}/{variant}.log",
+    wildcard_constraints:
+        stage="eval|quant",
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        spec=scored_spec,
     script:
         "../scripts/score_rouge.py"

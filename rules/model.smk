@@ -5,18 +5,18 @@
 rule prepare_model:
     output:
         directory("resources/models/{model}"),
-    params:
-        # Only what changes the prepared files: device and dtype are chosen per stage.
-        model={key: config["model"][key] for key in ("source", "revision")},
-    threads: MODEL_THREADS
     log:
         "logs/prepare_model/{model}.log",
     benchmark:
         "benchmarks/prepare_model/{model}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        # Only what changes the prepared files: device and dtype are chosen per stage.
+        model={key: config["model"][key] for key in ("source", "revision")},
     script:
         "../scripts/prepare_model.py"

@@ -10,8 +10,20 @@ rule measure_latency:
         eval="results/data/{dataset}/eval.jsonl",
     output:
         latency="results/quant/{model}/{dataset}/{precision}/latency.json",
+    log:
+        "logs/measure_latency/{model}/{dataset}/{precision}.log",
+    benchmark:
+        "benchmarks/measure_latency/{model}/{dataset}/{precision}.tsv"
     wildcard_constraints:
         precision=PRECISION_PATTERN,
+    conda:
+        "../envs/torch.yaml"
+    # Every core the workflow has: no other job runs beside a timing run (threads are
+    # cores to the scheduler); torch itself uses its default thread count.
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=60,
     params:
         # Not the precision list: adding or dropping a precision reruns no other one.
         settings={
@@ -20,18 +32,6 @@ rule measure_latency:
             "latency": config["quantisation"]["latency"],
         },
         options=quant_options,
-    # Every core the workflow has: no other job runs beside a timing run (threads are
-    # cores to the scheduler); torch itself uses its default thread count.
-    threads: workflow.cores
-    log:
-        "logs/measure_latency/{model}/{dataset}/{precision}.log",
-    benchmark:
-        "benchmarks/measure_latency/{model}/{dataset}/{precision}.tsv"
-    resources:
-        mem_mb=6000,
-        runtime=60,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/measure_latency.py"
 
@@ -43,20 +43,20 @@ rule generate_quant_predictions:
     output:
         predictions="results/quant/{model}/{dataset}/{precision}/predictions.jsonl",
         info="results/quant/{model}/{dataset}/{precision}/generation.json",
-    wildcard_constraints:
-        precision=PRECISION_PATTERN,
-    params:
-        # The same settings as the base model's predictions, plus this precision's own.
-        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
-        options=quant_options,
     log:
         "logs/generate_quant_predictions/{model}/{dataset}/{precision}.log",
     benchmark:
         "benchmarks/generate_quant_predictions/{model}/{dataset}/{precision}.tsv"
+    wildcard_constraints:
+        precision=PRECISION_PATTERN,
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        # The same settings as the base model's predictions, plus this precision's own.
+        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+        options=quant_options,
     script:
         "../scripts/generate_quant_predictions.py"

@@ -1,4 +1,8 @@
-# The aggregated report: one self-contained HTML page built from the result files.
+# The aggregated report: one self-contained HTML page built from the result files. Every named
+# input is declared by a stage of src/lora_study/report/ (stages.STAGES): the job fails on an
+# input no stage reads or a stage input missing here. Per-variant files are matched to their
+# variants by what each file records (loss.csv, which records none, pairs with the train.json
+# beside it), so a missing or extra file fails the job instead of shifting the others.
 
 
 rule build_report:
@@ -18,21 +22,21 @@ rule build_report:
         quant_generation=[f"{quant_dir(p)}/generation.json" for p in QUANT_PRECISIONS],
         drift=[f"{drift_dir(v)}/drift.json" for v in TRAINED],
         weights=[f"{drift_dir(v)}/weights.json" for v in TRAINED],
-        mitigation=[f"{drift_dir(v)}/mitigation.json" for v in MITIGATED] if config["drift"]["mitigation"]["enabled"] else [],
+        mitigation=(
+            [f"{drift_dir(v)}/mitigation.json" for v in MITIGATED] if config["drift"]["mitigation"]["enabled"] else []
+        ),
         drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
     output:
-        "report.html",
-    params:
-        config=config,
-        variants=VARIANTS,
-        trained=list(TRAINED),
-        precisions=QUANT_PRECISIONS,
+        # Also a result of `snakemake --report` (the page, its caption and the workflow's runtimes).
+        report("report.html", caption="../report/study.rst", category="Study"),
     log:
         "logs/build_report.log",
+    conda:
+        "../envs/report.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/report.yaml"
+    params:
+        config=config,
     script:
         "../scripts/build_report.py"

@@ -3,8 +3,9 @@
 
 # PEFT's mitigation handles plain LoRA (rsLoRA and QLoRA are LoRA with another scaling or
 # base); it would drop a DoRA adapter's trained magnitude (src/lora_study/mitigation.py).
-MITIGATION_VARIANT_PATTERN = r"(lora|rslora|qlora)-r\d+-.+"
-MITIGATED = [v for v in TRAINED if re.fullmatch(MITIGATION_VARIANT_PATTERN, v)]
+MITIGATION_KINDS = ("lora", "rslora", "qlora")
+MITIGATION_VARIANT_PATTERN = lora_variant_pattern(MITIGATION_KINDS)
+MITIGATED = [name for name, spec in TRAINED.items() if spec.kind in MITIGATION_KINDS]
 
 
 rule measure_weight_drift:
@@ -13,21 +14,21 @@ rule measure_weight_drift:
         weights=variant_weights,
     output:
         weights="results/drift/{model}/{dataset}/{variant}/weights.json",
-    wildcard_constraints:
-        variant=TRAINED_VARIANT_PATTERN,
-    params:
-        settings=config["drift"]["weights"],
-        spec=lambda wildcards: TRAINED[wildcards.variant].to_dict(),
-    threads: MODEL_THREADS
     log:
         "logs/measure_weight_drift/{model}/{dataset}/{variant}.log",
     benchmark:
         "benchmarks/measure_weight_drift/{model}/{dataset}/{variant}.tsv"
+    wildcard_constraints:
+        variant=TRAINED_VARIANT_PATTERN,
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
     resources:
         mem_mb=12000,  # the float32 base and the tuned model side by side (two 1.1B models: 9 GB)
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        settings=config["drift"]["weights"],
+        spec=variant_spec,
     script:
         "../scripts/measure_weight_drift.py"
 
@@ -40,8 +41,18 @@ rule mitigate_intruders:
         general="results/data/{dataset}/general.jsonl",
     output:
         mitigation="results/drift/{model}/{dataset}/{variant}/mitigation.json",
+    log:
+        "logs/mitigate_intruders/{model}/{dataset}/{variant}.log",
+    benchmark:
+        "benchmarks/mitigate_intruders/{model}/{dataset}/{variant}.tsv"
     wildcard_constraints:
         variant=MITIGATION_VARIANT_PATTERN,
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=60,
     params:
         # The evaluation's own settings (same prompts and decoding), the mitigation block,
         # and the forgetting measure's truncation so its numbers match drift.json's.
@@ -52,16 +63,6 @@ rule mitigate_intruders:
                 "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
             }
         ),
-        spec=lambda wildcards: TRAINED[wildcards.variant].to_dict(),
-    threads: MODEL_THREADS
-    log:
-        "logs/mitigate_intruders/{model}/{dataset}/{variant}.log",
-    benchmark:
-        "benchmarks/mitigate_intruders/{model}/{dataset}/{variant}.tsv"
-    resources:
-        mem_mb=6000,
-        runtime=60,
-    conda:
-        "../envs/torch.yaml"
+        spec=variant_spec,
     script:
         "../scripts/mitigate_intruders.py"

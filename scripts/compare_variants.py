@@ -4,28 +4,40 @@ precisions against full), failure modes, verdicts."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
 
 from lora_study.compare import VariantScores, compare_variants
-from lora_study.io import read_json, read_jsonl, write_json
+from lora_study.grid import as_spec
+from lora_study.io import read_jsonl
 from lora_study.logs import logged_job
 from lora_study.provenance import meta_info
+from lora_study.results import read_result, write_result
 
 
-def scores(names, rouge_paths, prediction_paths):
-    return [
-        VariantScores(name=name, per_example=read_json(rouge)["per_example"], predictions=read_jsonl(predictions))
-        for name, rouge, predictions in zip(names, rouge_paths, prediction_paths)
-    ]
+def scores(rouge_paths, prediction_paths):
+    """Each variant's scores, named and specified by what its rouge.json records; the two
+    inputs come from one comprehension over the same names, so they pair up (strict)."""
+    found = []
+    for rouge_path, predictions in zip(rouge_paths, prediction_paths, strict=True):
+        rouge = read_result(rouge_path)
+        found.append(
+            VariantScores(
+                name=rouge["run"]["variant"],
+                spec=as_spec(rouge["run"]["spec"]),
+                per_example=rouge["metrics"]["per_example"],
+                predictions=read_jsonl(predictions),
+            )
+        )
+    return found
 
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    inputs, params = snakemake.input, snakemake.params  # noqa: F821
+with logged_job(snakemake.log[0]):
+    inputs, params = snakemake.input, snakemake.params
     result = compare_variants(
-        variants=scores(params.variants, inputs.rouge, inputs.predictions),
-        precisions=scores(params.precisions, inputs.quant_rouge, inputs.quant_predictions),
+        variants=scores(inputs.rouge, inputs.predictions),
+        precisions=scores(inputs.quant_rouge, inputs.quant_predictions),
         eval_inputs={row["id"]: row["input"] for row in read_jsonl(inputs.eval)},
         instruction=params.instruction,
         statistics=params.statistics,
     )
-    write_json(snakemake.output[0], {**result, "meta": meta_info(device="cpu")})  # noqa: F821
+    write_result(snakemake.output[0], **result, meta=meta_info(device="cpu"))

@@ -3,16 +3,18 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.adapters import parameter_table
-from lora_study.io import write_json
 from lora_study.logs import logged_job
+from lora_study.provenance import meta_info
+from lora_study.results import write_result
 
-with logged_job(snakemake.log[0]):  # noqa: F821
+with logged_job(snakemake.log[0]):
     table = parameter_table(
-        model_dir=snakemake.input.model,  # noqa: F821
-        ranks=snakemake.params.ranks,  # noqa: F821
-        presets=snakemake.params.presets,  # noqa: F821
+        model_dir=snakemake.input.model,
+        ranks=snakemake.params.ranks,
+        presets=snakemake.params.presets,
     )
-    write_json(snakemake.output[0], table)  # noqa: F821
+    # The model is built on PyTorch's meta device: no computation on any device.
+    write_result(snakemake.output[0], **table, meta=meta_info())

@@ -4,28 +4,31 @@ base model or of a trained variant for every evaluation example."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.grid import VariantSpec
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
+from lora_study.grid import VariantSpec
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    settings = snakemake.params.settings  # noqa: F821
-    spec_fields = getattr(snakemake.params, "spec", None)  # noqa: F821 (absent for the base model)
+with logged_job(snakemake.log[0]):
+    settings = snakemake.params.settings
+    spec_fields = getattr(snakemake.params, "spec", None)  # absent for the base model
     loader = None
     variant = "base"
     if spec_fields:
         spec = VariantSpec.from_dict(spec_fields)
-        loader = variant_loader(spec=spec, model_dir=snakemake.input.model, weights=snakemake.input.weights, model=settings["model"])  # noqa: F821
+        loader = variant_loader(
+            spec=spec, model_dir=snakemake.input.model, weights=snakemake.input.weights, model=settings["model"]
+        )
         variant = spec.name
     predict(
-        model_dir=snakemake.input.model,  # noqa: F821
-        eval_path=snakemake.input.eval,  # noqa: F821
+        model_dir=snakemake.input.model,
+        eval_path=snakemake.input.eval,
         config=settings,
-        predictions_path=snakemake.output.predictions,  # noqa: F821
-        info_path=snakemake.output.info,  # noqa: F821
+        predictions_path=snakemake.output.predictions,
+        info_path=snakemake.output.info,
         variant=variant,
+        spec=spec_fields,
         load=loader,
     )

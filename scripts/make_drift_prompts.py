@@ -3,14 +3,14 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.data import drift_texts, read_examples
 from lora_study.io import write_jsonl
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    trained = [example for path in snakemake.input.train for example in read_examples(path)]  # noqa: F821
-    drift = snakemake.params.drift  # noqa: F821
-    rows = drift_texts(data=snakemake.params.data, trained=trained, size=drift["examples"], seed=drift["seed"])  # noqa: F821
-    write_jsonl(snakemake.output[0], rows)  # noqa: F821
+with logged_job(snakemake.log[0]):
+    trained = [example for path in snakemake.input.train for example in read_examples(path)]
+    drift = snakemake.params.drift
+    rows = drift_texts(data=snakemake.params.data, trained=trained, size=drift["examples"], seed=drift["seed"])
+    write_jsonl(snakemake.output[0], rows)

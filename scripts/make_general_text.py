@@ -3,13 +3,13 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.data import general_texts
 from lora_study.io import write_jsonl
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    general = snakemake.params.general  # noqa: F821
-    rows = general_texts(source=snakemake.params.source, size=general["examples"], seed=general["seed"])  # noqa: F821
-    write_jsonl(snakemake.output[0], rows)  # noqa: F821
+with logged_job(snakemake.log[0]):
+    general = snakemake.params.general
+    rows = general_texts(source=snakemake.params.source, size=general["examples"], seed=general["seed"])
+    write_jsonl(snakemake.output[0], rows)

@@ -3,14 +3,14 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.data import heldout_texts, read_examples
 from lora_study.io import write_jsonl
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    used = [example for path in [snakemake.input.eval, *snakemake.input.train] for example in read_examples(path)]  # noqa: F821
-    forgetting = snakemake.params.forgetting  # noqa: F821
-    rows = heldout_texts(data=snakemake.params.data, used=used, size=forgetting["examples"], seed=forgetting["seed"])  # noqa: F821
-    write_jsonl(snakemake.output[0], rows)  # noqa: F821
+with logged_job(snakemake.log[0]):
+    used = [example for path in [snakemake.input.eval, *snakemake.input.train] for example in read_examples(path)]
+    forgetting = snakemake.params.forgetting
+    rows = heldout_texts(data=snakemake.params.data, used=used, size=forgetting["examples"], seed=forgetting["seed"])
+    write_jsonl(snakemake.output[0], rows)

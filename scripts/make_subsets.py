@@ -3,11 +3,11 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.data import make_subsets, write_subsets
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    subsets = make_subsets(data=snakemake.params.data)  # noqa: F821
-    write_subsets(subsets=subsets, out_dir=Path(snakemake.output.info).parent)  # noqa: F821
+with logged_job(snakemake.log[0]):
+    subsets = make_subsets(data=snakemake.params.data)
+    write_subsets(subsets=subsets, out_dir=Path(snakemake.output.info).parent)

@@ -4,18 +4,18 @@ cross-entropy on the forgetting texts, computed once for every variant's drift j
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.drift_stage import measure_base_features
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    inputs = snakemake.input  # noqa: F821
+with logged_job(snakemake.log[0]):
+    inputs = snakemake.input
     measure_base_features(
         model_dir=inputs.model,
         prompts_path=inputs.prompts,
         text_paths={"in_domain": inputs.in_domain, "general": inputs.general},
-        config=snakemake.params.settings,  # noqa: F821
-        features_path=snakemake.output.features,  # noqa: F821
-        forgetting_path=snakemake.output.forgetting,  # noqa: F821
+        config=snakemake.params.settings,
+        features_path=snakemake.output.features,
+        forgetting_path=snakemake.output.forgetting,
     )

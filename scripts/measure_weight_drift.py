@@ -4,17 +4,17 @@ trained variant's weights against the base."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.grid import VariantSpec
 from lora_study.logs import logged_job
 from lora_study.weight_drift import measure_weight_drift
 
-with logged_job(snakemake.log[0]):  # noqa: F821
+with logged_job(snakemake.log[0]):
     measure_weight_drift(
-        spec=VariantSpec.from_dict(snakemake.params.spec),  # noqa: F821
-        model_dir=snakemake.input.model,  # noqa: F821
-        weights=snakemake.input.weights,  # noqa: F821
-        settings=snakemake.params.settings,  # noqa: F821
-        out_path=snakemake.output.weights,  # noqa: F821
+        spec=VariantSpec.from_dict(snakemake.params.spec),
+        model_dir=snakemake.input.model,
+        weights=snakemake.input.weights,
+        settings=snakemake.params.settings,
+        out_path=snakemake.output.weights,
     )

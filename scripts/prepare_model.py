@@ -3,10 +3,10 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
 from lora_study.logs import logged_job
 from lora_study.prepare import prepare_model
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    prepare_model(model=snakemake.params.model, out_dir=snakemake.output[0])  # noqa: F821
+with logged_job(snakemake.log[0]):
+    prepare_model(model=snakemake.params.model, out_dir=snakemake.output[0])

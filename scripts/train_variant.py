@@ -3,21 +3,21 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (set by Snakemake)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.grid import VariantSpec
 from lora_study.finetune import train_variant
+from lora_study.grid import VariantSpec
 from lora_study.logs import logged_job
 
-with logged_job(snakemake.log[0]):  # noqa: F821
-    settings = snakemake.params.settings  # noqa: F821
+with logged_job(snakemake.log[0]):
+    settings = snakemake.params.settings
     spec = VariantSpec.from_dict(settings["spec"])
     train_variant(
         spec=spec,
-        model_dir=snakemake.input.model,  # noqa: F821
-        train_path=snakemake.input.train,  # noqa: F821
+        model_dir=snakemake.input.model,
+        train_path=snakemake.input.train,
         config=settings,
-        weights_out=snakemake.output.adapter,  # noqa: F821
-        train_json=snakemake.output.info,  # noqa: F821
-        loss_csv=snakemake.output.loss,  # noqa: F821
+        weights_out=snakemake.output.adapter,
+        train_json=snakemake.output.info,
+        loss_csv=snakemake.output.loss,
     )

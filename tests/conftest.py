@@ -10,8 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from lora_study.io import write_json
-from lora_study.modeling import MANIFEST
+from lora_study.io import MANIFEST, write_json
 from lora_study.prepare import embedded_gguf_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,11 +56,21 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return folder
 
 
-def run_snakemake(workdir: Path, *args: str, configfile: Path = REPO / "configs" / "tiny.yaml", timeout: int = 900) -> str:
+def run_snakemake(
+    workdir: Path, *args: str, configfile: Path = REPO / "configs" / "tiny.yaml", timeout: int = 900
+) -> str:
     """Run the real workflow (this repository's Snakefile) in `workdir`; return its output."""
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(configfile), *args,
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr

@@ -83,7 +83,7 @@ def test_cka_matrix_diagonal_is_per_layer_cka_and_self_matrix_is_symmetric(debia
     ys = [x @ rng.normal(size=(x.shape[1], 6)) + rng.normal(size=(30, 6)) for x in xs]
     matrix = cka_matrix(xs=xs, ys=ys, debiased=debiased)
     assert matrix.shape == (3, 3)
-    expected = [linear_cka(x, y, debiased=debiased) for x, y in zip(xs, ys)]
+    expected = [linear_cka(x, y, debiased=debiased) for x, y in zip(xs, ys, strict=True)]
     np.testing.assert_allclose(np.diag(matrix), expected, rtol=1e-9)
     own = cka_matrix(xs=xs, ys=xs, debiased=debiased)
     np.testing.assert_allclose(own, own.T, rtol=1e-12)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lora_study.config import ConfigError, dataset_name, load_config, model_kind, model_name, validate_config
+from lora_study.config import ConfigError, dataset_name, load_config, model_kind, model_name, overlay, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,10 +20,69 @@ def default() -> dict[str, Any]:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["config.yaml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml"))])
-def test_shipped_configs_are_valid(path: str) -> None:
-    config = load_config(REPO / path)
+@pytest.mark.parametrize(
+    "overlays", [[], *([str(p.relative_to(REPO))] for p in sorted((REPO / "configs").glob("*.yaml")))]
+)
+def test_shipped_configs_are_valid(overlays: list[str]) -> None:
+    config = load_config(REPO / "config.yaml", *(REPO / path for path in overlays))
     assert config["model"]["revision"]  # defaults filled in
+
+
+def test_overlays_merge_key_by_key_and_replace_lists(tmp_path: Path) -> None:
+    overlay_file = tmp_path / "overlay.yaml"
+    overlay_file.write_text("training:\n  lora:\n    ranks: [4]\n  epochs: 5\n")
+    config = load_config(REPO / "config.yaml", overlay_file)
+    default_config = load_config(REPO / "config.yaml")
+    assert config["training"]["lora"]["ranks"] == [4] and config["training"]["epochs"] == 5
+    # Keys the overlay leaves out keep config.yaml's values, one level down too.
+    assert config["training"]["lora"]["targets"] == default_config["training"]["lora"]["targets"]
+    assert config["data"] == default_config["data"]
+    assert overlay({"a": {"b": [1, 2], "c": 1}}, {"a": {"b": [3]}}) == {"a": {"b": [3], "c": 1}}
+
+
+def test_overlays_are_overlays(tmp_path: Path) -> None:
+    """configs/*.yaml hold only what differs from config.yaml: no key repeats its value."""
+    base = default()
+
+    def repeated(layer: dict[str, Any], under: dict[str, Any], path: str) -> list[str]:
+        found = []
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(under.get(key), dict):
+                found += repeated(value, under[key], f"{path}{key}.")
+            elif key in under and under[key] == value:
+                found.append(f"{path}{key}")
+        return found
+
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        assert repeated(yaml.safe_load(path.read_text()), base, "") == [], path.name
+
+
+def test_an_overlay_error_names_every_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: zero\n")
+    with pytest.raises(ConfigError, match=r"config.yaml \+ .*bad.yaml") as error:
+        load_config(REPO / "config.yaml", bad)
+    assert "training.epochs" in str(error.value)
+    bad.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(REPO / "config.yaml", bad)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("statistics.pairs", [["lora-r8-qv-n100", "nope"]], "unknown variant group(s) nope"),
+        ("statistics.pairs", [["fft-n100", "fft-n100"]], "pairs a variant group with itself"),
+        ("statistics.primary", ["base", "base"], "pairs a variant group with itself"),
+        ("statistics.primary", ["base", "lora-r16-qv-n100"], "unknown variant group(s) lora-r16-qv-n100"),
+    ],
+)
+def test_grid_checks_live_in_the_config_module(key: str, value: Any, message: str) -> None:
+    """Scripts and tests that call validate_config get the checks the workflow makes."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        validate_config(edit(key, value), source="my-config.yaml")
+    assert key in str(error.value) and "my-config.yaml" in str(error.value)
+    validate_config(edit("statistics.pairs", [["base", "lora-r32-qv-n100"]]), source="fine.yaml")
 
 
 def test_defaults_are_filled_without_changing_given_values() -> None:
@@ -126,9 +185,23 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path, key: str, v
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(edit(key, value)))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(bad)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lora_study.config import general_source
 from lora_study.data import (
     DataError,
     Example,
@@ -24,8 +25,8 @@ from lora_study.data import (
     read_examples,
     write_subsets,
 )
-from lora_study.config import general_source
-from lora_study.io import read_json, read_jsonl
+from lora_study.io import read_jsonl
+from lora_study.results import read_result
 
 # The `data:` block of config.yaml, as the schema-validated dict the module receives.
 BASE: dict[str, Any] = {
@@ -33,15 +34,26 @@ BASE: dict[str, Any] = {
     "name": None,
     "hub_path": "abisee/cnn_dailymail",
     "hub_config": "3.0.0",
-    "local": {"train_file": None, "eval_file": None, "id_field": None,
-              "input_field": "input", "reference_field": "reference"},
+    "local": {
+        "train_file": None,
+        "eval_file": None,
+        "id_field": None,
+        "input_field": "input",
+        "reference_field": "reference",
+    },
     "train": {"split": None, "sizes": [100], "seed": 123},
     "eval": {"split": None, "size": 20, "seed": 42},
 }
 
 
-def config(dataset: str, *, local: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
-           eval: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+def config(
+    dataset: str,
+    *,
+    local: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    eval: dict[str, Any] | None = None,
+    **top: Any,
+) -> dict[str, Any]:
     data = copy.deepcopy(BASE) | {"dataset": dataset} | top
     for key, update in (("local", local), ("train", train), ("eval", eval)):
         data[key].update(update or {})
@@ -75,22 +87,33 @@ def test_unknown_split_lists_the_available_ones() -> None:
         make_subsets(data=config("aclsum", eval={"split": "dev"}))
 
 
-@pytest.mark.parametrize(("tokenised", "expected"), [
-    ("However , current Machine Translation ( MT ) systems .",
-     "However, current Machine Translation (MT) systems."),
-    ("by using ' Op ( operator / operand ) ' tokens as a unit of input / output .",
-     "by using 'Op (operator/operand)' tokens as a unit of input/output."),
-    ('to militate the " exposure bias " problem , or " blocks " .',
-     'to militate the "exposure bias" problem, or "blocks".'),
-    ("as on-line users ' opinions are popular .", "as on-line users' opinions are popular."),
-    ("HIERSUM 's capacity to produce ' topical summaries ' in order",
-     "HIERSUM's capacity to produce 'topical summaries' in order"),
-    ("translate ' A because B ' as ' B because A. '", "translate 'A because B' as 'B because A.'"),
-    ("labor by 16 - 63 % and 2 % in MRR", "labor by 16-63% and 2% in MRR"),
-    ("Code : https://github.com / thunlp/ ContinualRE .", "Code: https://github.com/thunlp/ContinualRE."),
-    ("-LRB- MT -RRB- is n't `` good '' ( e.g. , BLEU ) .", "(MT) isn't \"good\" (e.g., BLEU)."),
-    ("reactors produce radioactive waste ...", "reactors produce radioactive waste..."),
-])
+@pytest.mark.parametrize(
+    ("tokenised", "expected"),
+    [
+        (
+            "However , current Machine Translation ( MT ) systems .",
+            "However, current Machine Translation (MT) systems.",
+        ),
+        (
+            "by using ' Op ( operator / operand ) ' tokens as a unit of input / output .",
+            "by using 'Op (operator/operand)' tokens as a unit of input/output.",
+        ),
+        (
+            'to militate the " exposure bias " problem , or " blocks " .',
+            'to militate the "exposure bias" problem, or "blocks".',
+        ),
+        ("as on-line users ' opinions are popular .", "as on-line users' opinions are popular."),
+        (
+            "HIERSUM 's capacity to produce ' topical summaries ' in order",
+            "HIERSUM's capacity to produce 'topical summaries' in order",
+        ),
+        ("translate ' A because B ' as ' B because A. '", "translate 'A because B' as 'B because A.'"),
+        ("labor by 16 - 63 % and 2 % in MRR", "labor by 16-63% and 2% in MRR"),
+        ("Code : https://github.com / thunlp/ ContinualRE .", "Code: https://github.com/thunlp/ContinualRE."),
+        ("-LRB- MT -RRB- is n't `` good '' ( e.g. , BLEU ) .", '(MT) isn\'t "good" (e.g., BLEU).'),
+        ("reactors produce radioactive waste ...", "reactors produce radioactive waste..."),
+    ],
+)
 def test_detokenise_known_aclsum_strings(tokenised: str, expected: str) -> None:
     assert detokenise([tokenised]) == expected
 
@@ -108,7 +131,8 @@ def test_aclsum_example_is_detokenised_abstract_and_three_part_summary() -> None
         row = raw[example.id]
         summary = row["summary"]
         assert example.reference == " ".join(
-            " ".join([summary["challenge"], summary["approach"], summary["outcome"]]).split())
+            " ".join([summary["challenge"], summary["approach"], summary["outcome"]]).split()
+        )
         assert example.input == detokenise(row["sentences"]["abstract"])
         assert " ," not in example.input and "( " not in example.input
 
@@ -122,15 +146,18 @@ def test_two_runs_write_byte_identical_files_with_matching_hashes(tmp_path: Path
         write_subsets(subsets=make_subsets(data=data), out_dir=tmp_path / run)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["eval.jsonl", "subsets.json", "train-n10.jsonl", "train-n30.jsonl"]
-    for name in names:
+    for name in [name for name in names if name.endswith(".jsonl")]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    meta = read_json(tmp_path / "a" / "subsets.json")
-    for name, entry in meta["files"].items():
+    info, again = read_result(tmp_path / "a" / "subsets.json"), read_result(tmp_path / "b" / "subsets.json")
+    assert (info["run"], info["metrics"]) == (again["run"], again["metrics"])  # meta: when, by which code
+    run, metrics = info["run"], info["metrics"]
+    for name, entry in metrics["files"].items():
         assert entry["sha256"] == hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest()
-    assert meta["source"]["eval"].endswith("aclsum/dataset/test.jsonl")
-    assert (meta["eval"]["split"], meta["train"]["split"]) == ("test", "train")
-    assert (meta["eval"]["seed"], meta["train"]["seed"]) == (42, 123)
-    assert meta["train"]["sizes"] == {"10": 10, "30": 30}
+    assert run["source"]["eval"].endswith("aclsum/dataset/test.jsonl")
+    assert (metrics["eval"]["split"], metrics["train"]["split"]) == ("test", "train")
+    assert (metrics["eval"]["seed"], metrics["train"]["seed"]) == (42, 123)
+    assert metrics["train"]["sizes"] == {"10": 10, "30": 30}
+    assert info["meta"]["device"] is None
 
 
 def test_sizes_are_exact_nested_and_round_trip(tmp_path: Path) -> None:
@@ -153,6 +180,7 @@ def test_other_seed_gives_other_eval_set() -> None:
 def assert_disjoint(eval_set: list[Example], train: list[Example]) -> None:
     def norm(text: str) -> str:
         return " ".join(text.lower().split())
+
     assert not {e.id for e in eval_set} & {t.id for t in train}
     assert not {norm(e.input) for e in eval_set} & {norm(t.input) for t in train}
 
@@ -166,8 +194,9 @@ def test_news_draws_train_and_eval_disjointly_from_its_one_split() -> None:
 
 def test_local_same_file_for_train_and_eval_is_split_disjointly(tmp_path: Path) -> None:
     file = write_rows(tmp_path / "all.jsonl", rows("same", 30))
-    data = config("local", local={"train_file": str(file), "eval_file": str(file)},
-                  train={"sizes": [25]}, eval={"size": 5})
+    data = config(
+        "local", local={"train_file": str(file), "eval_file": str(file)}, train={"sizes": [25]}, eval={"size": 5}
+    )
     subsets = make_subsets(data=data)
     assert_disjoint(subsets.eval, subsets.train[25])
     drawn = {e.id for e in subsets.eval} | {t.id for t in subsets.train[25]}
@@ -180,8 +209,12 @@ def test_train_duplicate_of_an_eval_input_is_dropped(tmp_path: Path) -> None:
     eval_file = write_rows(tmp_path / "eval.jsonl", rows("eval", 3))
     duplicate = {"input": "  EVAL text   number 1. ", "reference": "anything"}
     train_file = write_rows(tmp_path / "train.jsonl", rows("train", 10) + [duplicate])
-    data = config("local", local={"train_file": str(train_file), "eval_file": str(eval_file)},
-                  train={"sizes": [10]}, eval={"size": 3})
+    data = config(
+        "local",
+        local={"train_file": str(train_file), "eval_file": str(eval_file)},
+        train={"sizes": [10]},
+        eval={"size": 3},
+    )
     subsets = make_subsets(data=data)
     assert subsets.meta["train"]["dropped_overlapping_eval"] == 1
     assert "train.jsonl:11" not in {t.id for t in subsets.train[10]}
@@ -204,28 +237,49 @@ def test_local_reads_json_arrays_and_jsonl_with_id_field(tmp_path: Path) -> None
     named = [{"key": f"k{i}", "doc": f"doc {i}", "sum": f"s {i}"} for i in range(4)]
     array = write_rows(tmp_path / "train.json", named, as_array=True)
     lines = write_rows(tmp_path / "eval.json", named[:2])  # JSONL despite the extension
-    data = config("local", local={"train_file": str(array), "eval_file": str(lines), "id_field": "key",
-                                  "input_field": "doc", "reference_field": "sum"})
+    data = config(
+        "local",
+        local={
+            "train_file": str(array),
+            "eval_file": str(lines),
+            "id_field": "key",
+            "input_field": "doc",
+            "reference_field": "sum",
+        },
+    )
     assert load_split(data=data, split="train") == [Example(f"k{i}", f"doc {i}", f"s {i}") for i in range(4)]
     assert [e.id for e in load_split(data=data, split="eval")] == ["k0", "k1"]
 
 
-@pytest.mark.parametrize(("content", "local", "message"), [
-    (None, {}, r"missing\.jsonl: no such file \(data.local.train_file\)"),
-    ('{"input": "a", "reference": "b"}\n{"input": "a",\n', {}, r"bad\.jsonl:2: not valid JSON"),
-    ('[{"input": "a", "reference": "b"},\n {"input": }]', {}, r"bad\.jsonl:2: not valid JSON"),
-    ('{"input": "a", "reference": "b"}\n{"text": "a", "reference": "b"}\n', {},
-     r"bad\.jsonl: row 2: no field 'input' \(data.local.input_field\)"),
-    ('{"doc": "a", "reference": "b"}\n', {"input_field": "doc", "reference_field": "summary"},
-     r"bad\.jsonl: row 1: no field 'summary' \(data.local.reference_field\)"),
-    ('{"input": "  ", "reference": "b"}\n', {}, r"bad\.jsonl: row 1: field 'input' is empty"),
-    ('{"input": "a", "reference": ""}\n', {}, r"bad\.jsonl: row 1: field 'reference' is empty"),
-    ('{"input": "a", "reference": "b"}\n', {"id_field": "uid"},
-     r"bad\.jsonl: row 1: no field 'uid' \(data.local.id_field\)"),
-    ('["a", "b"]', {}, r"bad\.jsonl: row 1: not a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("content", "local", "message"),
+    [
+        (None, {}, r"missing\.jsonl: no such file \(data.local.train_file\)"),
+        ('{"input": "a", "reference": "b"}\n{"input": "a",\n', {}, r"bad\.jsonl:2: not valid JSON"),
+        ('[{"input": "a", "reference": "b"},\n {"input": }]', {}, r"bad\.jsonl:2: not valid JSON"),
+        (
+            '{"input": "a", "reference": "b"}\n{"text": "a", "reference": "b"}\n',
+            {},
+            r"bad\.jsonl: row 2: no field 'input' \(data.local.input_field\)",
+        ),
+        (
+            '{"doc": "a", "reference": "b"}\n',
+            {"input_field": "doc", "reference_field": "summary"},
+            r"bad\.jsonl: row 1: no field 'summary' \(data.local.reference_field\)",
+        ),
+        ('{"input": "  ", "reference": "b"}\n', {}, r"bad\.jsonl: row 1: field 'input' is empty"),
+        ('{"input": "a", "reference": ""}\n', {}, r"bad\.jsonl: row 1: field 'reference' is empty"),
+        (
+            '{"input": "a", "reference": "b"}\n',
+            {"id_field": "uid"},
+            r"bad\.jsonl: row 1: no field 'uid' \(data.local.id_field\)",
+        ),
+        ('["a", "b"]', {}, r"bad\.jsonl: row 1: not a JSON object"),
+    ],
+)
 def test_local_file_errors_name_the_file_row_and_field(
-        tmp_path: Path, content: str | None, local: dict[str, Any], message: str) -> None:
+    tmp_path: Path, content: str | None, local: dict[str, Any], message: str
+) -> None:
     path = tmp_path / ("missing.jsonl" if content is None else "bad.jsonl")
     if content is not None:
         path.write_text(content, encoding="utf-8")
@@ -263,9 +317,11 @@ configs:
 
 
 def cnn_rows(split: str, n: int) -> dict[str, list[str]]:
-    return {"article": [f"({split}) Article {i} about something." for i in range(n)],
-            "highlights": [f"Highlight {i} of {split}." for i in range(n)],
-            "id": [hashlib.sha1(f"{split}{i}".encode()).hexdigest() for i in range(n)]}
+    return {
+        "article": [f"({split}) Article {i} about something." for i in range(n)],
+        "highlights": [f"Highlight {i} of {split}." for i in range(n)],
+        "id": [hashlib.sha1(f"{split}{i}".encode()).hexdigest() for i in range(n)],
+    }
 
 
 @pytest.fixture
@@ -293,7 +349,8 @@ def test_cnn_dailymail_loads_the_hub_layout_with_load_dataset(hub_folder: Path) 
         examples = load_split(data=data, split=split)
         expected = cnn_rows(split, n)
         assert [(e.id, e.input, e.reference) for e in examples] == list(
-            zip(expected["id"], expected["article"], expected["highlights"]))
+            zip(expected["id"], expected["article"], expected["highlights"], strict=True)
+        )
 
 
 def test_cnn_dailymail_subsets_equal_dataset_shuffle_select(hub_folder: Path) -> None:
@@ -357,7 +414,11 @@ def test_general_texts_come_from_the_other_domain_or_a_file(tmp_path: Path) -> N
     abstracts = {e.input for split in ("train", "val", "test") for e in load_split(data=config("aclsum"), split=split)}
     assert not {row["text"] for row in news} & abstracts
     path = write_rows(tmp_path / "general.jsonl", [{"text": "one text"}, {"text": "another"}, {"text": "a third"}])
-    assert sorted(row["text"] for row in general_texts(source=str(path), size=3, seed=0)) == ["a third", "another", "one text"]
+    assert sorted(row["text"] for row in general_texts(source=str(path), size=3, seed=0)) == [
+        "a third",
+        "another",
+        "one text",
+    ]
     bad = write_rows(tmp_path / "bad.jsonl", [{"text": "fine"}, {"body": "no text"}])
     with pytest.raises(DataError, match=r"bad.jsonl: row 2 has no non-empty string field 'text'"):
         general_texts(source=str(bad), size=1, seed=0)

@@ -56,11 +56,26 @@ def with_lora(tiny_model_dir: Path, *, zero_b: bool) -> torch.nn.Module:
     return get_peft_model(load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), config).eval()
 
 
-def compare(base, tuned, prompts, tokenizer, *, scope: str = "prompt", batch_size: int = 3, pooling: str = "mean",
-            token_level: bool = True) -> dict:
+def compare(
+    base,
+    tuned,
+    prompts,
+    tokenizer,
+    *,
+    scope: str = "prompt",
+    batch_size: int = 3,
+    pooling: str = "mean",
+    token_level: bool = True,
+) -> dict:
     """What a drift job computes: both models' pooled features, compared, plus token-level CKA."""
     scopes = scope_masks(builder=builder(tokenizer), prompts=prompts, scope=scope)
-    settings = {"prompts": prompts, "scopes": scopes, "pad_id": tokenizer.pad_token_id, "batch_size": batch_size, "device": "cpu"}
+    settings = {
+        "prompts": prompts,
+        "scopes": scopes,
+        "pad_id": tokenizer.pad_token_id,
+        "batch_size": batch_size,
+        "device": "cpu",
+    }
     xs = pooled_features(model=base, pooling=pooling, **settings)
     ys = pooled_features(model=tuned, pooling=pooling, **settings)
     result = compare_features(xs=xs, ys=ys, shuffle_seed=0)
@@ -72,8 +87,11 @@ def compare(base, tuned, prompts, tokenizer, *, scope: str = "prompt", batch_siz
 def test_one_hidden_state_per_block_plus_embeddings_batched_by_length(tiny) -> None:
     tokenizer, model, prompts = tiny
     scopes = scope_masks(builder=builder(tokenizer), prompts=prompts, scope="input")
-    batches = list(hidden_state_batches(model=model, prompts=prompts, scopes=scopes, pad_id=tokenizer.pad_token_id,
-                                        batch_size=3, device="cpu"))
+    batches = list(
+        hidden_state_batches(
+            model=model, prompts=prompts, scopes=scopes, pad_id=tokenizer.pad_token_id, batch_size=3, device="cpu"
+        )
+    )
     assert [mask.shape[0] for _, _, mask in batches] == [3, 3, 1]
     assert sorted(i for indices, _, _ in batches for i in indices) == list(range(len(prompts)))
     lengths = [len(prompts[i].input_ids) for indices, _, _ in batches for i in indices]
@@ -84,15 +102,20 @@ def test_one_hidden_state_per_block_plus_embeddings_batched_by_length(tiny) -> N
     # The selection is each prompt's input tokens, aligned with the left padding.
     for row, i in enumerate(indices):
         assert selected[row].sum().item() == sum(scopes[i])
-        assert selected[row, -len(scopes[i]):].tolist() == scopes[i]
+        assert selected[row, -len(scopes[i]) :].tolist() == scopes[i]
 
 
 def test_input_scope_selects_the_examples_own_tokens_only(tiny) -> None:
     tokenizer, _, prompts = tiny
-    for prompt, mask in zip(prompts, scope_masks(builder=builder(tokenizer), prompts=prompts, scope="input")):
+    for prompt, mask in zip(
+        prompts, scope_masks(builder=builder(tokenizer), prompts=prompts, scope="input"), strict=True
+    ):
         assert not mask[0]  # the attention sink (first token) is template
-        assert tokenizer.decode([t for t, keep in zip(prompt.input_ids, mask) if keep]).strip() == prompt.input_text
-        assert "Summarize" not in tokenizer.decode([t for t, keep in zip(prompt.input_ids, mask) if keep])
+        assert (
+            tokenizer.decode([t for t, keep in zip(prompt.input_ids, mask, strict=True) if keep]).strip()
+            == prompt.input_text
+        )
+        assert "Summarize" not in tokenizer.decode([t for t, keep in zip(prompt.input_ids, mask, strict=True) if keep])
     everything = scope_masks(builder=builder(tokenizer), prompts=prompts, scope="prompt")
     assert all(all(mask) for mask in everything)
     with pytest.raises(ValueError, match="unknown drift.tokens"):
@@ -118,8 +141,10 @@ def test_shared_prefix_and_length_cannot_make_unrelated_features_look_similar() 
         tuned[i, prefix : prefix + length] = torch.from_numpy(rng.normal(size=(length, d)))
         whole[i, : prefix + length] = 1
         own[i, prefix : prefix + length] = 1
-    pooled = {name: [pool(hidden=h, attention_mask=mask, pooling="mean").numpy() for h in (base, tuned)]
-              for name, mask in (("prompt", whole), ("input", own))}
+    pooled = {
+        name: [pool(hidden=h, attention_mask=mask, pooling="mean").numpy() for h in (base, tuned)]
+        for name, mask in (("prompt", whole), ("input", own))
+    }
     assert linear_cka(*pooled["prompt"], debiased=True) > 0.9  # the flaw: "no drift" for unrelated models
     assert abs(linear_cka(*pooled["input"], debiased=True)) < 0.3  # chance: nothing shared but the prefix
 
@@ -148,11 +173,19 @@ def test_padding_does_not_change_pooled_states(tiny, pooling: str, scope: str) -
     assert len(long.input_ids) > len(short.input_ids) + 20
     settings = {"model": model, "pad_id": tokenizer.pad_token_id, "device": "cpu", "pooling": pooling}
     pair = [long, short]
-    alone = pooled_features(prompts=[short], scopes=scope_masks(builder=builder(tokenizer), prompts=[short], scope=scope),
-                            batch_size=1, **settings)
-    padded = pooled_features(prompts=pair, scopes=scope_masks(builder=builder(tokenizer), prompts=pair, scope=scope),
-                             batch_size=2, **settings)
-    for a, p in zip(alone, padded):
+    alone = pooled_features(
+        prompts=[short],
+        scopes=scope_masks(builder=builder(tokenizer), prompts=[short], scope=scope),
+        batch_size=1,
+        **settings,
+    )
+    padded = pooled_features(
+        prompts=pair,
+        scopes=scope_masks(builder=builder(tokenizer), prompts=pair, scope=scope),
+        batch_size=2,
+        **settings,
+    )
+    for a, p in zip(alone, padded, strict=True):
         np.testing.assert_allclose(p[1], a[0], atol=1e-5, rtol=1e-5)
 
 

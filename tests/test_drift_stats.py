@@ -18,8 +18,8 @@ from lora_study.drift_stats import (
     ratio_seed_interval,
     seed_interval,
 )
-from lora_study.compare import fft_group
 from lora_study.drift_summary import drift_outcome, summarise_drift
+from lora_study.grid import VariantSpec, fft_group_of
 
 
 def population_cka(weights: np.ndarray, noise: float) -> float:
@@ -34,7 +34,7 @@ def test_gram_route_equals_the_one_shot_estimator() -> None:
     xs = [rng.normal(size=(30, 7)) + 5.0, rng.normal(size=(30, 3))]
     ys = [xs[0] @ rng.normal(size=(7, 4)) + rng.normal(size=(30, 4)), rng.normal(size=(30, 5))]
     values = debiased_cka_from_grams(grams(xs), grams(ys))
-    assert values == pytest.approx([linear_cka(x, y, debiased=True) for x, y in zip(xs, ys)], rel=1e-10)
+    assert values == pytest.approx([linear_cka(x, y, debiased=True) for x, y in zip(xs, ys, strict=True)], rel=1e-10)
     assert debiased_cka_from_grams(grams(xs), grams(xs)) == pytest.approx([1.0, 1.0], abs=1e-12)
 
 
@@ -72,16 +72,18 @@ def test_seed_level_intervals_keep_three_seeds_from_passing_a_verdict() -> None:
     """Per-seed mean drift of LoRA 0.009, 0.012, 0.015 against FFT's 0.020: the ratio is 0.6,
     but with 3 seeds (t with 2 degrees of freedom, 97.5% for two simultaneous verdicts) the
     interval reaches past 0.8, so "20% less drift" is not shown."""
-    low, high = ratio_seed_interval(numerator=np.array([0.009, 0.012, 0.015]), denominator=np.array([0.020]),
-                                    confidence=0.975)
+    low, high = ratio_seed_interval(
+        numerator=np.array([0.009, 0.012, 0.015]), denominator=np.array([0.020]), confidence=0.975
+    )
     half = 6.2053 * 0.003 / np.sqrt(3) / 0.012 * 0.6  # t(0.9875, 2) x relative se x ratio
     assert (low, high) == pytest.approx((0.6 - half, 0.6 + half), rel=1e-3) and high > 0.8
     assert seed_interval(values=np.array([0.5]), confidence=0.95) is None
     low, high = seed_interval(values=np.array([1.0, 2.0, 3.0]), confidence=0.95)
     assert (low, high) == pytest.approx((2 - 4.3027 / np.sqrt(3), 2 + 4.3027 / np.sqrt(3)), rel=1e-4)
     # The envelope: a narrow bootstrap cannot hide the seeds' spread.
-    interval = percentile_interval(estimate=0.6, samples=np.linspace(0.55, 0.65, 101), confidence=0.95,
-                                   seeds=(0.2, 1.0))
+    interval = percentile_interval(
+        estimate=0.6, samples=np.linspace(0.55, 0.65, 101), confidence=0.95, seeds=(0.2, 1.0)
+    )
     assert (interval.low, interval.high) == (0.2, 1.0)
 
 
@@ -100,58 +102,90 @@ def test_forgetting_is_the_token_weighted_change_of_cross_entropy() -> None:
     assert samples == pytest.approx([1.0, 0.0, 0.5])
 
 
+LORA = VariantSpec(kind="lora", train_size=100, seed=1, learning_rate=1e-3, rank=8, alpha=16.0, targets="qv")
+FFT = VariantSpec(kind="fft", train_size=100, seed=1, learning_rate=1e-5)
+
+
 def summary(lora_amount: float, fft_amount: float, *, difference: dict | None = None, examples: int = 80) -> dict:
     """A two-layer summary (layer 0 untouched, as an embedding under q/v adapters) for a LoRA
     group and full fine-tuning whose drift is set by the amount of noise added."""
     rng = np.random.default_rng(0)
     base = [rng.normal(size=(examples, 8)), rng.normal(size=(examples, 8))]
-    def variant(amount: float) -> tuple[dict, list[np.ndarray]]:
+
+    def variant(spec: VariantSpec, amount: float) -> tuple[dict, dict, list[np.ndarray]]:
         tuned = [base[0], base[1] + amount * rng.normal(size=base[1].shape)]
         texts = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
-        return {"forgetting": {"in_domain": texts, "general": texts}}, tuned
+        return spec.to_dict(), {"forgetting": {"in_domain": texts, "general": texts}}, tuned
+
     comparisons = None
     if difference is not None:
-        comparisons = {"run": {"metric": "rougeL"}, "comparisons": [
-            {"a": "lora-r8-qv-n100", "b": "fft-n100", "difference": difference,
-             "quality_gap": {"max_gap": 0.03, "holds": difference["high"] < 0.03}}]}
+        comparisons = {
+            "run": {"metric": "rougeL"},
+            "metrics": {
+                "comparisons": [
+                    {
+                        "a": "lora-r8-qv-n100",
+                        "b": "fft-n100",
+                        "difference": difference,
+                        "quality_gap": {"max_gap": 0.03, "holds": difference["high"] < 0.03},
+                    }
+                ]
+            },
+        }
     forgetting = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
     return summarise_drift(
-        base_features=base, base_forgetting={"in_domain": forgetting, "general": forgetting},
-        variants={"lora-r8-qv-n100-s1": variant(lora_amount), "fft-n100-s1": variant(fft_amount)},
+        base_features=base,
+        base_forgetting={"in_domain": forgetting, "general": forgetting},
+        variants={LORA.name: variant(LORA, lora_amount), FFT.name: variant(FFT, fft_amount)},
         comparisons=comparisons,
-        settings={"criterion": 0.2, "resamples": 400, "seed": 0, "confidence": 0.95, "include_embeddings": False,
-                  "max_quality_gap": 0.03},
+        settings={
+            "criterion": 0.2,
+            "resamples": 400,
+            "seed": 0,
+            "confidence": 0.95,
+            "include_embeddings": False,
+            "max_quality_gap": 0.03,
+        },
     )
 
 
 def test_verdict_holds_only_when_drift_interval_and_quality_both_hold() -> None:
     close = {"mean": 0.01, "low": -0.01, "high": 0.02, "confidence": 0.95}
     far = {"mean": 0.058, "low": 0.02, "high": 0.10, "confidence": 0.95}
-    (clear,) = summary(0.1, 1.0, difference=close)["verdicts"]
+    (clear,) = summary(0.1, 1.0, difference=close)["metrics"]["verdicts"]
     assert clear["drift"] == "holds" and clear["quality"]["outcome"] == "holds" and clear["holds"]
     assert clear["ratio"]["high"] <= 0.8 and "criterion holds" in clear["text"]
-    (worse_quality,) = summary(0.1, 1.0, difference=far)["verdicts"]
+    (worse_quality,) = summary(0.1, 1.0, difference=far)["metrics"]["verdicts"]
     assert worse_quality["drift"] == "holds" and not worse_quality["holds"]
     assert "criterion not supported" in worse_quality["text"]
-    (more_drift,) = summary(1.0, 0.1, difference=close)["verdicts"]
+    (more_drift,) = summary(1.0, 0.1, difference=close)["metrics"]["verdicts"]
     assert more_drift["drift"] == "does not hold" and not more_drift["holds"]
-    (unmeasured,) = summary(0.1, 1.0)["verdicts"]
+    (unmeasured,) = summary(0.1, 1.0)["metrics"]["verdicts"]
     assert unmeasured["quality"]["outcome"] == "not measured" and not unmeasured["holds"]
 
 
 def test_a_ratio_interval_that_straddles_the_threshold_is_not_supported() -> None:
-    assert drift_outcome(ratio=Interval(estimate=0.7, low=0.6, high=0.9, confidence=0.95), threshold=0.8) == "not supported"
+    assert (
+        drift_outcome(ratio=Interval(estimate=0.7, low=0.6, high=0.9, confidence=0.95), threshold=0.8)
+        == "not supported"
+    )
     assert drift_outcome(ratio=Interval(estimate=0.7, low=0.6, high=0.8, confidence=0.95), threshold=0.8) == "holds"
-    assert drift_outcome(ratio=Interval(estimate=0.9, low=0.81, high=1.0, confidence=0.95), threshold=0.8) == "does not hold"
+    assert (
+        drift_outcome(ratio=Interval(estimate=0.9, low=0.81, high=1.0, confidence=0.95), threshold=0.8)
+        == "does not hold"
+    )
     nan = float("nan")
-    assert drift_outcome(ratio=Interval(estimate=nan, low=nan, high=nan, confidence=0.95), threshold=0.8) == "not supported"
+    assert (
+        drift_outcome(ratio=Interval(estimate=nan, low=nan, high=nan, confidence=0.95), threshold=0.8)
+        == "not supported"
+    )
 
 
 def test_equal_drift_reads_as_a_ratio_near_one_and_layer_zero_stays_out_of_the_mean() -> None:
     result = summary(0.5, 0.5, difference={"mean": 0.0, "low": -0.01, "high": 0.01, "confidence": 0.95})
-    (verdict,) = result["verdicts"]
+    (verdict,) = result["metrics"]["verdicts"]
     assert verdict["ratio"]["low"] < 1.0 < verdict["ratio"]["high"] and verdict["drift"] == "does not hold"
-    groups = result["groups"]
+    groups = result["metrics"]["groups"]
     assert set(groups) == {"lora-r8-qv-n100", "fft-n100"}
     assert groups["lora-r8-qv-n100"]["per_layer"][0]["estimate"] == pytest.approx(0.0, abs=1e-12)  # untouched layer
     assert result["run"]["mean_over"] == "layers 1-1"
@@ -159,6 +193,7 @@ def test_equal_drift_reads_as_a_ratio_near_one_and_layer_zero_stays_out_of_the_m
 
 
 def test_fft_partner_has_the_same_training_size() -> None:
-    assert fft_group("lora-r8-qv-n100") == "fft-n100"
-    assert fft_group("qlora-r4-attn-n1000") == "fft-n1000"
-    assert fft_group("fft-n100") is None
+    assert fft_group_of(LORA.to_dict()) == "fft-n100"
+    qlora = VariantSpec(kind="qlora", train_size=1000, seed=2, learning_rate=1e-3, rank=4, alpha=8.0, targets="attn")
+    assert fft_group_of(qlora) == "fft-n1000" and qlora.group == "qlora-r4-attn-n1000"
+    assert fft_group_of(FFT) is None and fft_group_of(None) is None

@@ -26,7 +26,7 @@ from conftest import REPO
 
 ENVS = REPO / "envs"
 # Needed to run the workflow or the tests, never inside a rule's job.
-TOOLING = {"snakemake", "snakemake-executor-plugin-slurm", "pytest"}
+TOOLING = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "ruff", "snakefmt"}
 
 
 def requirements(path: Path) -> dict[str, str]:
@@ -61,8 +61,12 @@ def rule_blocks() -> dict[str, str]:
     blocks = {}
     for smk in sorted((REPO / "rules").glob("*.smk")):
         parts = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.MULTILINE)
-        blocks.update({name: re.split(r"^\S", body, maxsplit=1, flags=re.MULTILINE)[0]
-                       for name, body in zip(parts[1::2], parts[2::2])})
+        blocks.update(
+            {
+                name: re.split(r"^\S", body, maxsplit=1, flags=re.MULTILINE)[0]
+                for name, body in zip(parts[1::2], parts[2::2], strict=True)
+            }
+        )
     return blocks
 
 
@@ -156,12 +160,15 @@ def only_these_packages(dists: set[str], folder: Path) -> Path:
 def test_rule_scripts_import_with_their_env_alone(env_file: Path, tmp_path: Path) -> None:
     """Every module the env's rule scripts import imports on a Python that has only the env's
     packages (and what they depend on): `python -S` with a site folder of just those."""
-    scripts = sorted({
-        (REPO / "rules" / rule_directive(block, "script")).resolve()
-        for block in rule_blocks().values()
-        if rule_directive(block, "conda") and (REPO / "rules" / rule_directive(block, "conda")).resolve() == env_file
-        and rule_directive(block, "script")
-    })
+    scripts = sorted(
+        {
+            (REPO / "rules" / rule_directive(block, "script")).resolve()
+            for block in rule_blocks().values()
+            if rule_directive(block, "conda")
+            and (REPO / "rules" / rule_directive(block, "conda")).resolve() == env_file
+            and rule_directive(block, "script")
+        }
+    )
     if not scripts:
         pytest.skip(f"no rule uses {env_file.name}")
     site = only_these_packages(closure(set(env_packages(env_file))), tmp_path / "site-packages")

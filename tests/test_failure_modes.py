@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from lora_study.failure_modes import (
-    common_prefix_words, flags, instruction_echo, longest_common_span, measure, novel_ngram_share, repetition_rate,
-    summarise, words,
+    common_prefix_words,
+    flags,
+    instruction_echo,
+    longest_common_span,
+    measure,
+    novel_ngram_share,
+    repetition_rate,
+    summarise,
+    words,
 )
 
 SOURCE = (
@@ -15,7 +22,9 @@ SOURCE = (
     "terminological databases. In this work, we investigate several enhancements to analogical learning."
 )
 REFERENCE = "MT systems handle domain terms poorly. They improve analogy solvers. Medical term translation gets better."
-SUMMARY = "Machine translation struggles with specialised terms; the authors improve analogical learners and gain accuracy."
+SUMMARY = (
+    "Machine translation struggles with specialised terms; the authors improve analogical learners and gain accuracy."
+)
 INSTRUCTION = "Summarize the following scientific abstract in 2-3 sentences."
 
 
@@ -28,7 +37,9 @@ def test_copied_input_is_flagged_as_continuation() -> None:
 
 
 def test_continuing_from_the_middle_is_flagged_too() -> None:
-    middle = "However, current machine translation systems do not yet propose anything proactive upon tools which assist"
+    middle = (
+        "However, current machine translation systems do not yet propose anything proactive upon tools which assist"
+    )
     continued = measure(prediction=middle, source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION)
     assert continued["prefix_words"] == 0 and continued["copy_span_share"] == 1.0
     assert flags(continued)["continuation"]
@@ -43,14 +54,21 @@ def test_real_summary_scores_low_on_continuation() -> None:
 
 
 def test_degenerate_outputs() -> None:
-    loop = measure(prediction="the model the model the model the model the model", source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION)
+    loop = measure(
+        prediction="the model the model the model the model the model",
+        source=SOURCE,
+        reference=REFERENCE,
+        instruction=INSTRUCTION,
+    )
     assert loop["repetition_rate"] > 0.5 and flags(loop)["degenerate"]
     empty = measure(prediction="  ", source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION)
     assert empty["empty"] == 1.0 and flags(empty)["degenerate"] and flags(empty)["too_short"]
 
 
 def test_instruction_echo() -> None:
-    echoed = measure(prediction=INSTRUCTION + " Terms are hard.", source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION)
+    echoed = measure(
+        prediction=INSTRUCTION + " Terms are hard.", source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION
+    )
     assert echoed["instruction_echo"] == 1.0 and flags(echoed)["instruction_echo"]
     assert instruction_echo(words(SUMMARY), words(INSTRUCTION)) == 0.0
     assert instruction_echo(words("please summarize now"), words("Summarize")) == 1.0
@@ -68,6 +86,8 @@ def test_primitives_on_known_values() -> None:
 def test_length_flags_and_summary_rates() -> None:
     long = measure(prediction=SOURCE, source="unrelated words", reference="short reference", instruction=INSTRUCTION)
     assert long["length_ratio"] > 2 and flags(long)["too_long"]
-    summary = summarise([long, measure(prediction=SUMMARY, source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION)])
+    summary = summarise(
+        [long, measure(prediction=SUMMARY, source=SOURCE, reference=REFERENCE, instruction=INSTRUCTION)]
+    )
     assert summary["examples"] == 2 and summary["rates"]["too_long"] == 0.5
     assert summary["means"]["words"] == pytest.approx((len(words(SOURCE)) + len(words(SUMMARY))) / 2)

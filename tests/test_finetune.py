@@ -6,28 +6,48 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 from peft import PeftModel
 
 from conftest import REPO
-from lora_study.adapters import VariantSpec
 from lora_study.config import load_config
 from lora_study.data import Example
 from lora_study.evaluate import predict
 from lora_study.finetune import train_variant, variant_loader
-from lora_study.io import read_json, read_jsonl, write_jsonl
+from lora_study.grid import VariantSpec
+from lora_study.io import read_jsonl, write_jsonl
+from lora_study.results import read_result
 
 TRAIN_JSON_METRICS = {
-    "trainable_parameters", "total_parameters", "trainable_percent", "artefact_bytes", "train_seconds", "steps",
-    "tokens", "target_tokens", "tokens_per_second", "achieved_gflops", "matmul_peak_gflops", "final_loss",
-    "truncated_prompts", "peak_rss_bytes", "lora_scaling", "padding_share",
+    "trainable_parameters",
+    "total_parameters",
+    "trainable_percent",
+    "artefact_bytes",
+    "train_seconds",
+    "steps",
+    "tokens",
+    "target_tokens",
+    "tokens_per_second",
+    "achieved_gflops",
+    "matmul_peak_gflops",
+    "final_loss",
+    "truncated_prompts",
+    "peak_rss_bytes",
+    "lora_scaling",
+    "padding_share",
 }
 
 
 @pytest.fixture()
 def job(tmp_path: Path):
-    config = load_config(REPO / "configs" / "tiny.yaml")
-    examples = [Example(id=str(i), input=f"Abstract number {i} about low-rank adapters." + " Ranks matter." * i, reference=f"Adapters {i}.") for i in range(4)]
+    config = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
+    examples = [
+        Example(
+            id=str(i),
+            input=f"Abstract number {i} about low-rank adapters." + " Ranks matter." * i,
+            reference=f"Adapters {i}.",
+        )
+        for i in range(4)
+    ]
     write_jsonl(tmp_path / "train.jsonl", [vars(e) for e in examples])
     write_jsonl(tmp_path / "eval.jsonl", [vars(e) for e in examples[:2]])
     return config, tmp_path
@@ -39,15 +59,23 @@ def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path) ->
     spec = (
         VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-3)
         if kind == "fft"
-        else VariantSpec(kind=kind, train_size=4, seed=1, learning_rate=1e-2, rank=4, alpha=8.0, dropout=0.0, targets="qv")
+        else VariantSpec(
+            kind=kind, train_size=4, seed=1, learning_rate=1e-2, rank=4, alpha=8.0, dropout=0.0, targets="qv"
+        )
     )
     weights = folder / ("model" if kind == "fft" else "adapter")
     result = train_variant(
-        spec=spec, model_dir=tiny_model_dir, train_path=folder / "train.jsonl", config=config,
-        weights_out=weights, train_json=folder / "train.json", loss_csv=folder / "loss.csv",
+        spec=spec,
+        model_dir=tiny_model_dir,
+        train_path=folder / "train.jsonl",
+        config=config,
+        weights_out=weights,
+        train_json=folder / "train.json",
+        loss_csv=folder / "loss.csv",
     )
     assert set(result["metrics"]) == TRAIN_JSON_METRICS
-    assert read_json(folder / "train.json")["run"]["variant"]["name"] == spec.name
+    run = read_result(folder / "train.json")["run"]
+    assert run["variant"] == spec.name and VariantSpec.from_dict(run["spec"]) == spec
     rows = list(csv.DictReader((folder / "loss.csv").open()))
     assert len(rows) == result["metrics"]["steps"] == 1 and float(rows[0]["loss"]) > 0
     # alpha 8 over rank 4, as PEFT applied it; full fine-tuning has no adapter to scale.
@@ -68,26 +96,53 @@ def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path) ->
 
         assert any(isinstance(m, bnb.nn.Linear4bit) for m in loaded.model.modules())
         assert loaded.dtype == "nf4"
-    predict(model_dir=tiny_model_dir, eval_path=folder / "eval.jsonl", config=config,
-            predictions_path=folder / "predictions.jsonl", info_path=folder / "generation.json", variant=spec.name, load=loader)
+    predict(
+        model_dir=tiny_model_dir,
+        eval_path=folder / "eval.jsonl",
+        config=config,
+        predictions_path=folder / "predictions.jsonl",
+        info_path=folder / "generation.json",
+        variant=spec.name,
+        spec=spec.to_dict(),
+        load=loader,
+    )
     predictions = read_jsonl(folder / "predictions.jsonl")
     assert [row["id"] for row in predictions] == ["0", "1"]
-    assert read_json(folder / "generation.json")["run"]["variant"] == spec.name
+    run = read_result(folder / "generation.json")["run"]
+    assert run["variant"] == spec.name and run["spec"] == spec.to_dict()
 
 
 def test_rslora_train_json_records_alpha_over_sqrt_rank(job, tiny_model_dir: Path) -> None:
     config, folder = job
-    spec = VariantSpec(kind="rslora", train_size=4, seed=1, learning_rate=1e-2, rank=16, alpha=8.0, dropout=0.0, targets="qv")
-    result = train_variant(spec=spec, model_dir=tiny_model_dir, train_path=folder / "train.jsonl", config=config,
-                           weights_out=folder / "adapter", train_json=folder / "train.json", loss_csv=folder / "loss.csv")
+    spec = VariantSpec(
+        kind="rslora", train_size=4, seed=1, learning_rate=1e-2, rank=16, alpha=8.0, dropout=0.0, targets="qv"
+    )
+    result = train_variant(
+        spec=spec,
+        model_dir=tiny_model_dir,
+        train_path=folder / "train.jsonl",
+        config=config,
+        weights_out=folder / "adapter",
+        train_json=folder / "train.json",
+        loss_csv=folder / "loss.csv",
+    )
     assert result["metrics"]["lora_scaling"] == pytest.approx(8.0 / 4.0)
-    assert read_json(folder / "train.json")["metrics"]["lora_scaling"] == pytest.approx(2.0)
+    assert read_result(folder / "train.json")["metrics"]["lora_scaling"] == pytest.approx(2.0)
 
 
 def test_a_failed_training_leaves_no_artefacts(job, tiny_model_dir: Path) -> None:
     config, folder = job
-    spec = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-2, rank=4, alpha=8.0, targets="no_such_module")
+    spec = VariantSpec(
+        kind="lora", train_size=4, seed=1, learning_rate=1e-2, rank=4, alpha=8.0, targets="no_such_module"
+    )
     with pytest.raises(ValueError):
-        train_variant(spec=spec, model_dir=tiny_model_dir, train_path=folder / "train.jsonl", config=config,
-                      weights_out=folder / "adapter", train_json=folder / "train.json", loss_csv=folder / "loss.csv")
+        train_variant(
+            spec=spec,
+            model_dir=tiny_model_dir,
+            train_path=folder / "train.jsonl",
+            config=config,
+            weights_out=folder / "adapter",
+            train_json=folder / "train.json",
+            loss_csv=folder / "loss.csv",
+        )
     assert not (folder / "adapter").exists() and not (folder / "train.json").exists()

@@ -8,8 +8,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lora_study.adapters import VariantSpec, attach_adapter
+from lora_study.adapters import attach_adapter
 from lora_study.flops import gradient_flow, linear_costs, step_flops
+from lora_study.grid import VariantSpec
 from lora_study.training import IGNORE, TrainItem, collate, target_loss_sum
 
 
@@ -18,8 +19,15 @@ def tiny_llama(*, layers: int = 4) -> LlamaForCausalLM:
     head). Eager attention: CPU SDPA kernels are invisible to FlopCounterMode, plain matrix
     products are not, and both do the same products."""
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=3000, hidden_size=128, intermediate_size=320, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=3000,
+        hidden_size=128,
+        intermediate_size=320,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     config._attn_implementation = "eager"
     return LlamaForCausalLM(config)
 
@@ -27,7 +35,7 @@ def tiny_llama(*, layers: int = 4) -> LlamaForCausalLM:
 def batch_items(lengths: list[int], targets: list[int]) -> list[TrainItem]:
     generator = torch.Generator().manual_seed(0)
     items = []
-    for n, t in zip(lengths, targets):
+    for n, t in zip(lengths, targets, strict=True):
         ids = torch.randint(3, 3000, (n,), generator=generator).tolist()
         items.append(TrainItem(input_ids=ids, labels=[IGNORE] * (n - t) + ids[n - t :]))
     return items
@@ -41,7 +49,9 @@ def counted(model, items: list[TrainItem]) -> int:
 
 
 def lora(targets: str, kind: str = "lora") -> object:
-    spec = VariantSpec(kind=kind, train_size=1, seed=1, learning_rate=1e-3, rank=8, alpha=16.0, dropout=0.05, targets=targets)
+    spec = VariantSpec(
+        kind=kind, train_size=1, seed=1, learning_rate=1e-3, rank=8, alpha=16.0, dropout=0.05, targets=targets
+    )
     return attach_adapter(model=tiny_llama(), spec=spec).train()
 
 

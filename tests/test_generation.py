@@ -15,7 +15,10 @@ SETTINGS = {"max_new_tokens": 5, "greedy": True, "temperature": 1.0, "top_p": 1.
 
 
 def test_left_pad_right_aligns_prompts() -> None:
-    prompts = [Prompt(input_ids=[5, 6, 7], input_text="", truncated=False), Prompt(input_ids=[8], input_text="", truncated=False)]
+    prompts = [
+        Prompt(input_ids=[5, 6, 7], input_text="", truncated=False),
+        Prompt(input_ids=[8], input_text="", truncated=False),
+    ]
     ids, mask = left_pad(prompts=prompts, pad_id=0, device="cpu")
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
@@ -45,7 +48,9 @@ def test_generate_returns_only_new_tokens_in_prompt_order(tiny_model_dir: Path) 
         assert 0 <= generation.generated_tokens <= SETTINGS["max_new_tokens"]
         assert "Summarize." not in generation.text
     # The same prompts one at a time give the same greedy text: batching and order are invisible.
-    single = [generate(model=model, tokenizer=tokenizer, prompts=[p], settings=SETTINGS, batch_size=1)[0] for p in prompts]
+    single = [
+        generate(model=model, tokenizer=tokenizer, prompts=[p], settings=SETTINGS, batch_size=1)[0] for p in prompts
+    ]
     assert [g.text for g in single] == [g.text for g in batched]
 
 

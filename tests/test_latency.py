@@ -65,7 +65,15 @@ def test_summary_of_known_values() -> None:
 
 
 def run(ids: list[str], seconds: float, ttft: float, new_tokens: int = 5) -> Run:
-    return Run(phase="timed", repeat=0, example_ids=ids, prompt_tokens=[10] * len(ids), seconds=seconds, ttft_seconds=ttft, new_tokens=new_tokens)
+    return Run(
+        phase="timed",
+        repeat=0,
+        example_ids=ids,
+        prompt_tokens=[10] * len(ids),
+        seconds=seconds,
+        ttft_seconds=ttft,
+        new_tokens=new_tokens,
+    )
 
 
 def test_metrics_weigh_every_example_by_its_call() -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lora_study.adapters import VariantSpec, attach_adapter
+from lora_study.adapters import attach_adapter
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
+from lora_study.grid import VariantSpec
 from lora_study.io import read_jsonl, write_jsonl
 from lora_study.mitigation import curve_strengths, mitigate_intruders
 from lora_study.modeling import load_model
+from lora_study.results import read_result
 
 TEXTS = [
     "Neural machine translation systems are trained on parallel corpora of varying quality.",
@@ -53,8 +55,15 @@ def save_adapter(*, model_dir: Path, folder: Path, b_std: float, spec: VariantSp
 
 def run(tmp_path: Path, model_dir: Path, adapter: Path, spec: VariantSpec = SPEC) -> dict:
     write_inputs(tmp_path)
-    return mitigate_intruders(spec=spec, model_dir=model_dir, weights=adapter, eval_path=tmp_path / "eval.jsonl",
-                              general_path=tmp_path / "general.jsonl", config=CONFIG, out_path=tmp_path / "out" / "mitigation.json")
+    return mitigate_intruders(
+        spec=spec,
+        model_dir=model_dir,
+        weights=adapter,
+        eval_path=tmp_path / "eval.jsonl",
+        general_path=tmp_path / "general.jsonl",
+        config=CONFIG,
+        out_path=tmp_path / "out" / "mitigation.json",
+    )
 
 
 def test_curve_strengths_start_at_the_unmitigated_adapter() -> None:
@@ -75,12 +84,20 @@ def test_mitigation_curve_on_an_adapter_with_intruders(tiny_model_dir: Path, tmp
     assert curve[2]["forgetting"]["mean_nll"] != pytest.approx(curve[0]["forgetting"]["mean_nll"], rel=1e-6)
     assert curve[0]["forgetting"]["texts"] == len(GENERAL) and len(curve[0]["predictions"]) == len(TEXTS)
     # Strength 0 is the adapter exactly as the main evaluation generates with it.
-    predict(model_dir=tiny_model_dir, eval_path=tmp_path / "eval.jsonl", config=CONFIG,
-            predictions_path=tmp_path / "p.jsonl", info_path=tmp_path / "g.json",
-            load=variant_loader(spec=SPEC, model_dir=tiny_model_dir, weights=adapter, model=CONFIG["model"]))
-    assert [p["prediction"] for p in curve[0]["predictions"]] == [r["prediction"] for r in read_jsonl(tmp_path / "p.jsonl")]
+    predict(
+        model_dir=tiny_model_dir,
+        eval_path=tmp_path / "eval.jsonl",
+        config=CONFIG,
+        predictions_path=tmp_path / "p.jsonl",
+        info_path=tmp_path / "g.json",
+        load=variant_loader(spec=SPEC, model_dir=tiny_model_dir, weights=adapter, model=CONFIG["model"]),
+    )
+    assert [p["prediction"] for p in curve[0]["predictions"]] == [
+        r["prediction"] for r in read_jsonl(tmp_path / "p.jsonl")
+    ]
     assert set(curve[0]["rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mitigation.json"]
+    assert read_result(tmp_path / "out" / "mitigation.json")["run"]["spec"] == SPEC.to_dict()
 
 
 def test_an_untrained_adapter_has_nothing_to_mitigate(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -100,14 +117,23 @@ def test_dora_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
         run(tmp_path, tiny_model_dir, tmp_path / "adapter", spec=spec)
 
 
-def test_qlora_is_mitigated_on_a_full_precision_base_and_evaluated_on_its_4bit_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_qlora_is_mitigated_on_a_full_precision_base_and_evaluated_on_its_4bit_one(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """PEFT's SVDs cannot run on packed 4-bit weights: the mitigated adapter is computed on the
     float32 base, then generated with on the 4-bit base, as the main evaluation does."""
     spec = VariantSpec(kind="qlora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
     adapter = save_adapter(model_dir=tiny_model_dir, folder=tmp_path / "adapter", b_std=0.5)
     curve = run(tmp_path, tiny_model_dir, adapter, spec=spec)["metrics"]["curve"]
     assert [p["strength"] for p in curve] == [0.0, 0.5, 1.0] and curve[2]["update_remaining"] < 1.0
-    predict(model_dir=tiny_model_dir, eval_path=tmp_path / "eval.jsonl", config=CONFIG,
-            predictions_path=tmp_path / "p.jsonl", info_path=tmp_path / "g.json",
-            load=variant_loader(spec=spec, model_dir=tiny_model_dir, weights=adapter, model=CONFIG["model"]))
-    assert [p["prediction"] for p in curve[0]["predictions"]] == [r["prediction"] for r in read_jsonl(tmp_path / "p.jsonl")]
+    predict(
+        model_dir=tiny_model_dir,
+        eval_path=tmp_path / "eval.jsonl",
+        config=CONFIG,
+        predictions_path=tmp_path / "p.jsonl",
+        info_path=tmp_path / "g.json",
+        load=variant_loader(spec=spec, model_dir=tiny_model_dir, weights=adapter, model=CONFIG["model"]),
+    )
+    assert [p["prediction"] for p in curve[0]["predictions"]] == [
+        r["prediction"] for r in read_jsonl(tmp_path / "p.jsonl")
+    ]

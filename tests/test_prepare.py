@@ -14,9 +14,16 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import REPO
-from lora_study.io import read_json
-from lora_study.modeling import MANIFEST, weights_dir
-from lora_study.prepare import PreparationError, _write_atomically, embedded_gguf_path, load_gguf, prepare_model, probe_logits
+from lora_study.io import MANIFEST, read_json
+from lora_study.modeling import weights_dir
+from lora_study.prepare import (
+    PreparationError,
+    _write_atomically,
+    embedded_gguf_path,
+    load_gguf,
+    prepare_model,
+    probe_logits,
+)
 
 
 @pytest.mark.slow
@@ -34,7 +41,12 @@ def test_prepared_embedded_model_matches_the_gguf_model(workflow_dir: Path) -> N
     gguf_model, gguf_tokenizer = load_gguf(embedded_gguf_path())
     probe = "Low-rank adaptation trains two small matrices per layer. Does it forget?"
     assert prepared_tokenizer(probe).input_ids == gguf_tokenizer(probe).input_ids
-    torch.testing.assert_close(probe_logits(prepared, prepared_tokenizer, probe), probe_logits(gguf_model, gguf_tokenizer, probe), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        probe_logits(prepared, prepared_tokenizer, probe),
+        probe_logits(gguf_model, gguf_tokenizer, probe),
+        atol=1e-4,
+        rtol=0,
+    )
     assert prepared_tokenizer.chat_template
 
 
@@ -80,7 +92,9 @@ def test_hub_id_resolves_through_the_hub_client_offline(tiny_model_dir: Path, tm
         "print(json.dumps(prepare_model(model={'source': 'test-org/tiny-llama', 'revision': 'main'}, out_dir=sys.argv[1])))"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "prepared")], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "prepared")], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads(result.stdout.strip().splitlines()[-1])
     assert manifest["kind"] == "hub" and Path(manifest["weights"]) == snapshot
@@ -89,6 +103,9 @@ def test_hub_id_resolves_through_the_hub_client_offline(tiny_model_dir: Path, tm
 
     missing = subprocess.run(
         [sys.executable, "-c", script.replace("tiny-llama", "not-cached"), str(tmp_path / "other")],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert missing.returncode != 0 and "could not get 'test-org/not-cached'" in missing.stderr

@@ -13,7 +13,9 @@ LONG_INPUT = " ".join(f"Sentence number {i} describes a result about adapters." 
 
 @pytest.mark.parametrize("chat_template", [True, False])
 def test_truncation_keeps_instruction_and_fits(tokenizer, chat_template: bool) -> None:
-    builder = PromptBuilder(tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=chat_template, max_input_tokens=96)
+    builder = PromptBuilder(
+        tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=chat_template, max_input_tokens=96
+    )
     prompt = builder.build(LONG_INPUT)
     text = tokenizer.decode(prompt.input_ids)
     assert prompt.truncated
@@ -70,13 +72,17 @@ def test_decoded_prediction_never_contains_the_prompt(tokenizer) -> None:
     prompt = builder.build(LONG_INPUT)
     answer = tokenizer("The adapters work.", add_special_tokens=False).input_ids
     sequence = torch.tensor([prompt.input_ids + answer + [tokenizer.eos_token_id]])
-    (row,) = generated_token_ids(sequences=sequence, prompt_length=len(prompt.input_ids), stop_ids={tokenizer.eos_token_id})
+    (row,) = generated_token_ids(
+        sequences=sequence, prompt_length=len(prompt.input_ids), stop_ids={tokenizer.eos_token_id}
+    )
     assert tokenizer.decode(row, skip_special_tokens=True) == "The adapters work."
 
 
 @pytest.mark.parametrize("chat_template", [True, False])
 def test_input_mask_marks_the_input_tokens_and_nothing_else(tokenizer, chat_template: bool) -> None:
-    builder = PromptBuilder(tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=chat_template, max_input_tokens=96)
+    builder = PromptBuilder(
+        tokenizer=tokenizer, instruction=INSTRUCTION, chat_template=chat_template, max_input_tokens=96
+    )
     for text in ("Adapters learn less and forget less.", LONG_INPUT, "Summarize the following scientific abstract"):
         prompt = builder.build(text)
         mask = builder.input_mask(prompt)

@@ -13,8 +13,9 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from lora_study.config import precision_options
 from lora_study.evaluate import score
-from lora_study.io import read_json, read_jsonl, write_jsonl
+from lora_study.io import read_jsonl, write_jsonl
 from lora_study.quantise import benchmark_latency, load_at_precision, predict_at_precision, weight_bytes
+from lora_study.results import read_result
 
 CPU = {"device": "cpu", "dtype": "auto"}
 INT4 = {"int4": {"quant_type": "nf4", "compute_dtype": "auto", "double_quant": False}}
@@ -32,7 +33,9 @@ def linear_layers(model: nn.Module) -> dict[str, nn.Module]:
 def eval_file(tmp_path: Path) -> Path:
     rows = [
         {"id": f"ex{i}", "input": text, "reference": "A short summary of the text."}
-        for i, text in enumerate(["The cat sat on the mat.", "Language models " * 12, "A third abstract, briefly.", "Four."])
+        for i, text in enumerate(
+            ["The cat sat on the mat.", "Language models " * 12, "A third abstract, briefly.", "Four."]
+        )
     ]
     path = tmp_path / "eval.jsonl"
     write_jsonl(path, rows)
@@ -101,29 +104,51 @@ def test_only_int4_has_its_own_options() -> None:
 
 
 LATENCY_FIELDS = {
-    "load_seconds", "weight_bytes", "rss_before_load_bytes", "rss_after_load_bytes", "peak_rss_bytes",
-    "peak_rss_load_bytes", "peak_rss_generate_bytes", "cuda_weight_bytes", "peak_cuda_bytes", "batch_size",
-    "new_tokens", "warmup_runs", "timed_runs", "latency_seconds", "ttft_seconds", "decode_tokens_per_second",
-    "tokens_per_second", "timed_tokens", "timed_seconds",
+    "load_seconds",
+    "weight_bytes",
+    "rss_before_load_bytes",
+    "rss_after_load_bytes",
+    "peak_rss_bytes",
+    "peak_rss_load_bytes",
+    "peak_rss_generate_bytes",
+    "cuda_weight_bytes",
+    "peak_cuda_bytes",
+    "batch_size",
+    "new_tokens",
+    "warmup_runs",
+    "timed_runs",
+    "latency_seconds",
+    "ttft_seconds",
+    "decode_tokens_per_second",
+    "tokens_per_second",
+    "timed_tokens",
+    "timed_seconds",
+    "runs",
+    "warmup",
 }
 
 
 @pytest.mark.parametrize("precision", ["full", "int8", "int4"])
-def test_latency_file_has_every_field_and_the_raw_runs(tiny_model_dir: Path, eval_file: Path, tmp_path: Path, precision: str) -> None:
+def test_latency_file_has_every_field_and_the_raw_runs(
+    tiny_model_dir: Path, eval_file: Path, tmp_path: Path, precision: str
+) -> None:
     path = tmp_path / precision / "latency.json"
     config = {"model": CPU, "prompt": PROMPT, "latency": LATENCY}
     benchmark_latency(
-        model_dir=tiny_model_dir, eval_path=eval_file, config=config, precision=precision,
-        options=precision_options(precision, INT4), latency_path=path,
+        model_dir=tiny_model_dir,
+        eval_path=eval_file,
+        config=config,
+        precision=precision,
+        options=precision_options(precision, INT4),
+        latency_path=path,
     )
-    result = read_json(path)
-    assert set(result) == {"run", "metrics", "runs", "warmup", "meta"}
+    result = read_result(path)
     metrics = result["metrics"]
     assert set(metrics) == LATENCY_FIELDS
     assert result["run"]["example_ids"] == ["ex0", "ex1", "ex2"]  # the first `examples` of the file
-    assert metrics["warmup_runs"] == len(result["warmup"]) == 1
-    assert metrics["timed_runs"] == len(result["runs"]) == 2 * 2  # 3 examples in batches of 2, 2 repeats
-    assert all(run["new_tokens"] == 4 for run in result["runs"])
+    assert metrics["warmup_runs"] == len(metrics["warmup"]) == 1
+    assert metrics["timed_runs"] == len(metrics["runs"]) == 2 * 2  # 3 examples in batches of 2, 2 repeats
+    assert all(run["new_tokens"] == 4 for run in metrics["runs"])
     assert metrics["latency_seconds"]["n"] == 2 * 3
     assert metrics["latency_seconds"]["p50"] <= metrics["latency_seconds"]["p95"] <= metrics["latency_seconds"]["max"]
     assert metrics["timed_tokens"] == 2 * 3 * 4
@@ -138,14 +163,20 @@ def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_fil
     config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": {"batch_size": 2}}
     out = tmp_path / "int8"
     predict_at_precision(
-        model_dir=tiny_model_dir, eval_path=eval_file, config=config, precision="int8", options={},
-        predictions_path=out / "predictions.jsonl", info_path=out / "generation.json",
+        model_dir=tiny_model_dir,
+        eval_path=eval_file,
+        config=config,
+        precision="int8",
+        options={},
+        predictions_path=out / "predictions.jsonl",
+        info_path=out / "generation.json",
     )
     rows = read_jsonl(out / "predictions.jsonl")
     assert [row["id"] for row in rows] == ["ex0", "ex1", "ex2", "ex3"]  # every eval example, not only the timed ones
     assert all(0 <= row["generated_tokens"] <= GENERATION["max_new_tokens"] for row in rows)
-    info = read_json(out / "generation.json")
-    assert info["run"]["variant"] == "int8" and info["meta"]["dtype"] == "int8"
+    info = read_result(out / "generation.json")
+    assert info["run"]["variant"] == "int8" and info["run"]["spec"] is None and info["meta"]["dtype"] == "int8"
     assert info["meta"]["model"]["layer_type"].endswith("Linear8bitLt")
     rouge = score(predictions_path=out / "predictions.jsonl", rouge_path=out / "rouge.json", variant="int8")
     assert rouge["run"]["examples"] == 4 and "rougeL" in rouge["metrics"]["mean"]
+    assert read_result(out / "rouge.json") == rouge

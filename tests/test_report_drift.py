@@ -1,66 +1,125 @@
-"""Tests for lora_study.report_drift: the sections show the summary's numbers and verdicts."""
+"""The drift stage's sections show the summary's numbers and verdicts."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from lora_study.drift_summary import summarise_drift
-from lora_study.report_drift import DriftResult, drift_number, drift_sections, interval_text
+from lora_study.grid import VariantSpec
+from lora_study.report.drift import DriftResult, drift_number, drift_sections, interval_text
 
 TEXTS = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
+LORA = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=8, alpha=16.0, targets="qv")
+FFT = VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-5)
 
 
-def _result(name: str, drift: list[float]) -> DriftResult:
+def drift_metrics(drift: list[float]) -> dict[str, Any]:
+    """drift.json's metrics for per-layer drifts `drift` (layer 0 first)."""
     layers = len(drift)
-    per_layer = [{"layer": i, "cka_debiased": 1 - d, "cka_biased": 1 - d / 2, "cosine_centred": 1 - d / 3,
-                  "cosine_raw": 1.0} for i, d in enumerate(drift)]
-    return DriftResult(name=name, drift={"metrics": {
-        "examples": 40, "layers": layers, "pooling": "mean", "tokens": "input", "per_layer": per_layer,
-        "drift_per_layer": drift, "mean_drift": sum(drift[1:]) / (layers - 1), "mean_over": f"layers 1-{layers - 1}",
-        "baselines": {"self": {"cka_debiased": [1.0] * layers, "cka_biased": [1.0] * layers},
-                      "shuffled": {"cka_debiased": [0.01] * layers, "cka_biased": [0.6] * layers}},
+    per_layer = [
+        {"layer": i, "cka_debiased": 1 - d, "cka_biased": 1 - d / 2, "cosine_centred": 1 - d / 3, "cosine_raw": 1.0}
+        for i, d in enumerate(drift)
+    ]
+    return {
+        "examples": 40,
+        "layers": layers,
+        "pooling": "mean",
+        "tokens": "input",
+        "per_layer": per_layer,
+        "drift_per_layer": drift,
+        "mean_drift": sum(drift[1:]) / (layers - 1),
+        "mean_over": f"layers 1-{layers - 1}",
+        "baselines": {
+            "self": {"cka_debiased": [1.0] * layers, "cka_biased": [1.0] * layers},
+            "shuffled": {"cka_debiased": [0.01] * layers, "cka_biased": [0.6] * layers},
+        },
         "matrix": {"debiased": [[1 - abs(i - j) / layers for j in range(layers)] for i in range(layers)]},
-        "forgetting": {"in_domain": TEXTS, "general": {"per_text_nll": [11.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}},
-    }})
+        "forgetting": {
+            "in_domain": TEXTS,
+            "general": {"per_text_nll": [11.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]},
+        },
+    }
 
 
-def _summary(results: list[DriftResult]) -> dict:
+def _result(spec: VariantSpec, drift: list[float]) -> DriftResult:
+    return DriftResult(
+        name=spec.name, drift={"run": {"variant": spec.name, "spec": spec.to_dict()}, "metrics": drift_metrics(drift)}
+    )
+
+
+def _summary(results: list[DriftResult]) -> tuple[dict, dict]:
     rng = np.random.default_rng(0)
     base = [rng.normal(size=(40, 6)) for _ in range(3)]
-    variants = {r.name: (r.metrics, [b + amount * rng.normal(size=b.shape) for b, amount in zip(base, (0.0, 0.1, 0.2) if "lora" in r.name else (0.0, 1.0, 2.0))])
-                for r in results}
-    comparisons = {"run": {"metric": "rougeL"}, "comparisons": [
-        {"a": "base", "b": "lora-r8-qv-n4", "difference": {"mean": 0.01, "low": -0.02, "high": 0.04}},
-        {"a": "base", "b": "fft-n4", "difference": {"mean": 0.05, "low": 0.01, "high": 0.09}},
-        {"a": "lora-r8-qv-n4", "b": "fft-n4", "difference": {"mean": 0.04, "low": 0.01, "high": 0.07},
-         "quality_gap": {"max_gap": 0.03, "holds": False}},
-    ]}
-    summary = summarise_drift(base_features=base, base_forgetting={"in_domain": TEXTS, "general": TEXTS},
-                              variants=variants, comparisons=comparisons,
-                              settings={"criterion": 0.2, "resamples": 300, "seed": 0, "confidence": 0.95,
-                                        "include_embeddings": False, "max_quality_gap": 0.03})
+    variants = {
+        r.name: (
+            r.drift["run"]["spec"],
+            r.metrics,
+            [
+                b + amount * rng.normal(size=b.shape)
+                for b, amount in zip(base, (0.0, 1.0, 2.0) if r.is_fft else (0.0, 0.1, 0.2), strict=True)
+            ],
+        )
+        for r in results
+    }
+    comparisons = {
+        "run": {"metric": "rougeL"},
+        "metrics": {
+            "comparisons": [
+                {"a": "base", "b": "lora-r8-qv-n4", "difference": {"mean": 0.01, "low": -0.02, "high": 0.04}},
+                {"a": "base", "b": "fft-n4", "difference": {"mean": 0.05, "low": 0.01, "high": 0.09}},
+                {
+                    "a": "lora-r8-qv-n4",
+                    "b": "fft-n4",
+                    "difference": {"mean": 0.04, "low": 0.01, "high": 0.07},
+                    "quality_gap": {"max_gap": 0.03, "holds": False},
+                },
+            ]
+        },
+    }
+    summary = summarise_drift(
+        base_features=base,
+        base_forgetting={"in_domain": TEXTS, "general": TEXTS},
+        variants=variants,
+        comparisons=comparisons,
+        settings={
+            "criterion": 0.2,
+            "resamples": 300,
+            "seed": 0,
+            "confidence": 0.95,
+            "include_embeddings": False,
+            "max_quality_gap": 0.03,
+        },
+    )
     return summary, comparisons
 
 
 def test_sections_show_intervals_verdicts_forgetting_and_the_frontier() -> None:
-    results = [_result("lora-r8-qv-n4-s1", [0.0, 0.05, 0.1]), _result("fft-n4-s1", [0.0, 0.2, 0.4])]
+    results = [_result(LORA, [0.0, 0.05, 0.1]), _result(FFT, [0.0, 0.2, 0.4])]
     summary, comparisons = _summary(results)
     sections = {s.anchor: s for s in drift_sections(results=results, summary=summary, comparisons=comparisons)}
     assert set(sections) == {"drift", "cka-matrices", "forgetting", "learning-forgetting"}
     drift = sections["drift"].body
     assert "<svg" in drift and "example&#x27;s own input tokens" in drift
-    lora = summary["groups"]["lora-r8-qv-n4"]
+    lora = summary["metrics"]["groups"]["lora-r8-qv-n4"]
     assert interval_text(lora["mean_drift"]) in drift  # the summary's interval, not a recomputation
-    (verdict,) = summary["verdicts"]
+    (verdict,) = summary["metrics"]["verdicts"]
     assert verdict["drift"] == "holds" and verdict["quality"]["outcome"] == "not shown" and not verdict["holds"]
     assert "criterion not supported" in drift and "layer 0, the embedding lookup, left out" in drift
     forgetting = sections["forgetting"].body
     # LoRA's general-text cross-entropy rose by 1 nat over 15 tokens against the base.
-    assert f'{lora["forgetting"]["general"]["estimate"]:+.4f}' == "+0.0667" and "+0.0667" in forgetting
+    assert f"{lora['forgetting']['general']['estimate']:+.4f}" == "+0.0667" and "+0.0667" in forgetting
     learning = sections["learning-forgetting"].body
     assert "<svg" in learning and "(frontier)" in learning
 
 
+def test_full_fine_tuning_is_told_by_its_spec_not_its_name() -> None:
+    fft = _result(FFT, [0.0, 0.2, 0.4])
+    renamed = DriftResult(name="my-run", drift=fft.drift)
+    assert renamed.is_fft and not _result(LORA, [0.0, 0.1, 0.2]).is_fft
+
+
 def test_nothing_without_trained_variants_and_small_drifts_keep_digits() -> None:
-    assert drift_sections(results=[], summary=None, comparisons=None) == []
+    assert drift_sections(results=[], summary=None, comparisons={"run": {}, "metrics": {}}) == []
     assert drift_number(0.00012346) == "1.235e-04" and drift_number(0.0123) == "0.0123"

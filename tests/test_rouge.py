@@ -20,7 +20,7 @@ def test_equals_rouge_score_package() -> None:
     references = [r for _, r in PAIRS]
     ours = score_examples(predictions=predictions, references=references)
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    for (prediction, reference), mine in zip(PAIRS, ours):
+    for (prediction, reference), mine in zip(PAIRS, ours, strict=True):
         theirs = scorer.score(split_sentences(reference), split_sentences(prediction))
         for kind in ROUGE_TYPES:
             assert mine[kind]["fmeasure"] == pytest.approx(theirs[kind].fmeasure, abs=1e-12)
@@ -102,9 +102,10 @@ def test_rouge_result_keeps_the_headline_keys_and_adds_unstemmed() -> None:
         {"id": "a", "prediction": "models adapting", "reference": "model adapts"},
         {"id": "b", "prediction": "the cat sat", "reference": "the cat ran"},
     ]
-    result = rouge_result(rows=rows, variant="base", predictions_file="p.jsonl")
+    result = rouge_result(rows=rows, variant="base", spec=None, predictions_file="p.jsonl")
+    assert list(result) == ["run", "metrics"] and result["run"]["spec"] is None
     assert result["run"]["stemmer"].startswith("porter") and "evaluate" in result["run"]["unstemmed"]
-    first, second = result["per_example"]
+    first, second = result["metrics"]["per_example"]
     assert first["id"] == "a" and first["rouge1"]["fmeasure"] == pytest.approx(1.0)  # headline: stemmed
     assert first["unstemmed"]["rouge1"]["fmeasure"] == 0.0
     assert second["unstemmed"]["rougeL"]["fmeasure"] == pytest.approx(2 / 3) == second["rougeL"]["fmeasure"]

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from lora_study.config import overlay
 from lora_study.data import load_split
 from lora_study.io import read_json, write_jsonl
 
@@ -42,10 +43,14 @@ SLURM_TOOLS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "sc
 # Settings a one-node cluster without accounting needs (README, "Running on a cluster"),
 # and a short first status check so that the test does not idle.
 SLURM_ARGS = (
-    "--executor", "slurm",
-    "--workflow-profile", str(PROFILE),
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--executor",
+    "slurm",
+    "--workflow-profile",
+    str(PROFILE),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
     "--keep-going",
 )
@@ -92,8 +97,16 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
 
 def snakemake(workdir: Path, configfile: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        *args, "--configfile", str(configfile),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+        "--configfile",
+        str(configfile),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     result.output = result.stdout + result.stderr  # type: ignore[attr-defined]
@@ -140,7 +153,11 @@ def job_stats(output: str) -> dict[str, int]:
 
 
 def run_on_slurm(
-    number: int, workdir: Path, configfile: Path, env: dict[str, str], run_args: tuple[str, ...],
+    number: int,
+    workdir: Path,
+    configfile: Path,
+    env: dict[str, str],
+    run_args: tuple[str, ...],
     capsys: pytest.CaptureFixture,
 ) -> tuple[subprocess.CompletedProcess, list[tuple[str, str, Path]], dict[str, str]]:
     """One workflow run through the executor: its output (kept as run<number>.out beside the
@@ -149,8 +166,13 @@ def run_on_slurm(
     (workdir.parent / f"run{number}.out").write_text(result.output)
     jobs = submitted_jobs(result.output)
     states = {slurm_id: slurm_state(slurm_id, env) for _, slurm_id, _ in jobs}
-    show(capsys, [f"SLURM run {number} (exit {result.returncode}): {rule} -> SLURM job {slurm_id} ({states[slurm_id]})"
-                  for rule, slurm_id, _ in jobs])
+    show(
+        capsys,
+        [
+            f"SLURM run {number} (exit {result.returncode}): {rule} -> SLURM job {slurm_id} ({states[slurm_id]})"
+            for rule, slurm_id, _ in jobs
+        ],
+    )
     return result, jobs, states
 
 
@@ -177,11 +199,30 @@ def show(capsys: pytest.CaptureFixture, lines: list[str]) -> None:
         print("\n" + "\n".join(lines), flush=True)
 
 
-GPU_RULES = {"generate_predictions", "generate_variant_predictions", "train_adapter", "train_full",
-             "generate_quant_predictions", "measure_latency", "measure_base_features", "measure_drift", "mitigate_intruders"}
-CPU_RULES = {"prepare_model", "make_subsets", "make_heldout_text", "make_drift_prompts", "make_general_text",
-             "count_adapter_parameters", "compare_variants", "score_rouge", "measure_weight_drift", "summarise_drift",
-             "build_report"}
+GPU_RULES = {
+    "generate_predictions",
+    "generate_variant_predictions",
+    "train_adapter",
+    "train_full",
+    "generate_quant_predictions",
+    "measure_latency",
+    "measure_base_features",
+    "measure_drift",
+    "mitigate_intruders",
+}
+CPU_RULES = {
+    "prepare_model",
+    "make_subsets",
+    "make_heldout_text",
+    "make_drift_prompts",
+    "make_general_text",
+    "count_adapter_parameters",
+    "compare_variants",
+    "score_rouge",
+    "measure_weight_drift",
+    "summarise_drift",
+    "build_report",
+}
 
 
 def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:
@@ -192,9 +233,11 @@ def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:
     for rule, resources in profile["set-resources"].items():
         assert {"cpus_per_task", "mem_mb", "runtime"} <= set(resources), rule
         assert (resources.get("gpu", 0) >= 1) == (rule in GPU_RULES), rule
-    assert GPU_RULES | CPU_RULES == set(profile["set-resources"])
+    assert set(profile["set-resources"]) == GPU_RULES | CPU_RULES
     env = {name: value for name, value in os.environ.items() if name != "SLURM_CONF"}
-    dry = snakemake(tmp_path, REPO / "configs" / "tiny.yaml", env, "-n", "--workflow-profile", str(PROFILE), "report.html")
+    dry = snakemake(
+        tmp_path, REPO / "configs" / "tiny.yaml", env, "-n", "--workflow-profile", str(PROFILE), "report.html"
+    )
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
     assert {"prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report"} <= set(plan)
@@ -203,7 +246,8 @@ def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:
             continue  # a rule added since: its own resources, else the profile's defaults
         wanted = profile["set-resources"][rule]
         assert {key: resources.get(key) for key in ("cpus_per_task", "mem_mb", "runtime")} == {
-            key: str(wanted[key]) for key in ("cpus_per_task", "mem_mb", "runtime")}, rule
+            key: str(wanted[key]) for key in ("cpus_per_task", "mem_mb", "runtime")
+        }, rule
         assert resources.get("gpu") == ("1" if rule in GPU_RULES else None), rule
 
 
@@ -214,11 +258,18 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     write_papers(papers, broken_row=BAD_ROW)
     # The tests' tiny config, on a local copy of the same aclsum papers: a data file a user
     # got wrong is the job that fails, no switch in the workflow needed.
-    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    config = overlay(
+        yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    )
     config["data"].update(
         dataset="local",
-        local={"train_file": str(papers), "eval_file": str(papers), "id_field": "id",
-               "input_field": "input", "reference_field": "reference"},
+        local={
+            "train_file": str(papers),
+            "eval_file": str(papers),
+            "id_field": "id",
+            "input_field": "input",
+            "reference_field": "reference",
+        },
     )
     configfile = tmp_path / "tiny-local.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -238,7 +289,9 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert first.returncode != 0, first.output[-4000:]
     submitted = {rule for rule, _, _ in first_jobs}
     assert {"prepare_model", "make_subsets"} <= submitted, first.output[-4000:]
-    assert not submitted & {"generate_predictions", "train_adapter", "score_rouge", "build_report"}, "they need the subsets"
+    assert not submitted & {"generate_predictions", "train_adapter", "score_rouge", "build_report"}, (
+        "they need the subsets"
+    )
     for rule, slurm_id, slurm_log in first_jobs:
         if rule != "make_subsets":
             assert first_states[slurm_id] == "COMPLETED", (rule, slurm_id)
@@ -266,7 +319,9 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert missing.returncode == 0, missing.output[-4000:]
     expected = job_stats(missing.output)
     everything = job_stats(dry.output)
-    assert expected == {rule: n - completed.get(rule, 0) for rule, n in everything.items() if n > completed.get(rule, 0)}
+    assert expected == {
+        rule: n - completed.get(rule, 0) for rule, n in everything.items() if n > completed.get(rule, 0)
+    }
     assert "prepare_model" not in expected
 
     second, second_jobs, second_states = run_on_slurm(2, workdir, configfile, env, run_args, capsys)

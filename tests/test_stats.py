@@ -27,7 +27,7 @@ def scores(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0.1, 0.5, size=n)
 
 
-def decide(comparison, alpha: float = 0.05) -> tuple[bool, str]:  # noqa: ANN001
+def decide(comparison, alpha: float = 0.05) -> tuple[bool, str]:
     """A lone comparison: its raw p is the decision's p."""
     return verdict(comparison, p_adjusted=comparison.p_value, holm=False, family="alone", alpha=alpha)
 
@@ -104,7 +104,7 @@ def test_near_constant_data_fall_back_to_bca() -> None:
     assert bootstrap_ci(scores(20), resamples=2000, seed=0).method == STUDENTISED
 
 
-def _coverage(draw, truth: float, *, datasets: int = 2000, resamples: int = 1000, n: int = 20) -> float:  # noqa: ANN001
+def _coverage(draw, truth: float, *, datasets: int = 2000, resamples: int = 1000, n: int = 20) -> float:
     rng = np.random.default_rng(2024)
     hits = 0
     for _ in range(datasets // 100):  # 100 datasets at a time: ~16 MB of resamples

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import random
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
 from peft import PeftModel
 
-import math
-import random
-
-from lora_study.adapters import (
-    VariantSpec,
-    adapter_scaling,
-    attach_adapter,
-    count_parameters,
-    expand_grid,
-    lora_config,
-    lora_scaling,
-    parameter_table,
-    target_modules,
-)
+from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters, lora_config, parameter_table
 from lora_study.data import Example
-from lora_study.io import write_json
-from lora_study.modeling import MANIFEST, load_model, load_tokenizer
+from lora_study.grid import VariantSpec, expand_grid, lora_scaling, target_modules
+from lora_study.io import MANIFEST, write_json
+from lora_study.modeling import load_model, load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.training import (
     IGNORE,
@@ -35,20 +26,35 @@ from lora_study.training import (
     make_item,
     megabatch_batches,
     padding_share,
+    peak_memory_bytes,
     target_loss_sum,
     train_loop,
 )
 
-SETTINGS = {"epochs": 1, "batch_size": 2, "megabatch": 1, "grad_accumulation": 1, "warmup_ratio": 0.0,
-            "schedule": "constant", "weight_decay": 0.0, "max_grad_norm": 1.0}
+SETTINGS = {
+    "epochs": 1,
+    "batch_size": 2,
+    "megabatch": 1,
+    "grad_accumulation": 1,
+    "warmup_ratio": 0.0,
+    "schedule": "constant",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+}
 EXAMPLES = [
-    Example(id=str(i), input=f"Abstract {i}: " + "we study adapters and ranks. " * (i + 1), reference=(f"Summary {i}: " + "adapters work. " * (2 * i + 1)).strip())
+    Example(
+        id=str(i),
+        input=f"Abstract {i}: " + "we study adapters and ranks. " * (i + 1),
+        reference=(f"Summary {i}: " + "adapters work. " * (2 * i + 1)).strip(),
+    )
     for i in range(4)
 ]
 
 
 def lora_spec(rank: int = 4, kind: str = "lora", dropout: float = 0.0) -> VariantSpec:
-    return VariantSpec(kind=kind, train_size=4, seed=7, learning_rate=1e-2, rank=rank, alpha=2.0 * rank, dropout=dropout, targets="qv")
+    return VariantSpec(
+        kind=kind, train_size=4, seed=7, learning_rate=1e-2, rank=rank, alpha=2.0 * rank, dropout=dropout, targets="qv"
+    )
 
 
 @pytest.fixture()
@@ -66,7 +72,7 @@ def fresh(tiny_model_dir: Path):
 
 def test_labels_mask_every_prompt_and_padding_position(tiny, tiny_model_dir: Path) -> None:
     tokenizer, builder, items = tiny
-    for item, example in zip(items, EXAMPLES):
+    for item, example in zip(items, EXAMPLES, strict=True):
         prompt_length = len(builder.build(example.input).input_ids)
         assert all(label == IGNORE for label in item.labels[:prompt_length])
         assert item.labels[prompt_length:] == item.input_ids[prompt_length:]
@@ -120,18 +126,25 @@ def test_smollm2_parameter_table_matches_known_counts(tmp_path: Path) -> None:
     """SmolLM2-135M's shapes (no weights needed): r=8 on q,v is 460,800 parameters."""
     from transformers import LlamaConfig
 
-    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     config.architectures = ["LlamaForCausalLM"]
     config.save_pretrained(tmp_path)
     write_json(tmp_path / MANIFEST, {"weights": "."})
     table = parameter_table(model_dir=tmp_path, ranks=[4, 8], presets=["qv", "all-linear"])
-    counts = {(row["targets"], row["rank"]): row["trainable_parameters"] for row in table["rows"]}
+    counts = {(row["targets"], row["rank"]): row["trainable_parameters"] for row in table["metrics"]["rows"]}
     assert counts[("qv", 8)] == 460_800 == 30 * 8 * ((576 + 576) + (576 + 192))
     assert counts[("qv", 4)] * 2 == counts[("qv", 8)]
     per_layer_all = (576 + 576) + 2 * (576 + 192) + (576 + 576) + 2 * (576 + 1536) + (1536 + 576)
     assert counts[("all-linear", 8)] == 30 * 8 * per_layer_all
-    row = next(r for r in table["rows"] if (r["targets"], r["rank"]) == ("qv", 8))
+    row = next(r for r in table["metrics"]["rows"] if (r["targets"], r["rank"]) == ("qv", 8))
     assert row["total_parameters"] == 134_515_008 + 460_800
 
 
@@ -141,7 +154,15 @@ def test_same_seed_gives_identical_weights_and_other_seed_does_not(tiny, tiny_mo
     def run(seed: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(seed)
         model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec(dropout=0.1))
-        train_loop(model=model, items=items, settings=SETTINGS, learning_rate=1e-2, seed=seed, pad_id=tokenizer.pad_token_id, device="cpu")
+        train_loop(
+            model=model,
+            items=items,
+            settings=SETTINGS,
+            learning_rate=1e-2,
+            seed=seed,
+            pad_id=tokenizer.pad_token_id,
+            device="cpu",
+        )
         return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
 
     first, second, other = run(3), run(3), run(4)
@@ -155,14 +176,34 @@ def test_lora_leaves_base_weights_untouched_and_fft_changes_them(tiny, tiny_mode
     reference = {k: v.clone() for k, v in fresh(tiny_model_dir).state_dict().items()}
 
     lora = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
-    train_loop(model=lora, items=items, settings=SETTINGS, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
-    merged_free = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in lora.state_dict().items() if "lora_" not in k}
+    train_loop(
+        model=lora,
+        items=items,
+        settings=SETTINGS,
+        learning_rate=1e-2,
+        seed=1,
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+    )
+    merged_free = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v
+        for k, v in lora.state_dict().items()
+        if "lora_" not in k
+    }
     assert merged_free.keys() == reference.keys()
     assert all(torch.equal(merged_free[k], reference[k]) for k in reference)
     assert any((v != 0).any() for k, v in lora.state_dict().items() if "lora_B" in k)
 
     full = fresh(tiny_model_dir)
-    train_loop(model=full, items=items, settings=SETTINGS, learning_rate=1e-3, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    train_loop(
+        model=full,
+        items=items,
+        settings=SETTINGS,
+        learning_rate=1e-3,
+        seed=1,
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+    )
     changed = [k for k, v in full.state_dict().items() if not torch.equal(v, reference[k])]
     assert "model.layers.0.self_attn.q_proj.weight" in changed and "model.layers.1.mlp.down_proj.weight" in changed
 
@@ -170,7 +211,15 @@ def test_lora_leaves_base_weights_untouched_and_fft_changes_them(tiny, tiny_mode
 def test_saved_adapter_reloads_with_peft_and_gives_the_same_logits(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
     tokenizer, _, items = tiny
     model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
-    train_loop(model=model, items=items, settings=SETTINGS, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    train_loop(
+        model=model,
+        items=items,
+        settings=SETTINGS,
+        learning_rate=1e-2,
+        seed=1,
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+    )
     batch = collate(items, pad_id=tokenizer.pad_token_id, device="cpu")
     with torch.no_grad():
         before = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -215,7 +264,15 @@ def test_variants_are_peft_flags_and_train(kind: str, tiny, tiny_model_dir: Path
     config = lora_config(lora_spec(kind=kind))
     assert config.use_dora == (kind == "dora") and config.use_rslora == (kind == "rslora")
     model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec(kind=kind))
-    records = train_loop(model=model, items=items, settings=SETTINGS, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    records = train_loop(
+        model=model,
+        items=items,
+        settings=SETTINGS,
+        learning_rate=1e-2,
+        seed=1,
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+    )
     assert len(records) == 2 and all(torch.isfinite(torch.tensor(r.loss)) for r in records)
 
 
@@ -254,11 +311,17 @@ def test_megabatches_sort_by_length_within_and_pad_far_less_than_random_batches(
     order = list(range(len(lengths)))
     rng.shuffle(order)
     shuffled = [order[i : i + 4] for i in range(0, len(order), 4)]
-    ours, random_share = padding_share(lengths=lengths, batches=batches), padding_share(lengths=lengths, batches=shuffled)
+    ours, random_share = (
+        padding_share(lengths=lengths, batches=batches),
+        padding_share(lengths=lengths, batches=shuffled),
+    )
     assert ours < 0.5 * random_share
     # One megabatch spanning the whole set is the former global sort: batches do not overlap in length.
-    whole = sorted(megabatch_batches(lengths=lengths, batch_size=4, megabatch=100, seed=3), key=lambda b: min(lengths[i] for i in b))
-    assert all(max(lengths[i] for i in a) <= min(lengths[i] for i in b) for a, b in zip(whole, whole[1:]))
+    whole = sorted(
+        megabatch_batches(lengths=lengths, batch_size=4, megabatch=100, seed=3),
+        key=lambda b: min(lengths[i] for i in b),
+    )
+    assert all(max(lengths[i] for i in a) <= min(lengths[i] for i in b) for a, b in pairwise(whole))
     assert padding_share(lengths=lengths, batches=whole) < ours
 
 
@@ -273,10 +336,16 @@ def test_learning_rate_factor_warms_up_from_above_zero_and_decays() -> None:
     assert factors[4:] == pytest.approx([6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7, 1 / 7])
     cosine = [learning_rate_factor(step=s, warmup_steps=0, total_steps=4, schedule="cosine") for s in range(4)]
     assert cosine == pytest.approx([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 + 0.5 * math.cos(3 * math.pi / 4)])
-    assert [learning_rate_factor(step=s, warmup_steps=1, total_steps=3, schedule="constant") for s in range(3)] == [0.5, 1.0, 1.0]
+    assert [learning_rate_factor(step=s, warmup_steps=1, total_steps=3, schedule="constant") for s in range(3)] == [
+        0.5,
+        1.0,
+        1.0,
+    ]
 
 
-def test_logged_learning_rate_is_the_one_each_step_used(tiny, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logged_learning_rate_is_the_one_each_step_used(
+    tiny, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tokenizer, _, items = tiny
     used: list[float] = []
     original = torch.optim.AdamW.step
@@ -288,10 +357,20 @@ def test_logged_learning_rate_is_the_one_each_step_used(tiny, tiny_model_dir: Pa
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
     settings = {**SETTINGS, "epochs": 3, "batch_size": 1, "warmup_ratio": 0.25, "schedule": "linear"}
     model = attach_adapter(model=fresh(tiny_model_dir), spec=lora_spec())
-    records = train_loop(model=model, items=items, settings=settings, learning_rate=1e-2, seed=1, pad_id=tokenizer.pad_token_id, device="cpu")
+    records = train_loop(
+        model=model,
+        items=items,
+        settings=settings,
+        learning_rate=1e-2,
+        seed=1,
+        pad_id=tokenizer.pad_token_id,
+        device="cpu",
+    )
     assert len(records) == len(used) == 12
     assert [r.learning_rate for r in records] == used
-    expected = [1e-2 * learning_rate_factor(step=s, warmup_steps=3, total_steps=12, schedule="linear") for s in range(12)]
+    expected = [
+        1e-2 * learning_rate_factor(step=s, warmup_steps=3, total_steps=12, schedule="linear") for s in range(12)
+    ]
     assert used == pytest.approx(expected)
     assert used[0] == pytest.approx(1e-2 / 4) and used[3] == pytest.approx(1e-2) and min(used) > 0
 
@@ -299,8 +378,15 @@ def test_logged_learning_rate_is_the_one_each_step_used(tiny, tiny_model_dir: Pa
 def test_grid_names_and_alpha() -> None:
     training = {
         "seeds": [1, 2],
-        "lora": {"variants": ["lora", "dora"], "ranks": [8, 32], "alpha_ratio": 2, "alpha": None, "dropout": 0.05,
-                 "targets": ["qv", ["q_proj", "k_proj"]], "learning_rate": 2e-4},
+        "lora": {
+            "variants": ["lora", "dora"],
+            "ranks": [8, 32],
+            "alpha_ratio": 2,
+            "alpha": None,
+            "dropout": 0.05,
+            "targets": ["qv", ["q_proj", "k_proj"]],
+            "learning_rate": 2e-4,
+        },
         "fft": {"enabled": True, "learning_rate": 2e-5},
     }
     grid = expand_grid(training=training, train_sizes=[100, 300])
@@ -308,7 +394,10 @@ def test_grid_names_and_alpha() -> None:
     assert grid["lora-r8-qv-n100-s1"].alpha == 16.0 and grid["dora-r32-q_proj+k_proj-n300-s2"].alpha == 64.0
     assert grid["fft-n300-s2"].learning_rate == 2e-5
     assert target_modules("q_proj+k_proj") == ["q_proj", "k_proj"]
-    fixed = expand_grid(training={**training, "lora": {**training["lora"], "alpha": 16, "variants": ["lora", "rslora"]}}, train_sizes=[100])
+    fixed = expand_grid(
+        training={**training, "lora": {**training["lora"], "alpha": 16, "variants": ["lora", "rslora"]}},
+        train_sizes=[100],
+    )
     assert {spec.alpha for spec in fixed.values() if spec.is_lora} == {16.0}
     assert VariantSpec.from_dict(grid["lora-r8-qv-n100-s1"].to_dict()) == grid["lora-r8-qv-n100-s1"]
 
@@ -316,15 +405,24 @@ def test_grid_names_and_alpha() -> None:
 def test_rslora_keeps_one_alpha_at_every_rank_and_plain_lora_keeps_alpha_2r() -> None:
     training = {
         "seeds": [1],
-        "lora": {"variants": ["lora", "rslora"], "ranks": [4, 8, 32, 64], "alpha_ratio": 2, "rslora_alpha": 8, "alpha": None,
-                 "dropout": 0.05, "targets": ["qv"], "learning_rate": 2e-4},
+        "lora": {
+            "variants": ["lora", "rslora"],
+            "ranks": [4, 8, 32, 64],
+            "alpha_ratio": 2,
+            "rslora_alpha": 8,
+            "alpha": None,
+            "dropout": 0.05,
+            "targets": ["qv"],
+            "learning_rate": 2e-4,
+        },
         "fft": {"enabled": False, "learning_rate": 2e-5},
     }
     grid = expand_grid(training=training, train_sizes=[100])
     assert {spec.alpha for spec in grid.values() if spec.kind == "rslora"} == {8.0}
     # Plain LoRA's specs (and so its jobs' params) are what they were: alpha = 2r, same names.
-    assert grid["lora-r8-qv-n100-s1"] == VariantSpec(kind="lora", train_size=100, seed=1, learning_rate=2e-4, rank=8,
-                                                     alpha=16.0, dropout=0.05, targets="qv")
+    assert grid["lora-r8-qv-n100-s1"] == VariantSpec(
+        kind="lora", train_size=100, seed=1, learning_rate=2e-4, rank=8, alpha=16.0, dropout=0.05, targets="qv"
+    )
     assert {lora_scaling(kind=s.kind, rank=s.rank, alpha=s.alpha) for s in grid.values() if s.kind == "lora"} == {2.0}
     assert lora_scaling(kind="rslora", rank=64, alpha=8.0) == 1.0
 
@@ -332,12 +430,40 @@ def test_rslora_keeps_one_alpha_at_every_rank_and_plain_lora_keeps_alpha_2r() ->
 def test_rslora_scaling_as_peft_applies_it_follows_one_alpha_at_every_rank(tiny_model_dir: Path) -> None:
     """What ran: PEFT's scaling is alpha/sqrt(r) with the same alpha at every rank (rsLoRA's
     rank-stable rule), where alpha = 2r would have grown it as 2 sqrt(r)."""
-    training = {"seeds": [1], "lora": {"variants": ["lora", "rslora"], "ranks": [2, 8, 32], "alpha_ratio": 2, "rslora_alpha": 8,
-                                      "alpha": None, "dropout": 0.0, "targets": ["qv"], "learning_rate": 1e-3},
-                "fft": {"enabled": False, "learning_rate": 1e-5}}
-    applied = {(spec.kind, spec.rank): adapter_scaling(attach_adapter(model=fresh(tiny_model_dir), spec=spec))
-               for spec in expand_grid(training=training, train_sizes=[4]).values()}
+    training = {
+        "seeds": [1],
+        "lora": {
+            "variants": ["lora", "rslora"],
+            "ranks": [2, 8, 32],
+            "alpha_ratio": 2,
+            "rslora_alpha": 8,
+            "alpha": None,
+            "dropout": 0.0,
+            "targets": ["qv"],
+            "learning_rate": 1e-3,
+        },
+        "fft": {"enabled": False, "learning_rate": 1e-5},
+    }
+    applied = {
+        (spec.kind, spec.rank): adapter_scaling(attach_adapter(model=fresh(tiny_model_dir), spec=spec))
+        for spec in expand_grid(training=training, train_sizes=[4]).values()
+    }
     assert [applied["rslora", r] * math.sqrt(r) for r in (2, 8, 32)] == pytest.approx([8.0, 8.0, 8.0])
-    assert [applied["rslora", r] for r in (2, 8, 32)] == pytest.approx([8 / math.sqrt(2), 8 / math.sqrt(8), 8 / math.sqrt(32)])
+    assert [applied["rslora", r] for r in (2, 8, 32)] == pytest.approx(
+        [8 / math.sqrt(2), 8 / math.sqrt(8), 8 / math.sqrt(32)]
+    )
     assert [applied["lora", r] for r in (2, 8, 32)] == [2.0, 2.0, 2.0]
     assert adapter_scaling(fresh(tiny_model_dir)) is None
+
+
+@pytest.mark.parametrize(("platform", "maxrss", "expected"), [("linux", 5000, 5000 * 1024), ("darwin", 5000, 5000)])
+def test_peak_memory_reads_ru_maxrss_in_the_platform_unit(
+    monkeypatch: pytest.MonkeyPatch, platform: str, maxrss: int, expected: int
+) -> None:
+    """ru_maxrss is KiB on Linux and bytes on macOS (where /proc/self/status is absent)."""
+    import lora_study.latency as latency
+
+    monkeypatch.setattr(latency, "_status_bytes", lambda field: None)
+    monkeypatch.setattr(latency.sys, "platform", platform)
+    monkeypatch.setattr(latency.resource, "getrusage", lambda who: type("Usage", (), {"ru_maxrss": maxrss})())
+    assert peak_memory_bytes("cpu") == {"peak_rss_bytes": expected}

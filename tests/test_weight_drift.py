@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lora_study.adapters import VariantSpec, attach_adapter
-from lora_study.io import read_json
+from lora_study.adapters import attach_adapter
+from lora_study.grid import VariantSpec
 from lora_study.modeling import load_model
+from lora_study.results import read_result
 from lora_study.weight_drift import (
     effective_rank,
     intruder_cosines,
@@ -21,7 +22,13 @@ from lora_study.weight_drift import (
     singular_values,
 )
 
-SETTINGS = {"top_k": 10, "epsilon": 0.5, "epsilon_sweep": [0.1, 0.3, 0.5, 0.7, 0.9], "energy": 0.9, "spectrum_values": 64}
+SETTINGS = {
+    "top_k": 10,
+    "epsilon": 0.5,
+    "epsilon_sweep": [0.1, 0.3, 0.5, 0.7, 0.9],
+    "energy": 0.9,
+    "spectrum_values": 64,
+}
 LORA_SPEC = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
 
 
@@ -63,7 +70,9 @@ def test_effective_rank_counts_energy_not_nonzero_values() -> None:
 def test_a_tiny_perturbation_has_no_intruders() -> None:
     weight = random_weight(64, 64, seed=4)
     tuned = weight + 1e-6 * random_weight(64, 64, seed=5)
-    record = module_drift(name="model.layers.3.self_attn.q_proj", base_weight=weight, tuned_weight=tuned, settings=SETTINGS)
+    record = module_drift(
+        name="model.layers.3.self_attn.q_proj", base_weight=weight, tuned_weight=tuned, settings=SETTINGS
+    )
     assert record["intruders"] == 0 and min(record["max_cosine"]) > 0.99
     assert record["layer"] == 3 and record["kind"] == "q_proj"
     assert record["relative_update_norm"] == pytest.approx(
@@ -88,7 +97,10 @@ def test_an_orthogonal_direction_with_a_large_singular_value_is_exactly_one_intr
     assert record["effective_rank"] == 1 and record["singular_values"][0] == pytest.approx(20.0)
     assert record["base_rank"] == 50 and record["layer"] is None
     # The same direction with a small singular value is not among the top k: no intruder.
-    assert module_drift(name="w", base_weight=weight, tuned_weight=weight + 0.1 * u @ v.T, settings=SETTINGS)["intruders"] == 0
+    assert (
+        module_drift(name="w", base_weight=weight, tuned_weight=weight + 0.1 * u @ v.T, settings=SETTINGS)["intruders"]
+        == 0
+    )
 
 
 def save_tiny_adapter(*, model_dir: Path, folder: Path, random_b: bool) -> Path:
@@ -110,23 +122,28 @@ TARGETED = {f"model.layers.{layer}.self_attn.{kind}" for layer in (0, 1) for kin
 
 def test_an_untrained_adapter_changes_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
     adapter = save_tiny_adapter(model_dir=tiny_model_dir, folder=tmp_path / "adapter", random_b=False)
-    result = measure_weight_drift(spec=LORA_SPEC, model_dir=tiny_model_dir, weights=adapter, settings=SETTINGS,
-                                  out_path=tmp_path / "weights.json")
+    result = measure_weight_drift(
+        spec=LORA_SPEC, model_dir=tiny_model_dir, weights=adapter, settings=SETTINGS, out_path=tmp_path / "weights.json"
+    )
     records = result["metrics"]["modules"]
     assert {r["module"] for r in records} == TARGETED
     for record in records:
         assert record["update_norm"] == 0 and record["relative_update_norm"] == 0
         assert record["effective_rank"] == 0 and record["intruders"] == 0 and record["intruders_sweep"] == [0] * 5
     summary = result["metrics"]["summary"]
-    assert summary["intruders"] == 0 and summary["mean_relative_update_norm"] == 0 and summary["median_effective_rank"] == 0
-    assert read_json(tmp_path / "weights.json")["metrics"]["summary"] == summary
-    assert set(read_json(tmp_path / "weights.json")) == {"run", "metrics", "meta"}
+    assert (
+        summary["intruders"] == 0
+        and summary["mean_relative_update_norm"] == 0
+        and summary["median_effective_rank"] == 0
+    )
+    assert read_result(tmp_path / "weights.json")["metrics"]["summary"] == summary
 
 
 def test_a_tiny_adapter_gives_records_for_exactly_its_targets(tiny_model_dir: Path, tmp_path: Path) -> None:
     adapter = save_tiny_adapter(model_dir=tiny_model_dir, folder=tmp_path / "adapter", random_b=True)
-    result = measure_weight_drift(spec=LORA_SPEC, model_dir=tiny_model_dir, weights=adapter, settings=SETTINGS,
-                                  out_path=tmp_path / "weights.json")
+    result = measure_weight_drift(
+        spec=LORA_SPEC, model_dir=tiny_model_dir, weights=adapter, settings=SETTINGS, out_path=tmp_path / "weights.json"
+    )
     records = {r["module"]: r for r in result["metrics"]["modules"]}
     assert set(records) == TARGETED
     # PEFT's merge, checked against the saved factors: dW = (alpha / r) B A.
@@ -151,8 +168,13 @@ def test_full_fine_tuning_analyses_every_changed_linear(tiny_model_dir: Path, tm
         model.model.layers[0].input_layernorm.weight.add_(0.5)
     model.save_pretrained(tmp_path / "model")
     spec = VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-5)
-    result = measure_weight_drift(spec=spec, model_dir=tiny_model_dir, weights=tmp_path / "model", settings=SETTINGS,
-                                  out_path=tmp_path / "weights.json")
+    result = measure_weight_drift(
+        spec=spec,
+        model_dir=tiny_model_dir,
+        weights=tmp_path / "model",
+        settings=SETTINGS,
+        out_path=tmp_path / "weights.json",
+    )
     records = {r["module"]: r for r in result["metrics"]["modules"]}
     assert set(records) == {"model.layers.1.mlp.down_proj", "model.layers.0.self_attn.k_proj"}
     assert records["model.layers.1.mlp.down_proj"]["effective_rank"] == 1  # adding a constant is rank 1
@@ -167,8 +189,13 @@ def test_a_qlora_adapter_is_merged_into_the_full_precision_base(tiny_model_dir: 
     adapter = save_tiny_adapter(model_dir=tiny_model_dir, folder=tmp_path / "adapter", random_b=True)
     qlora = VariantSpec(kind="qlora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
     records = [
-        measure_weight_drift(spec=spec, model_dir=tiny_model_dir, weights=adapter, settings=SETTINGS,
-                             out_path=tmp_path / f"{spec.kind}.json")["metrics"]["modules"]
+        measure_weight_drift(
+            spec=spec,
+            model_dir=tiny_model_dir,
+            weights=adapter,
+            settings=SETTINGS,
+            out_path=tmp_path / f"{spec.kind}.json",
+        )["metrics"]["modules"]
         for spec in (LORA_SPEC, qlora)
     ]
     assert records[0] == records[1]

@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from lora_study.config import overlay
 from lora_study.io import read_json, read_jsonl
-from lora_study.report_drift import interval_text
+from lora_study.report.drift import interval_text
+from lora_study.results import check_result, read_result
 
 pytestmark = pytest.mark.slow
 EVAL_DIR = "results/eval/smollm2-135m-instruct/aclsum/base"
@@ -33,7 +35,10 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 def tiny_config() -> dict:
-    return yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    """config.yaml with the tiny overlay, as one full config to edit and write out."""
+    return overlay(
+        yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    )
 
 
 def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
@@ -45,11 +50,11 @@ def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
 
 def test_report_has_the_rouge_table_from_the_results(workflow_dir: Path) -> None:
     page = (workflow_dir / "report.html").read_text()
-    rouge = read_json(workflow_dir / EVAL_DIR / "rouge.json")
+    rouge = read_result(workflow_dir / EVAL_DIR / "rouge.json")
     assert "<th>ROUGE-L</th>" in page
     for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
-        assert f'{rouge["metrics"]["mean"][kind]["fmeasure"]:.4f}' in page
-    assert rouge["run"]["examples"] == 4 and len(rouge["per_example"]) == 4
+        assert f"{rouge['metrics']['mean'][kind]['fmeasure']:.4f}" in page
+    assert rouge["run"]["examples"] == 4 and len(rouge["metrics"]["per_example"]) == 4 and rouge["run"]["spec"] is None
 
 
 def test_predictions_hold_only_generated_text(workflow_dir: Path) -> None:
@@ -106,10 +111,46 @@ def test_changed_report_setting_reruns_only_the_report(workflow_dir: Path, tmp_p
 def test_every_rule_logged(workflow_dir: Path) -> None:
     logs = {path.parts[len((workflow_dir / "logs").parts)] for path in (workflow_dir / "logs").rglob("*.log")}
     assert logs == {
-        "prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report.log",
-        "measure_latency", "generate_quant_predictions", "train_adapter", "train_full", "count_adapter_parameters",
-        "compare_variants", "measure_drift", "make_heldout_text", "make_drift_prompts", "make_general_text",
-        "measure_base_features", "summarise_drift", *WEIGHT_RULES,
+        "prepare_model",
+        "make_subsets",
+        "generate_predictions",
+        "score_rouge",
+        "build_report.log",
+        "measure_latency",
+        "generate_quant_predictions",
+        "train_adapter",
+        "train_full",
+        "count_adapter_parameters",
+        "compare_variants",
+        "measure_drift",
+        "make_heldout_text",
+        "make_drift_prompts",
+        "make_general_text",
+        "measure_base_features",
+        "summarise_drift",
+        *WEIGHT_RULES,
+    }
+
+
+def test_every_result_file_is_in_the_result_format(workflow_dir: Path) -> None:
+    results = workflow_dir / "results"
+    # adapter/ and model/ hold Hugging Face and PEFT files in their own formats.
+    paths = [p for p in results.rglob("*.json") if not {"adapter", "model"} & set(p.relative_to(results).parts[:-1])]
+    for path in paths:
+        check_result(read_json(path), source=str(path))
+    # Every stage's kind of result was among them: the walk checked something.
+    assert {p.name for p in paths} >= {
+        "subsets.json",
+        "parameter_counts.json",
+        "train.json",
+        "generation.json",
+        "rouge.json",
+        "latency.json",
+        "comparisons.json",
+        "forgetting.json",
+        "drift.json",
+        "weights.json",
+        "summary.json",
     }
 
 
@@ -122,18 +163,25 @@ def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
     eval_ids = [row["id"] for row in read_jsonl(workflow_dir / "results/data/aclsum/eval.jsonl")]
     for precision in config["quantisation"]["precisions"]:
         folder = workflow_dir / QUANT_DIR / precision
-        latency = read_json(folder / "latency.json")
+        latency = read_result(folder / "latency.json")
         runs = latency_settings["repeats"] * latency_settings["examples"]  # batch size 1
-        assert latency["metrics"]["timed_runs"] == len(latency["runs"]) == runs
-        assert latency["metrics"]["warmup_runs"] == len(latency["warmup"]) == latency_settings["warmup"]
-        assert all(run["new_tokens"] == latency_settings["new_tokens"] for run in latency["runs"])
+        metrics = latency["metrics"]
+        assert metrics["timed_runs"] == len(metrics["runs"]) == runs
+        assert metrics["warmup_runs"] == len(metrics["warmup"]) == latency_settings["warmup"]
+        assert all(run["new_tokens"] == latency_settings["new_tokens"] for run in metrics["runs"])
         assert latency["meta"]["model"]["precision"] == precision
-        rouge = read_json(folder / "rouge.json")
-        assert rouge["run"]["variant"] == precision and [row["id"] for row in rouge["per_example"]] == eval_ids
-        assert read_json(folder / "generation.json")["run"]["variant"] == precision
-    assert read_json(workflow_dir / QUANT_DIR / "full" / "latency.json")["meta"]["dtype"] == "float32"
-    assert read_json(workflow_dir / QUANT_DIR / "int8" / "latency.json")["meta"]["model"]["layer_type"].endswith("Linear8bitLt")
-    assert read_json(workflow_dir / QUANT_DIR / "int4" / "latency.json")["meta"]["model"]["compute_dtype"] == "float32"
+        rouge = read_result(folder / "rouge.json")
+        assert (
+            rouge["run"]["variant"] == precision and [row["id"] for row in rouge["metrics"]["per_example"]] == eval_ids
+        )
+        assert read_result(folder / "generation.json")["run"]["variant"] == precision
+    assert read_result(workflow_dir / QUANT_DIR / "full" / "latency.json")["meta"]["dtype"] == "float32"
+    assert read_result(workflow_dir / QUANT_DIR / "int8" / "latency.json")["meta"]["model"]["layer_type"].endswith(
+        "Linear8bitLt"
+    )
+    assert (
+        read_result(workflow_dir / QUANT_DIR / "int4" / "latency.json")["meta"]["model"]["compute_dtype"] == "float32"
+    )
 
 
 def test_full_precision_predicts_like_the_base_model(workflow_dir: Path) -> None:
@@ -148,11 +196,11 @@ def test_report_has_the_quantisation_table_and_plot(workflow_dir: Path) -> None:
     assert "<th>latency p50 s</th>" in section and "<th>ROUGE-L</th>" in section
     assert "<svg" in section and "Latency vs quality" in section
     for precision in tiny_config()["quantisation"]["precisions"]:
-        rouge = read_json(workflow_dir / QUANT_DIR / precision / "rouge.json")
-        latency = read_json(workflow_dir / QUANT_DIR / precision / "latency.json")
+        rouge = read_result(workflow_dir / QUANT_DIR / precision / "rouge.json")
+        latency = read_result(workflow_dir / QUANT_DIR / precision / "latency.json")
         assert f"<td>{precision}</td>" in section
-        assert f'{rouge["metrics"]["mean"]["rougeL"]["fmeasure"]:.4f}' in section
-        assert f'{latency["metrics"]["latency_seconds"]["p50"]:.3f}' in section
+        assert f"{rouge['metrics']['mean']['rougeL']['fmeasure']:.4f}" in section
+        assert f"{latency['metrics']['latency_seconds']['p50']:.3f}" in section
 
 
 def test_dropping_a_precision_reruns_only_the_comparisons_and_report(workflow_dir: Path, tmp_path: Path) -> None:
@@ -160,15 +208,22 @@ def test_dropping_a_precision_reruns_only_the_comparisons_and_report(workflow_di
     config = tiny_config()
     config["quantisation"]["precisions"].remove("int4")
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
-        "compare_variants": 1, "summarise_drift": 1, "build_report": 1}
+        "compare_variants": 1,
+        "summarise_drift": 1,
+        "build_report": 1,
+    }
 
 
 def test_adding_a_precision_runs_only_its_jobs(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["quantisation"]["precisions"].append("int8-dynamic")
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
-        "measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1, "compare_variants": 1,
-        "summarise_drift": 1, "build_report": 1,
+        "measure_latency": 1,
+        "generate_quant_predictions": 1,
+        "score_rouge": 1,
+        "compare_variants": 1,
+        "summarise_drift": 1,
+        "build_report": 1,
     }
 
 
@@ -176,7 +231,10 @@ def test_changed_latency_setting_reruns_only_the_timing(workflow_dir: Path, tmp_
     config = tiny_config()
     config["quantisation"]["latency"]["new_tokens"] += 1
     precisions = len(config["quantisation"]["precisions"])
-    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"measure_latency": precisions, "build_report": 1}
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
+        "measure_latency": precisions,
+        "build_report": 1,
+    }
 
 
 def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Path) -> None:
@@ -184,8 +242,14 @@ def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Pat
     config["quantisation"]["int4"]["double_quant"] = True
     output = dry_run_with(workflow_dir, tmp_path, config)
     # Then the comparisons (int4 is tested against full) and what reads them.
-    assert planned_jobs(output) == {"measure_latency": 1, "generate_quant_predictions": 1, "score_rouge": 1,
-                                    "compare_variants": 1, "summarise_drift": 1, "build_report": 1}
+    assert planned_jobs(output) == {
+        "measure_latency": 1,
+        "generate_quant_predictions": 1,
+        "score_rouge": 1,
+        "compare_variants": 1,
+        "summarise_drift": 1,
+        "build_report": 1,
+    }
     assert f"output: {QUANT_DIR}/int4/latency.json" in output and f"output: {QUANT_DIR}/int8/latency.json" not in output
 
 
@@ -196,19 +260,36 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_report_renders_in_a_real_browser(workflow_dir: Path, tmp_path: Path) -> None:
     """Headless Chromium loads the page offline and its DOM holds the tables and examples."""
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (workflow_dir / "report.html").as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        (workflow_dir / "report.html").as_uri(),
     ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
     assert "<title>lora-study report</title>" in dom
-    for section in ("configuration", "model", "data", "quality", "generation", "example-predictions", "quantisation", "provenance"):
+    for section in (
+        "configuration",
+        "model",
+        "data",
+        "quality",
+        "generation",
+        "example-predictions",
+        "quantisation",
+        "provenance",
+    ):
         assert f'id="{section}"' in dom
     rows = read_jsonl(workflow_dir / EVAL_DIR / "predictions.jsonl")
     shown = tiny_config()["report"]["examples"]
     assert dom.count('<table class="example">') == shown
     # The shown examples are a seeded choice: exactly that many eval ids appear.
-    assert sum(f'<h3>{row["id"]}</h3>' in dom for row in rows) == shown
+    assert sum(f"<h3>{row['id']}</h3>" in dom for row in rows) == shown
 
 
 def test_every_trained_variant_has_artefacts_and_rouge(workflow_dir: Path) -> None:
@@ -216,8 +297,8 @@ def test_every_trained_variant_has_artefacts_and_rouge(workflow_dir: Path) -> No
 
     for variant in TRAINED:
         folder = workflow_dir / ADAPTER_DIR / variant
-        train = read_json(folder / "train.json")
-        assert train["run"]["variant"]["name"] == variant and train["metrics"]["steps"] == 1
+        train = read_result(folder / "train.json")
+        assert train["run"]["variant"] == train["run"]["spec"]["name"] == variant and train["metrics"]["steps"] == 1
         assert (folder / "loss.csv").read_text().startswith("step,epoch,loss,")
         if variant.startswith("lora"):
             config = PeftConfig.from_pretrained(folder / "adapter")
@@ -225,8 +306,11 @@ def test_every_trained_variant_has_artefacts_and_rouge(workflow_dir: Path) -> No
             assert set(config.target_modules) == {"q_proj", "v_proj"}
         else:
             assert (folder / "model" / "model.safetensors").is_file()
-        rouge = read_json(workflow_dir / "results/eval/smollm2-135m-instruct/aclsum" / variant / "rouge.json")
-        assert rouge["run"]["variant"] == variant and len(rouge["per_example"]) == 4
+        rouge = read_result(workflow_dir / "results/eval/smollm2-135m-instruct/aclsum" / variant / "rouge.json")
+        assert (
+            rouge["run"]["variant"] == rouge["run"]["spec"]["name"] == variant
+            and len(rouge["metrics"]["per_example"]) == 4
+        )
 
 
 def test_report_has_adapter_table_parameter_table_and_loss_curves(workflow_dir: Path) -> None:
@@ -238,7 +322,7 @@ def test_report_has_adapter_table_parameter_table_and_loss_curves(workflow_dir: 
     curves = page.split('<section id="loss-curves">', 1)[1].split("</section>", 1)[0]
     assert "<svg" in curves
     counts = page.split('<section id="parameter-counts">', 1)[1].split("</section>", 1)[0]
-    assert "<td>qv</td><td class=\"num\">8</td><td class=\"num\">460,800</td>" in counts  # r=8 on q,v of SmolLM2-135M
+    assert '<td>qv</td><td class="num">8</td><td class="num">460,800</td>' in counts  # r=8 on q,v of SmolLM2-135M
 
 
 def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path) -> None:
@@ -246,8 +330,14 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
     config["training"]["lora"]["ranks"].append(8)
     jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     assert jobs == {
-        "train_adapter": 1, "generate_variant_predictions": 1, "score_rouge": 1, "compare_variants": 1,
-        "measure_drift": 1, "summarise_drift": 1, "build_report": 1, **{rule: 1 for rule in WEIGHT_RULES},
+        "train_adapter": 1,
+        "generate_variant_predictions": 1,
+        "score_rouge": 1,
+        "compare_variants": 1,
+        "measure_drift": 1,
+        "summarise_drift": 1,
+        "build_report": 1,
+        **{rule: 1 for rule in WEIGHT_RULES},
     }
 
 
@@ -256,8 +346,14 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
     config["training"]["max_grad_norm"] = 0.5
     jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
     assert jobs == {
-        "train_adapter": 2, "train_full": 1, "generate_variant_predictions": 3, "score_rouge": 3,
-        "compare_variants": 1, "measure_drift": 3, "summarise_drift": 1, "build_report": 1,
+        "train_adapter": 2,
+        "train_full": 1,
+        "generate_variant_predictions": 3,
+        "score_rouge": 3,
+        "compare_variants": 1,
+        "measure_drift": 3,
+        "summarise_drift": 1,
+        "build_report": 1,
         **{rule: 3 for rule in WEIGHT_RULES},
     }
 
@@ -279,10 +375,12 @@ def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
     assert len(prompts) == drift_config["examples"] and not {row["text"] for row in prompts} & trained
     assert len(general) == drift_config["forgetting"]["general"]["examples"]
     for variant in TRAINED:
-        drift = read_json(workflow_dir / DRIFT_DIR / variant / "drift.json")
+        drift = read_result(workflow_dir / DRIFT_DIR / variant / "drift.json")
         metrics = drift["metrics"]
         layers = 31  # SmolLM2-135M: embeddings + 30 blocks
-        assert drift["run"]["variant"] == variant and metrics["layers"] == layers and metrics["examples"] == len(prompts)
+        assert (
+            drift["run"]["variant"] == variant and metrics["layers"] == layers and metrics["examples"] == len(prompts)
+        )
         assert metrics["tokens"] == "input" and metrics["mean_over"] == "layers 1-30"
         assert len(metrics["per_layer"]) == layers and len(metrics["drift_per_layer"]) == layers
         assert all(abs(value - 1) < 1e-6 for value in metrics["baselines"]["self"]["cka_debiased"])
@@ -297,28 +395,28 @@ def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
         assert metrics["mean_drift"] > 0 and metrics["drift_per_layer"][-1] > 0
         for name, texts in (("in_domain", heldout), ("general", general)):
             assert metrics["forgetting"][name]["base"]["texts"] == len(texts)
-    summary = read_json(workflow_dir / DRIFT_DIR / "summary.json")
-    assert set(summary["groups"]) == {variant.rsplit("-s", 1)[0] for variant in TRAINED}
-    for group in summary["groups"].values():
+    summary = read_result(workflow_dir / DRIFT_DIR / "summary.json")
+    assert set(summary["metrics"]["groups"]) == {variant.rsplit("-s", 1)[0] for variant in TRAINED}
+    for group in summary["metrics"]["groups"].values():
         interval = group["mean_drift"]
         assert interval["low"] <= interval["estimate"] <= interval["high"]
-    assert [v["variant"] for v in summary["verdicts"]] == [v.rsplit("-s", 1)[0] for v in TRAINED[:2]]
+    assert [v["variant"] for v in summary["metrics"]["verdicts"]] == [v.rsplit("-s", 1)[0] for v in TRAINED[:2]]
 
 
 def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Path) -> None:
     page = (workflow_dir / "report.html").read_text()
-    summary = read_json(workflow_dir / DRIFT_DIR / "summary.json")
+    summary = read_result(workflow_dir / DRIFT_DIR / "summary.json")
     drift = page.split('<section id="drift">', 1)[1].split("</section>", 1)[0]
     assert "<svg" in drift and "less drift</h3>" in drift
-    for group, info in summary["groups"].items():
+    for group, info in summary["metrics"]["groups"].items():
         assert f"<td>{group}</td>" in drift and interval_text(info["mean_drift"]) in drift
-    for verdict in summary["verdicts"]:
+    for verdict in summary["metrics"]["verdicts"]:
         assert html.escape(verdict["text"]) in drift
         assert verdict["drift"] in ("holds", "does not hold", "not supported")
     heatmaps = page.split('<section id="cka-matrices">', 1)[1].split("</section>", 1)[0]
     assert "<svg" in heatmaps
     forgetting = page.split('<section id="forgetting">', 1)[1].split("</section>", 1)[0]
-    assert "general text" in forgetting and all(f"<td>{g}</td>" in forgetting for g in summary["groups"])
+    assert "general text" in forgetting and all(f"<td>{g}</td>" in forgetting for g in summary["metrics"]["groups"])
     learning = page.split('<section id="learning-forgetting">', 1)[1].split("</section>", 1)[0]
     assert "<svg" in learning
 
@@ -333,4 +431,8 @@ def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, 
     config = tiny_config()
     config["drift"]["pooling"] = "last"
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
-        "measure_base_features": 1, "measure_drift": len(TRAINED), "summarise_drift": 1, "build_report": 1}
+        "measure_base_features": 1,
+        "measure_drift": len(TRAINED),
+        "summarise_drift": 1,
+        "build_report": 1,
+    }

@@ -15,7 +15,7 @@ from peft.tuners.lora import LoraLayer
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 # The grid's names, re-exported: callers that build adapters need both.
-from lora_study.grid import LORA_KINDS, TARGET_PRESETS, VariantSpec, expand_grid, lora_scaling, target_modules, targets_label  # noqa: F401
+from lora_study.grid import VariantSpec, target_modules
 from lora_study.modeling import weights_dir
 
 
@@ -46,7 +46,9 @@ def attach_adapter(*, model: PreTrainedModel, spec: VariantSpec) -> PeftModel:
 def adapter_scaling(model: Any) -> float | None:
     """The factor PEFT multiplies every adapter's output by (its LoRA layers' `scaling`),
     read off the model so that train.json cannot disagree with what ran; None without one."""
-    values = {layer.scaling[name] for layer in model.modules() if isinstance(layer, LoraLayer) for name in layer.scaling}
+    values = {
+        layer.scaling[name] for layer in model.modules() if isinstance(layer, LoraLayer) for name in layer.scaling
+    }
     if len(values) > 1:
         raise ValueError(f"the model's adapters scale differently: {sorted(values)}")
     return values.pop() if values else None
@@ -63,15 +65,18 @@ def count_parameters(model: Any) -> tuple[int, int]:
 
 
 def parameter_table(*, model_dir: str | Path, ranks: Sequence[int], presets: Sequence[str]) -> dict[str, Any]:
-    """Trainable parameters of LoRA at each rank and target preset, without training:
-    the model is built on PyTorch's meta device (shapes only, no memory, no weights)."""
+    """parameter_counts.json's `run` and `metrics`: trainable parameters of LoRA at each rank
+    and target preset, without training: the model is built on PyTorch's meta device
+    (shapes only, no memory, no weights)."""
     config = AutoConfig.from_pretrained(weights_dir(model_dir))
     rows = []
     for preset in presets:
         for rank in ranks:
             with torch.device("meta"):
                 model = AutoModelForCausalLM.from_config(config)
-                peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target_modules(preset)))
+                peft_model = get_peft_model(
+                    model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target_modules(preset))
+                )
             trainable, total = count_parameters(peft_model)
             rows.append(
                 {
@@ -84,6 +89,11 @@ def parameter_table(*, model_dir: str | Path, ranks: Sequence[int], presets: Seq
                 }
             )
     return {
-        "run": {"model_dir": str(model_dir), "architecture": (config.architectures or ["?"])[0], "ranks": list(ranks), "presets": list(presets)},
-        "rows": rows,
+        "run": {
+            "model_dir": str(model_dir),
+            "architecture": (config.architectures or ["?"])[0],
+            "ranks": list(ranks),
+            "presets": list(presets),
+        },
+        "metrics": {"rows": rows},
     }

@@ -97,15 +97,24 @@ class LinearCKAStream:
             # 1'K~L~1 = sum_i (x_i.sx - a_i)(y_i.sy - b_i), expanded term by term.
             kk, ll = sx @ sx - self._sa, sy @ sy - self._sb
             cross = _hsic_u_terms(
-                n, trace=np.sum(self._xy**2) - self._sab, k_sum=kk, l_sum=ll,
+                n,
+                trace=np.sum(self._xy**2) - self._sab,
+                k_sum=kk,
+                l_sum=ll,
                 kl_sum=sx @ self._xy @ sy - self._ay @ sy - self._bx @ sx + self._sab,
             )
             self_x = _hsic_u_terms(
-                n, trace=np.sum(self._xx**2) - self._saa, k_sum=kk, l_sum=kk,
+                n,
+                trace=np.sum(self._xx**2) - self._saa,
+                k_sum=kk,
+                l_sum=kk,
                 kl_sum=sx @ self._xx @ sx - 2 * self._ax @ sx + self._saa,
             )
             self_y = _hsic_u_terms(
-                n, trace=np.sum(self._yy**2) - self._sbb, k_sum=ll, l_sum=ll,
+                n,
+                trace=np.sum(self._yy**2) - self._sbb,
+                k_sum=ll,
+                l_sum=ll,
                 kl_sum=sy @ self._yy @ sy - 2 * self._by @ sy + self._sbb,
             )
         else:

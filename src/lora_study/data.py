@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.io import read_jsonl, write_json, write_jsonl
+from lora_study.io import read_jsonl, write_jsonl
+from lora_study.provenance import meta_info
+from lora_study.results import write_result
 
 # Per dataset: (default train split, default eval split, all splits this module serves).
 _SPLITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -96,8 +98,12 @@ def make_subsets(*, data: Mapping[str, Any]) -> Subsets:
     sizes = sorted(set(data["train"]["sizes"]))
     if not sizes:
         raise DataError("data.train.sizes is empty")
-    _check_size(sizes[-1], len(pool), key="data.train.sizes",
-                where=f"{dataset}/{train_split} after dropping {dropped} that overlap the eval set")
+    _check_size(
+        sizes[-1],
+        len(pool),
+        key="data.train.sizes",
+        where=f"{dataset}/{train_split} after dropping {dropped} that overlap the eval set",
+    )
     largest = _take(pool, seed=data["train"]["seed"], n=sizes[-1])
     _check_disjoint(evals, largest)
     meta = {
@@ -105,12 +111,22 @@ def make_subsets(*, data: Mapping[str, Any]) -> Subsets:
         "name": data.get("name") or dataset,
         "source": {"train": _source(data, train_split), "eval": _source(data, eval_split)},
         "shuffle": _SHUFFLE,
-        "eval": {"split": eval_split, "seed": data["eval"]["seed"], "pool_size": len(eval_pool),
-                 "size_requested": eval_size, "size": len(evals)},
-        "train": {"split": train_split, "seed": data["train"]["seed"], "pool_size": len(train_all),
-                  "dropped_overlapping_eval": dropped, "pool_size_after_drop": len(pool),
-                  "sizes_requested": list(data["train"]["sizes"]),
-                  "sizes": {str(n): len(largest[:n]) for n in sizes}},
+        "eval": {
+            "split": eval_split,
+            "seed": data["eval"]["seed"],
+            "pool_size": len(eval_pool),
+            "size_requested": eval_size,
+            "size": len(evals),
+        },
+        "train": {
+            "split": train_split,
+            "seed": data["train"]["seed"],
+            "pool_size": len(train_all),
+            "dropped_overlapping_eval": dropped,
+            "pool_size_after_drop": len(pool),
+            "sizes_requested": list(data["train"]["sizes"]),
+            "sizes": {str(n): len(largest[:n]) for n in sizes},
+        },
     }
     return Subsets(eval=evals, train={n: largest[:n] for n in sizes}, meta=meta)
 
@@ -125,7 +141,12 @@ def write_subsets(*, subsets: Subsets, out_dir: str | os.PathLike[str]) -> None:
         # Hash what is on disk, not a re-serialisation that could drift from it.
         sha = hashlib.sha256((out / name).read_bytes()).hexdigest()
         written[name] = {"examples": len(examples), "sha256": sha}
-    write_json(out / "subsets.json", {**subsets.meta, "files": written})
+    write_result(
+        out / "subsets.json",
+        run={key: subsets.meta[key] for key in ("dataset", "name", "source", "shuffle")},
+        metrics={"eval": subsets.meta["eval"], "train": subsets.meta["train"], "files": written},
+        meta=meta_info(),
+    )
 
 
 def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int, seed: int) -> list[dict[str, str]]:
@@ -138,12 +159,18 @@ def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int
     split = _split(data, "eval")
     used_ids, used_inputs = {e.id for e in used}, {_norm(e.input) for e in used}
     pool = [e for e in load_split(data=data, split=split) if e.id not in used_ids and _norm(e.input) not in used_inputs]
-    _check_size(size, len(pool), key="drift.forgetting.examples",
-                where=f"{data['dataset']}/{split} outside the train and eval subsets")
+    _check_size(
+        size,
+        len(pool),
+        key="drift.forgetting.examples",
+        where=f"{data['dataset']}/{split} outside the train and eval subsets",
+    )
     return [{"id": e.id, "text": e.input} for e in _take(pool, seed=seed, n=size)]
 
 
-def drift_texts(*, data: Mapping[str, Any], trained: Sequence[Example], size: int | None, seed: int) -> list[dict[str, str]]:
+def drift_texts(
+    *, data: Mapping[str, Any], trained: Sequence[Example], size: int | None, seed: int
+) -> list[dict[str, str]]:
     """Input texts for the drift measures: every row the study never trains on, from the
     evaluation split and the other splits that hold no training subset (aclsum: test and
     val), the evaluation examples included, deduplicated by normalised input, seeded.
@@ -164,8 +191,12 @@ def drift_texts(*, data: Mapping[str, Any], trained: Sequence[Example], size: in
             seen.add(key)
             pool.append(example)
     wanted = len(pool) if size is None else size
-    _check_size(wanted, len(pool), key="drift.examples",
-                where=f"{data['dataset']}/{'+'.join(splits)} outside the training subsets")
+    _check_size(
+        wanted,
+        len(pool),
+        key="drift.examples",
+        where=f"{data['dataset']}/{'+'.join(splits)} outside the training subsets",
+    )
     return [{"id": e.id, "text": e.input} for e in _take(pool, seed=seed, n=wanted)]
 
 
@@ -220,8 +251,10 @@ def _split(data: Mapping[str, Any], part: str) -> str:
     split = data[part].get("split") or (train if part == "train" else eval_)
     available = _SPLITS[data["dataset"]][2]
     if split not in available:
-        raise DataError(f"data.{part}.split: unknown split {split!r} for dataset {data['dataset']!r}; "
-                        f"available: {', '.join(available)}")
+        raise DataError(
+            f"data.{part}.split: unknown split {split!r} for dataset {data['dataset']!r}; "
+            f"available: {', '.join(available)}"
+        )
     return split
 
 
@@ -301,8 +334,12 @@ def _load_aclsum(data: Mapping[str, Any], split: str) -> list[Example]:
 
 
 # Placeholder words for paired quotes: nltk leaves plain words alone.
-_QUOTE_MARKS = {('"', True): "QQOPENDQQ", ('"', False): "QQCLOSEDQQ",
-                ("'", True): "QQOPENSQQ", ("'", False): "QQCLOSESQQ"}
+_QUOTE_MARKS = {
+    ('"', True): "QQOPENDQQ",
+    ('"', False): "QQCLOSEDQQ",
+    ("'", True): "QQOPENSQQ",
+    ("'", False): "QQCLOSESQQ",
+}
 
 
 def detokenise(sentences: Sequence[str]) -> str:
@@ -369,7 +406,10 @@ def _load_hub(data: Mapping[str, Any], split: str) -> list[Example]:
         raise DataError(f"{where}: no column(s) {', '.join(sorted(missing))}")
     # No filtering here: the pool must keep the hub's rows and order for the shuffle to
     # match a hand-run `ds.shuffle(seed=...)`.
-    return [Example(id=str(i), input=a, reference=h) for i, a, h in zip(ds["id"], ds["article"], ds["highlights"])]
+    return [
+        Example(id=str(i), input=a, reference=h)
+        for i, a, h in zip(ds["id"], ds["article"], ds["highlights"], strict=True)
+    ]
 
 
 _LOCAL_KEY = {"train": "train_file", "eval": "eval_file"}

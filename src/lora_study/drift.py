@@ -67,8 +67,13 @@ def scope_masks(*, builder: PromptBuilder, prompts: Sequence[Prompt], scope: str
 
 
 def hidden_state_batches(
-    *, model: torch.nn.Module, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]], pad_id: int,
-    batch_size: int, device: str,
+    *,
+    model: torch.nn.Module,
+    prompts: Sequence[Prompt],
+    scopes: Sequence[Sequence[bool]],
+    pad_id: int,
+    batch_size: int,
+    device: str,
 ) -> Iterator[tuple[list[int], tuple[torch.Tensor, ...], torch.Tensor]]:
     """(prompt indices, hidden_states, pooling mask) per batch of left-padded prompts.
 
@@ -92,16 +97,25 @@ def hidden_state_batches(
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             outputs = model(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids,
-                output_hidden_states=True, use_cache=False,
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=position_ids,
+                output_hidden_states=True,
+                use_cache=False,
                 logits_to_keep=1,  # only the hidden states are wanted: skip (batch x length x vocab) logits
             )
         yield indices, outputs.hidden_states, selected
 
 
 def pooled_features(
-    *, model: torch.nn.Module, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]], pad_id: int,
-    batch_size: int, device: str, pooling: str,
+    *,
+    model: torch.nn.Module,
+    prompts: Sequence[Prompt],
+    scopes: Sequence[Sequence[bool]],
+    pad_id: int,
+    batch_size: int,
+    device: str,
+    pooling: str,
 ) -> list[np.ndarray]:
     """Per hidden state (0 = embeddings), the (prompts, d) float64 features in prompt order;
     only one batch of hidden states is in memory at a time."""
@@ -118,27 +132,42 @@ def pooled_features(
 
 
 def token_level_cka(
-    *, base: torch.nn.Module, tuned: torch.nn.Module, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]],
-    pad_id: int, batch_size: int, device: str,
+    *,
+    base: torch.nn.Module,
+    tuned: torch.nn.Module,
+    prompts: Sequence[Prompt],
+    scopes: Sequence[Sequence[bool]],
+    pad_id: int,
+    batch_size: int,
+    device: str,
 ) -> dict[str, Any]:
     """CKA over every selected token of every prompt (base and tuned see identical inputs,
     so their token rows align one to one), streamed: memory does not grow with the tokens."""
     streams: list[LinearCKAStream] = []
     batches = zip(
-        hidden_state_batches(model=base, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device),
-        hidden_state_batches(model=tuned, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device),
+        hidden_state_batches(
+            model=base, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device
+        ),
+        hidden_state_batches(
+            model=tuned, prompts=prompts, scopes=scopes, pad_id=pad_id, batch_size=batch_size, device=device
+        ),
+        strict=True,
     )
     for (_, base_hidden, selected), (_, tuned_hidden, _) in batches:
         if len(base_hidden) != len(tuned_hidden):
             raise ValueError(f"the models differ in depth: {len(base_hidden)} vs {len(tuned_hidden)} hidden states")
         streams = streams or [LinearCKAStream() for _ in base_hidden]
-        for stream, b, t in zip(streams, base_hidden, tuned_hidden):
-            stream.update(x=_numpy(real_token_rows(hidden=b, attention_mask=selected)),
-                          y=_numpy(real_token_rows(hidden=t, attention_mask=selected)))
+        for stream, b, t in zip(streams, base_hidden, tuned_hidden, strict=True):
+            stream.update(
+                x=_numpy(real_token_rows(hidden=b, attention_mask=selected)),
+                y=_numpy(real_token_rows(hidden=t, attention_mask=selected)),
+            )
     return {
         "tokens": streams[0].n,
-        **{f"token_cka_{name}": [_stream_cka(s, debiased=debiased) for s in streams]
-           for debiased, name in ((True, "debiased"), (False, "biased"))},
+        **{
+            f"token_cka_{name}": [_stream_cka(s, debiased=debiased) for s in streams]
+            for debiased, name in ((True, "debiased"), (False, "biased"))
+        },
     }
 
 
@@ -162,13 +191,13 @@ def compare_features(*, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], shuf
     shuffled = [x[shuffled_pairing(n=n, seed=shuffle_seed)] for x in xs]  # the same pairing for every layer
     result: dict[str, Any] = {"examples": n, "layers": len(xs)}
     for debiased, name in ((True, "debiased"), (False, "biased")):
-        result[f"cka_{name}"] = [_cka(x, y, debiased=debiased) for x, y in zip(xs, ys)]
+        result[f"cka_{name}"] = [_cka(x, y, debiased=debiased) for x, y in zip(xs, ys, strict=True)]
         result[f"matrix_{name}"] = [[_finite(v) for v in row] for row in cka_matrix(xs=xs, ys=ys, debiased=debiased)]
-    result["cosine_centred"] = [_cosine(x - x.mean(axis=0), y - y.mean(axis=0)) for x, y in zip(xs, ys)]
-    result["cosine_raw"] = [_cosine(x, y) for x, y in zip(xs, ys)]
+    result["cosine_centred"] = [_cosine(x - x.mean(axis=0), y - y.mean(axis=0)) for x, y in zip(xs, ys, strict=True)]
+    result["cosine_raw"] = [_cosine(x, y) for x, y in zip(xs, ys, strict=True)]
     for baseline, others in (("self", xs), ("shuffled", shuffled)):
         result[baseline] = {
-            f"cka_{name}": [_cka(x, other, debiased=debiased) for x, other in zip(xs, others)]
+            f"cka_{name}": [_cka(x, other, debiased=debiased) for x, other in zip(xs, others, strict=True)]
             for debiased, name in ((True, "debiased"), (False, "biased"))
         }
     return result
@@ -199,7 +228,9 @@ def perplexity(
     token but the first, which nothing predicts, counts once."""
     per_text_nll: list[float] = []
     per_text_tokens: list[int] = []
-    encoded = [tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_tokens).input_ids for text in texts]
+    encoded = [
+        tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_tokens).input_ids for text in texts
+    ]
     total_nll, tokens = 0.0, 0
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start : start + batch_size]
@@ -226,9 +257,15 @@ def perplexity(
     if tokens == 0:
         raise ValueError("no token to score: every text is at most one token long")
     mean_nll = total_nll / tokens
-    return {"texts": len(texts), "tokens": tokens, "mean_nll": mean_nll, "perplexity": math.exp(mean_nll),
-            # Per text, for intervals over texts: summed NLL (nats) and tokens scored.
-            "per_text_nll": per_text_nll, "per_text_tokens": per_text_tokens}
+    return {
+        "texts": len(texts),
+        "tokens": tokens,
+        "mean_nll": mean_nll,
+        "perplexity": math.exp(mean_nll),
+        # Per text, for intervals over texts: summed NLL (nats) and tokens scored.
+        "per_text_nll": per_text_nll,
+        "per_text_tokens": per_text_tokens,
+    }
 
 
 def _check_pooling(pooling: str) -> None:

@@ -23,19 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.adapters import VariantSpec
 from lora_study.drift import compare_features, perplexity, pooled_features, scope_masks, token_level_cka
-from lora_study.finetune import variant_loader
 from lora_study.drift_stats import TEXT_SETS, read_features, write_features, write_npz
-from lora_study.io import read_json, read_jsonl, write_json
+from lora_study.finetune import variant_loader
+from lora_study.grid import VariantSpec
+from lora_study.io import read_jsonl
 from lora_study.modeling import dtype_name, load_model, load_tokenizer, resolve_device, resolve_dtype
 from lora_study.prompts import Prompt, PromptBuilder
 from lora_study.provenance import meta_info
+from lora_study.results import read_result, write_result
 
 log = logging.getLogger(__name__)
 
 
-def drift_prompts(*, config: Mapping[str, Any], tokenizer: Any, prompts_path: str | Path) -> tuple[list[Prompt], list[list[bool]]]:
+def drift_prompts(
+    *, config: Mapping[str, Any], tokenizer: Any, prompts_path: str | Path
+) -> tuple[list[Prompt], list[list[bool]]]:
     """The drift prompts (the evaluation's prompt builder on each text) and, per prompt, the
     tokens to pool (`drift.tokens`)."""
     rows = read_jsonl(prompts_path)
@@ -46,15 +49,21 @@ def drift_prompts(*, config: Mapping[str, Any], tokenizer: Any, prompts_path: st
     return prompts, scope_masks(builder=builder, prompts=prompts, scope=config["drift"]["tokens"])
 
 
-def cross_entropies(*, model: Any, tokenizer: Any, text_paths: Mapping[str, str | Path], config: Mapping[str, Any],
-                    device: str) -> dict[str, Any]:
+def cross_entropies(
+    *, model: Any, tokenizer: Any, text_paths: Mapping[str, str | Path], config: Mapping[str, Any], device: str
+) -> dict[str, Any]:
     """Per text set (`text_paths`: JSONL rows with a `text`): the model's per-text summed
     cross-entropy and token counts (drift.perplexity)."""
     settings = config["drift"]
     return {
-        name: perplexity(model=model, tokenizer=tokenizer, texts=[row["text"] for row in read_jsonl(text_paths[name])],
-                         max_tokens=settings["forgetting"]["max_tokens"],
-                         batch_size=settings["batch_size"], device=device)
+        name: perplexity(
+            model=model,
+            tokenizer=tokenizer,
+            texts=[row["text"] for row in read_jsonl(text_paths[name])],
+            max_tokens=settings["forgetting"]["max_tokens"],
+            batch_size=settings["batch_size"],
+            device=device,
+        )
         for name in TEXT_SETS
     }
 
@@ -79,16 +88,26 @@ def measure_base_features(
     features = _features(model=model, tokenizer=tokenizer, prompts=prompts, scopes=scopes, config=config, device=device)
     forgetting = cross_entropies(model=model, tokenizer=tokenizer, text_paths=text_paths, config=config, device=device)
     result = {
-        "run": {"model_dir": str(model_dir), "prompts": len(prompts), "settings": dict(config["drift"]),
-                "selected_tokens": sum(map(sum, scopes)), "prompt_tokens": sum(len(p.input_ids) for p in prompts),
-                "seconds": time.perf_counter() - started},
+        "run": {
+            "model_dir": str(model_dir),
+            "prompts": len(prompts),
+            "settings": dict(config["drift"]),
+            "selected_tokens": sum(map(sum, scopes)),
+            "prompt_tokens": sum(len(p.input_ids) for p in prompts),
+            "seconds": time.perf_counter() - started,
+        },
         "metrics": forgetting,
         "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
     }
     write_features(features_path, features)
-    write_json(forgetting_path, result)
-    log.info("base: %d prompts, %d layers; cross-entropy in-domain %.4f, general %.4f nats/token",
-             len(prompts), len(features), forgetting["in_domain"]["mean_nll"], forgetting["general"]["mean_nll"])
+    write_result(forgetting_path, **result)
+    log.info(
+        "base: %d prompts, %d layers; cross-entropy in-domain %.4f, general %.4f nats/token",
+        len(prompts),
+        len(features),
+        forgetting["in_domain"]["mean_nll"],
+        forgetting["general"]["mean_nll"],
+    )
     return result
 
 
@@ -115,7 +134,9 @@ def measure_drift(
     prompts, scopes = drift_prompts(config=config, tokenizer=tokenizer, prompts_path=prompts_path)
     base_features = read_features(base_features_path)
     if base_features[0].shape[0] != len(prompts):
-        raise ValueError(f"{base_features_path} holds {base_features[0].shape[0]} prompts but {prompts_path} {len(prompts)}: rerun the base job")
+        raise ValueError(
+            f"{base_features_path} holds {base_features[0].shape[0]} prompts but {prompts_path} {len(prompts)}: rerun the base job"
+        )
 
     started = time.perf_counter()
     tuned = variant_loader(spec=spec, model_dir=model_dir, weights=weights, model=config["model"])().model
@@ -124,27 +145,53 @@ def measure_drift(
     if settings["token_level"]:
         # Token rows cannot be stored for every prompt, so the base runs again beside the tuned model.
         base = load_model(model_dir=model_dir, device=device, dtype=dtype)
-        comparison.update(token_level_cka(base=base, tuned=tuned, prompts=prompts, scopes=scopes,
-                                          pad_id=tokenizer.pad_token_id, batch_size=settings["batch_size"], device=device))
+        comparison.update(
+            token_level_cka(
+                base=base,
+                tuned=tuned,
+                prompts=prompts,
+                scopes=scopes,
+                pad_id=tokenizer.pad_token_id,
+                batch_size=settings["batch_size"],
+                device=device,
+            )
+        )
     drift_seconds = time.perf_counter() - started
-    forgetting = {"base": read_json(base_forgetting_path)["metrics"],
-                  "tuned": cross_entropies(model=tuned, tokenizer=tokenizer, text_paths=text_paths, config=config, device=device)}
+    forgetting = {
+        "base": read_result(base_forgetting_path)["metrics"],
+        "tuned": cross_entropies(model=tuned, tokenizer=tokenizer, text_paths=text_paths, config=config, device=device),
+    }
     result = {
-        "run": {"variant": spec.name, "spec": spec.to_dict(), "model_dir": str(model_dir), "weights": str(weights),
-                "settings": dict(settings), "seconds": drift_seconds},
-        "metrics": drift_metrics(comparison=comparison, forgetting=forgetting,
-                                 include_embeddings=settings["include_embeddings"], pooling=settings["pooling"],
-                                 tokens=settings["tokens"]),
+        "run": {
+            "variant": spec.name,
+            "spec": spec.to_dict(),
+            "model_dir": str(model_dir),
+            "weights": str(weights),
+            "settings": dict(settings),
+            "seconds": drift_seconds,
+        },
+        "metrics": drift_metrics(
+            comparison=comparison,
+            forgetting=forgetting,
+            include_embeddings=settings["include_embeddings"],
+            pooling=settings["pooling"],
+            tokens=settings["tokens"],
+        ),
         "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
     }
     metrics = result["metrics"]
-    log.info("%s: mean drift (1 - debiased CKA) %s over %s; forgetting (nats/token) in-domain %+.4f, general %+.4f",
-             spec.name, metrics["mean_drift"], metrics["mean_over"],
-             metrics["forgetting"]["in_domain"]["change"], metrics["forgetting"]["general"]["change"])
+    log.info(
+        "%s: mean drift (1 - debiased CKA) %s over %s; forgetting (nats/token) in-domain %+.4f, general %+.4f",
+        spec.name,
+        metrics["mean_drift"],
+        metrics["mean_over"],
+        metrics["forgetting"]["in_domain"]["change"],
+        metrics["forgetting"]["general"]["change"],
+    )
     # None (a layer whose features do not vary: CKA undefined) becomes nan in the matrix file.
     write_npz(matrix_path, {name: np.array(matrix, dtype=np.float64) for name, matrix in metrics["matrix"].items()})
     write_features(features_path, features)
-    write_json(drift_path, result)
+    write_result(drift_path, **result)
     return result
 
 
@@ -157,8 +204,10 @@ def drift_metrics(
     layers = comparison["layers"]
     per_layer = []
     for layer in range(layers):
-        row = {"layer": layer, **{key: comparison[key][layer] for key in
-                                  ("cka_debiased", "cka_biased", "cosine_centred", "cosine_raw")}}
+        row = {
+            "layer": layer,
+            **{key: comparison[key][layer] for key in ("cka_debiased", "cka_biased", "cosine_centred", "cosine_raw")},
+        }
         for name in ("token_cka_debiased", "token_cka_biased"):
             if name in comparison:
                 row[name] = comparison[name][layer]
@@ -194,10 +243,24 @@ def drift_metrics(
     }
 
 
-def _features(*, model: Any, tokenizer: Any, prompts: Sequence[Prompt], scopes: Sequence[Sequence[bool]],
-              config: Mapping[str, Any], device: str) -> list[np.ndarray]:
-    features = pooled_features(model=model, prompts=prompts, scopes=scopes, pad_id=tokenizer.pad_token_id,
-                               batch_size=config["drift"]["batch_size"], device=device, pooling=config["drift"]["pooling"])
+def _features(
+    *,
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    scopes: Sequence[Sequence[bool]],
+    config: Mapping[str, Any],
+    device: str,
+) -> list[np.ndarray]:
+    features = pooled_features(
+        model=model,
+        prompts=prompts,
+        scopes=scopes,
+        pad_id=tokenizer.pad_token_id,
+        batch_size=config["drift"]["batch_size"],
+        device=device,
+        pooling=config["drift"]["pooling"],
+    )
     # Rounded as stored, so a variant is compared with exactly what the base job wrote.
     return [f.astype(np.float32).astype(np.float64) for f in features]
 

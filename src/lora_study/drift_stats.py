@@ -29,7 +29,6 @@ import numpy as np
 from lora_study.distributions import t_quantile
 from lora_study.io import atomic_write_bytes
 
-
 # Forgetting texts: in-domain held-out rows of the study's dataset, and general text from another domain.
 TEXT_SETS = ("in_domain", "general")
 
@@ -75,7 +74,7 @@ def debiased_cka_from_grams(kx: np.ndarray, ky: np.ndarray, *, rows: np.ndarray 
         return np.where(valid, cross / np.sqrt(np.where(valid, self_x * self_y, 1.0)), np.nan)
 
 
-def _hsic_u(k: np.ndarray, l: np.ndarray) -> np.ndarray:
+def _hsic_u(k: np.ndarray, l: np.ndarray) -> np.ndarray:  # noqa: E741 (K and L as in the paper)
     """n(n-3) HSIC_u per layer (Song et al. 2012) for Grams with zeroed diagonals."""
     n = k.shape[1]
     k1, l1 = k.sum(axis=2), l.sum(axis=2)
@@ -111,7 +110,9 @@ def seed_interval(*, values: np.ndarray, confidence: float) -> tuple[float, floa
     return float(values.mean() - half), float(values.mean() + half)
 
 
-def ratio_seed_interval(*, numerator: np.ndarray, denominator: np.ndarray, confidence: float) -> tuple[float, float] | None:
+def ratio_seed_interval(
+    *, numerator: np.ndarray, denominator: np.ndarray, confidence: float
+) -> tuple[float, float] | None:
     """Interval of mean(numerator) / mean(denominator) over independent seeds of two groups:
     the delta method's standard error with Welch-Satterthwaite degrees of freedom; None when
     neither group has several seeds (seed variation not measured)."""

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.compare import fft_group, group_of
 from lora_study.drift_stats import (
     TEXT_SETS,
     Interval,
@@ -40,36 +39,41 @@ from lora_study.drift_stats import (
     ratio_seed_interval,
     seed_interval,
 )
-
+from lora_study.grid import SpecLike, as_spec, group_of
 
 
 def summarise_drift(
     *,
     base_features: Sequence[np.ndarray],
     base_forgetting: Mapping[str, Any],
-    variants: Mapping[str, tuple[Mapping[str, Any], Sequence[np.ndarray]]],
+    variants: Mapping[str, tuple[SpecLike, Mapping[str, Any], Sequence[np.ndarray]]],
     comparisons: Mapping[str, Any] | None,
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """`variants`: name -> (drift.json metrics, tuned features). `base_forgetting`: the base
+    """`variants`: name -> (drift.json's run.spec, its metrics, tuned features). `base_forgetting`: the base
     job's per-text cross-entropies per text set. `settings`: criterion, resamples, seed,
-    confidence, include_embeddings, max_quality_gap."""
+    confidence, include_embeddings, max_quality_gap. `comparisons`: comparisons.json (None:
+    quality not measured). Returns summary.json's `run` and `metrics`."""
     resamples, confidence = settings["resamples"], settings["confidence"]
     first_layer = 0 if settings["include_embeddings"] else 1
     base = grams(base_features)
     groups: dict[str, list[str]] = {}
-    for name in variants:
-        groups.setdefault(group_of(name), []).append(name)
+    fft_partners: dict[str, str | None] = {}
+    for name, (spec, _, _) in variants.items():
+        groups.setdefault(group_of(spec), []).append(name)
+        fft_partners[group_of(spec)] = as_spec(spec).fft_group
 
     rng = np.random.default_rng(settings["seed"])
     draws = example_draws(n=base.shape[1], resamples=resamples, rng=rng)  # shared: groups are paired
-    text_draws = {name: example_draws(n=len(base_forgetting[name]["per_text_nll"]), resamples=resamples, rng=rng)
-                  for name in TEXT_SETS}
+    text_draws = {
+        name: example_draws(n=len(base_forgetting[name]["per_text_nll"]), resamples=resamples, rng=rng)
+        for name in TEXT_SETS
+    }
     summary: dict[str, Any] = {}
     mean_samples: dict[str, np.ndarray] = {}
     seed_means: dict[str, np.ndarray] = {}
     for group, members in groups.items():
-        tuned = [grams(variants[m][1]) for m in members]
+        tuned = [grams(variants[m][2]) for m in members]
         samples = drift_resamples(base=base, tuned=tuned, draws=draws)
         per_seed = per_seed_drift(base=base, tuned=tuned)  # (seeds, layers)
         with warnings.catch_warnings():
@@ -81,34 +85,58 @@ def summarise_drift(
             "variants": members,
             "seeds": len(members),
             "mean_drift": percentile_interval(
-                estimate=float(seed_means[group].mean()), samples=mean_samples[group], confidence=confidence,
-                seeds=seed_interval(values=seed_means[group], confidence=confidence)).to_dict(),
+                estimate=float(seed_means[group].mean()),
+                samples=mean_samples[group],
+                confidence=confidence,
+                seeds=seed_interval(values=seed_means[group], confidence=confidence),
+            ).to_dict(),
             "per_layer": [
-                {"layer": layer, **percentile_interval(
-                    estimate=float(per_seed[:, layer].mean()), samples=samples[:, layer], confidence=confidence,
-                    seeds=seed_interval(values=per_seed[:, layer], confidence=confidence)).to_dict()}
+                {
+                    "layer": layer,
+                    **percentile_interval(
+                        estimate=float(per_seed[:, layer].mean()),
+                        samples=samples[:, layer],
+                        confidence=confidence,
+                        seeds=seed_interval(values=per_seed[:, layer], confidence=confidence),
+                    ).to_dict(),
+                }
                 for layer in range(per_seed.shape[1])
             ],
             "forgetting": {
-                name: _forgetting(base=base_forgetting[name], tuned=[variants[m][0]["forgetting"][name] for m in members],
-                                  draws=text_draws[name], confidence=confidence)
+                name: _forgetting(
+                    base=base_forgetting[name],
+                    tuned=[variants[m][1]["forgetting"][name] for m in members],
+                    draws=text_draws[name],
+                    confidence=confidence,
+                )
                 for name in TEXT_SETS
             },
         }
-    verdicts = _verdicts(mean_samples=mean_samples, seed_means=seed_means, comparisons=comparisons, settings=settings)
+    verdicts = _verdicts(
+        mean_samples=mean_samples,
+        seed_means=seed_means,
+        fft_partners=fft_partners,
+        comparisons=comparisons,
+        settings=settings,
+    )
     return {
-        "run": {**{key: settings[key] for key in ("criterion", "resamples", "seed", "confidence", "include_embeddings",
-                                                  "max_quality_gap")},
-                "examples": int(base.shape[1]), "mean_over": f"layers {first_layer}-{base.shape[0] - 1}",
-                "interval": "percentile bootstrap over drift prompts (pairs of copies of one prompt left out of the "
-                            "resampled Grams); with several seeds, the envelope with a t interval over seeds"},
-        "groups": summary,
-        "verdicts": verdicts,
+        "run": {
+            **{
+                key: settings[key]
+                for key in ("criterion", "resamples", "seed", "confidence", "include_embeddings", "max_quality_gap")
+            },
+            "examples": int(base.shape[1]),
+            "mean_over": f"layers {first_layer}-{base.shape[0] - 1}",
+            "interval": "percentile bootstrap over drift prompts (pairs of copies of one prompt left out of the "
+            "resampled Grams); with several seeds, the envelope with a t interval over seeds",
+        },
+        "metrics": {"groups": summary, "verdicts": verdicts},
     }
 
 
-def _forgetting(*, base: Mapping[str, Any], tuned: Sequence[Mapping[str, Any]], draws: np.ndarray,
-                confidence: float) -> dict[str, Any]:
+def _forgetting(
+    *, base: Mapping[str, Any], tuned: Sequence[Mapping[str, Any]], draws: np.ndarray, confidence: float
+) -> dict[str, Any]:
     """Change of token-weighted cross-entropy (nats per token), tuned minus base, on the same texts."""
     base_nll = np.asarray(base["per_text_nll"], dtype=np.float64)
     tokens = np.asarray(base["per_text_tokens"], dtype=np.float64)
@@ -116,16 +144,27 @@ def _forgetting(*, base: Mapping[str, Any], tuned: Sequence[Mapping[str, Any]], 
     if any(not np.array_equal(tokens, np.asarray(t["per_text_tokens"], dtype=np.float64)) for t in tuned):
         raise ValueError("base and tuned cross-entropies were measured on different texts")
     per_seed = forgetting_per_seed(base_nll=base_nll, tokens=tokens, tuned_nll=tuned_nll)
-    samples = forgetting_resamples(difference=forgetting_per_text(base_nll=base_nll, tuned_nll=tuned_nll),
-                                   tokens=tokens, draws=draws)
-    interval = percentile_interval(estimate=float(per_seed.mean()), samples=samples, confidence=confidence,
-                                   seeds=seed_interval(values=per_seed, confidence=confidence))
+    samples = forgetting_resamples(
+        difference=forgetting_per_text(base_nll=base_nll, tuned_nll=tuned_nll), tokens=tokens, draws=draws
+    )
+    interval = percentile_interval(
+        estimate=float(per_seed.mean()),
+        samples=samples,
+        confidence=confidence,
+        seeds=seed_interval(values=per_seed, confidence=confidence),
+    )
     return {"texts": int(base_nll.size), "base_mean_nll": float(base_nll.sum() / tokens.sum()), **interval.to_dict()}
 
 
-def _verdicts(*, mean_samples: Mapping[str, np.ndarray], seed_means: Mapping[str, np.ndarray],
-              comparisons: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    pairs = [(group, fft_group(group)) for group in mean_samples if fft_group(group) in mean_samples]
+def _verdicts(
+    *,
+    mean_samples: Mapping[str, np.ndarray],
+    seed_means: Mapping[str, np.ndarray],
+    fft_partners: Mapping[str, str | None],
+    comparisons: Mapping[str, Any] | None,
+    settings: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    pairs = [(group, fft_partners[group]) for group in mean_samples if fft_partners[group] in mean_samples]
     if not pairs:
         return []
     # Simultaneous intervals: each at 1 - alpha/m, so all m hold together with probability >= 1 - alpha.
@@ -144,12 +183,20 @@ def _verdicts(*, mean_samples: Mapping[str, np.ndarray], seed_means: Mapping[str
             ratio = Interval(estimate=nan, low=nan, high=nan, confidence=level)
         drift = drift_outcome(ratio=ratio, threshold=threshold)
         quality = _quality(comparisons=comparisons, group=group, fft=fft)
-        verdicts.append({
-            "variant": group, "fft": fft, "ratio": ratio.to_dict(), "threshold": threshold, "drift": drift,
-            "quality": quality,
-            "holds": drift == "holds" and quality["outcome"] == "holds",
-            "text": _text(group=group, fft=fft, ratio=ratio, drift=drift, quality=quality, criterion=settings["criterion"]),
-        })
+        verdicts.append(
+            {
+                "variant": group,
+                "fft": fft,
+                "ratio": ratio.to_dict(),
+                "threshold": threshold,
+                "drift": drift,
+                "quality": quality,
+                "holds": drift == "holds" and quality["outcome"] == "holds",
+                "text": _text(
+                    group=group, fft=fft, ratio=ratio, drift=drift, quality=quality, criterion=settings["criterion"]
+                ),
+            }
+        )
     return verdicts
 
 
@@ -168,7 +215,9 @@ def drift_outcome(*, ratio: Interval, threshold: float) -> str:
 def _quality(*, comparisons: Mapping[str, Any] | None, group: str, fft: str) -> dict[str, Any]:
     """The comparison stage's judgement of LoRA within max_quality_gap of FFT, on its paired
     interval; the difference is returned as FFT minus LoRA whichever order the record has."""
-    records = [c for c in (comparisons or {}).get("comparisons", []) if {c["a"], c["b"]} == {group, fft}]
+    if comparisons is None:
+        return {"outcome": "not measured", "difference": None}
+    records = [c for c in comparisons["metrics"]["comparisons"] if {c["a"], c["b"]} == {group, fft}]
     if not records or "quality_gap" not in records[0]:
         return {"outcome": "not measured", "difference": None}
     record = records[0]
@@ -179,21 +228,25 @@ def _quality(*, comparisons: Mapping[str, Any] | None, group: str, fft: str) -> 
         "outcome": "holds" if record["quality_gap"]["holds"] else "not shown",
         "difference": difference,  # FFT minus LoRA
         "max_gap": record["quality_gap"]["max_gap"],
-        "metric": (comparisons or {}).get("run", {}).get("metric"),
+        "metric": comparisons["run"]["metric"],
     }
 
 
 def _text(*, group: str, fft: str, ratio: Interval, drift: str, quality: Mapping[str, Any], criterion: float) -> str:
     if np.isfinite(ratio.estimate):
-        drift_text = (f"drift ratio {group} / {fft} {ratio.estimate:.3f} [{ratio.low:.3f}, {ratio.high:.3f}] "
-                      f"({ratio.confidence:.1%} simultaneous interval; at most {1 - criterion:.2f} needed): {drift}")
+        drift_text = (
+            f"drift ratio {group} / {fft} {ratio.estimate:.3f} [{ratio.low:.3f}, {ratio.high:.3f}] "
+            f"({ratio.confidence:.1%} simultaneous interval; at most {1 - criterion:.2f} needed): {drift}"
+        )
     else:
         drift_text = f"{fft} did not drift at all: no ratio to judge"
     if quality["difference"] is None:
         quality_text = "quality within the gap: not measured"
     else:
         d = quality["difference"]
-        quality_text = (f"{quality['metric']} {fft} minus {group} {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], "
-                        f"within {quality['max_gap']:.2f}: {quality['outcome']}")
+        quality_text = (
+            f"{quality['metric']} {fft} minus {group} {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], "
+            f"within {quality['max_gap']:.2f}: {quality['outcome']}"
+        )
     overall = "holds" if drift == "holds" and quality["outcome"] == "holds" else "not supported"
     return f"{group}: {drift_text}; {quality_text}; criterion {overall}"

@@ -15,10 +15,11 @@ from typing import Any
 
 from lora_study.data import read_examples
 from lora_study.generation import generate
-from lora_study.io import read_jsonl, write_json, write_jsonl
+from lora_study.io import read_jsonl, write_jsonl
 from lora_study.modeling import ModelLoader, base_loader, load_tokenizer
-from lora_study.provenance import meta_info
 from lora_study.prompts import PromptBuilder
+from lora_study.provenance import meta_info
+from lora_study.results import write_result
 from lora_study.rouge import rouge_result
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,14 @@ def predict(
     predictions_path: str | Path,
     info_path: str | Path,
     variant: str = "base",
+    spec: Mapping[str, Any] | None = None,
     load: ModelLoader | None = None,
 ) -> None:
     """Generate a prediction for every eval example.
 
     `load` gives the model (quantised, with an adapter, ...); None loads the prepared base
     model as `config["model"]` asks. Tokenizer and prompts always come from `model_dir`.
+    `spec`: the trained variant's (VariantSpec.to_dict()), None for the base model or a precision.
     """
     load = load or base_loader(model_dir=model_dir, model=config["model"])
     started = time.perf_counter()
@@ -72,38 +75,45 @@ def predict(
                 "stopped": generation.stopped,
                 "input_truncated": prompt.truncated,
             }
-            for example, prompt, generation in zip(examples, prompts, generations)
+            for example, prompt, generation in zip(examples, prompts, generations, strict=True)
         ),
     )
     new_tokens = sum(g.generated_tokens for g in generations)
-    write_json(
+    write_result(
         info_path,
-        {
-            "run": {
-                "variant": variant,
-                "model_dir": str(model_dir),
-                "eval_file": str(eval_path),
-                "examples": len(examples),
-                "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
-            },
-            "metrics": {
-                "load_seconds": load_seconds,
-                "generate_seconds": generate_seconds,
-                "generated_tokens": new_tokens,
-                "tokens_per_second": new_tokens / generate_seconds if generate_seconds else None,
-                "truncated_inputs": sum(p.truncated for p in prompts),
-                "stopped_naturally": sum(g.stopped for g in generations),
-            },
-            "meta": {**meta_info(device=loaded.device), "dtype": loaded.dtype, "model": dict(loaded.details)},
+        run={
+            "variant": variant,
+            "spec": None if spec is None else dict(spec),
+            "model_dir": str(model_dir),
+            "eval_file": str(eval_path),
+            "examples": len(examples),
+            "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
         },
+        metrics={
+            "load_seconds": load_seconds,
+            "generate_seconds": generate_seconds,
+            "generated_tokens": new_tokens,
+            "tokens_per_second": new_tokens / generate_seconds if generate_seconds else None,
+            "truncated_inputs": sum(p.truncated for p in prompts),
+            "stopped_naturally": sum(g.stopped for g in generations),
+        },
+        meta={**meta_info(device=loaded.device), "dtype": loaded.dtype, "model": dict(loaded.details)},
     )
 
 
-def score(*, predictions_path: str | Path, rouge_path: str | Path, variant: str = "base") -> dict[str, Any]:
-    """ROUGE of a predictions file: per example and the mean over examples."""
+def score(
+    *,
+    predictions_path: str | Path,
+    rouge_path: str | Path,
+    variant: str = "base",
+    spec: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """ROUGE of a predictions file: per example and the mean over examples. `spec` as in `predict`."""
     rows = read_jsonl(predictions_path)
-    # The one home of rouge.json's format (the score_rouge rule writes the same).
-    result = {**rouge_result(rows=rows, variant=variant, predictions_file=str(predictions_path)), "meta": meta_info(device="cpu")}
-    write_json(rouge_path, result)
+    # As scripts/score_rouge.py, which cannot import this torch-bound module.
+    result = {
+        **rouge_result(rows=rows, variant=variant, spec=spec, predictions_file=str(predictions_path)),
+        "meta": meta_info(device="cpu"),
+    }
+    write_result(rouge_path, **result)
     return result
-

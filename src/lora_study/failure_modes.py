@@ -34,7 +34,7 @@ def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
 
 def common_prefix_words(prediction: Sequence[str], source: Sequence[str]) -> int:
     count = 0
-    for mine, theirs in zip(prediction, source):
+    for mine, theirs in zip(prediction, source, strict=False):  # the shorter one ends the prefix
         if mine != theirs:
             break
         count += 1

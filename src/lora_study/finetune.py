@@ -18,10 +18,11 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from lora_study.adapters import VariantSpec, adapter_scaling, attach_adapter, count_parameters
+from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters
 from lora_study.data import read_examples
 from lora_study.flops import matmul_peak_gflops
-from lora_study.io import atomic_directory, write_json
+from lora_study.grid import VariantSpec
+from lora_study.io import atomic_directory
 from lora_study.modeling import (
     LoadedModel,
     ModelLoader,
@@ -34,6 +35,7 @@ from lora_study.modeling import (
 )
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
+from lora_study.results import write_result
 from lora_study.training import StepRecord, make_item, peak_memory_bytes, seed_everything, train_loop, write_loss_csv
 
 log = logging.getLogger(__name__)
@@ -84,14 +86,21 @@ def train_variant(
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
     examples = read_examples(train_path)
     items = [
-        make_item(builder=builder, tokenizer=tokenizer, example=example, max_target_tokens=settings["max_target_tokens"])
+        make_item(
+            builder=builder, tokenizer=tokenizer, example=example, max_target_tokens=settings["max_target_tokens"]
+        )
         for example in examples
     ]
 
     def progress(record: StepRecord) -> None:
         log.info(
             "step %d (epoch %d): loss %.4f, lr %.2e, %d tokens in %.1f s",
-            record.step, record.epoch, record.loss, record.learning_rate, record.tokens, record.seconds,
+            record.step,
+            record.epoch,
+            record.loss,
+            record.learning_rate,
+            record.tokens,
+            record.seconds,
         )
 
     peak_gflops = matmul_peak_gflops(device=device, dtype=dtype)
@@ -119,7 +128,8 @@ def train_variant(
     padded = sum(r.padded_tokens for r in records)
     result = {
         "run": {
-            "variant": spec.to_dict(),
+            "variant": spec.name,
+            "spec": spec.to_dict(),
             "train_file": str(train_path),
             "examples": len(items),
             "config": {key: config[key] for key in ("model", "prompt", "training")},
@@ -146,11 +156,13 @@ def train_variant(
         },
         "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
     }
-    write_json(train_json, result)
+    write_result(train_json, **result)
     return result
 
 
-def variant_loader(*, spec: VariantSpec, model_dir: str | Path, weights: str | Path, model: Mapping[str, Any]) -> ModelLoader:
+def variant_loader(
+    *, spec: VariantSpec, model_dir: str | Path, weights: str | Path, model: Mapping[str, Any]
+) -> ModelLoader:
     """Loads a trained variant for evaluation: a fresh base with the saved PEFT adapter
     (kept unmerged, as trained; a QLoRA base stays 4-bit), or the saved FFT model."""
 

@@ -60,9 +60,17 @@ def gradient_flow(model: Any) -> GradientFlow:
     handles = []
     for name, module in base.get_decoder().named_modules():
         if isinstance(module, torch.nn.Linear):
-            handles.append(module.register_forward_hook(lambda m, args, out, name=name: inputs.__setitem__(name, args[0].requires_grad)))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, args, out, name=name: inputs.__setitem__(name, args[0].requires_grad)
+                )
+            )
         if name.rsplit(".", 1)[-1] in _ATTENTION_INPUTS:
-            handles.append(module.register_forward_hook(lambda m, args, out, name=name: outputs.__setitem__(name, out.requires_grad)))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, args, out, name=name: outputs.__setitem__(name, out.requires_grad)
+                )
+            )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -97,7 +105,9 @@ def linear_costs(model: Any) -> LinearCosts:
     # Backward: dV = P^T dO if values need a gradient; dP = dO V^T if queries or keys do;
     # dQ = dS K and dK = dS^T Q each where needed. A block the probe did not recognise
     # (other module names) counts all four.
-    flags = list(flow.attention.values()) + [(True, True, True)] * max(0, config.num_hidden_layers - len(flow.attention))
+    flags = list(flow.attention.values()) + [(True, True, True)] * max(
+        0, config.num_hidden_layers - len(flow.attention)
+    )
     backward = sum(product * (q + k + v + (q or k)) for q, k, v in flags)
     head = base.get_output_embeddings()
     return LinearCosts(

@@ -82,7 +82,7 @@ def generate(
         ids, mask = left_pad(prompts=[prompts[i] for i in batch], pad_id=pad_id, device=device)
         sequences = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
         rows = generated_token_ids(sequences=sequences, prompt_length=ids.shape[1], stop_ids=stop_ids)
-        for index, row in zip(batch, rows):
+        for index, row in zip(batch, rows, strict=True):
             results[index] = Generation(
                 text=tokenizer.decode(row, skip_special_tokens=True).strip(),
                 prompt_tokens=len(prompts[index].input_ids),

@@ -2,14 +2,19 @@
 
 The grid in the config expands here into named variant specs; the name says what the
 variant is (`lora-r8-qv-n100-s1`, `fft-n100-s1`) and is the directory its results live
-in. No torch here: the workflow reads this module every time it starts (rules/common.smk),
-and importing torch and PEFT would add seconds to every `snakemake` call.
+in. This module is the one home of that grammar: names, groups (a name without its seed),
+the full fine-tuning partner of a LoRA group, and the wildcard patterns of the rules.
+Consumers read the spec a result file records (`run.spec`) and ask this module for its
+group; nothing else parses names.
+
+Standard library only: the workflow reads this module every time it starts
+(rules/common.smk), and Snakemake alone must be enough to parse the workflow.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +25,19 @@ TARGET_PRESETS: dict[str, list[str] | str] = {
     "all-linear": "all-linear",  # PEFT's own preset: every linear layer but the output head
 }
 LORA_KINDS = ("lora", "dora", "rslora", "qlora")
+BASE_VARIANT = "base"  # the untuned model: evaluated like a variant, never trained
+# Names that appear in paths (model, dataset, variant): no slashes, no spaces.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+
+
+def lora_variant_pattern(kinds: Iterable[str] = LORA_KINDS) -> str:
+    """The wildcard pattern of LoRA-family names of these kinds, as `VariantSpec.name` writes them."""
+    return "(?:" + "|".join(kinds) + r")-r\d+-[A-Za-z0-9_.+-]+-n\d+-s\d+"
+
+
+LORA_VARIANT_PATTERN = lora_variant_pattern()
+FFT_VARIANT_PATTERN = r"fft-n\d+-s\d+"
+TRAINED_VARIANT_PATTERN = f"{LORA_VARIANT_PATTERN}|{FFT_VARIANT_PATTERN}"
 RSLORA_ALPHA = 8.0  # the schema's default for training.lora.rslora_alpha (see config.yaml)
 
 
@@ -43,6 +61,16 @@ class VariantSpec:
         return f"{self.kind}-r{self.rank}-{self.targets}-n{self.train_size}-s{self.seed}"
 
     @property
+    def group(self) -> str:
+        """The name without its seed: variants of one group differ only by seed."""
+        return self.name.removesuffix(f"-s{self.seed}")
+
+    @property
+    def fft_group(self) -> str | None:
+        """The full fine-tuning group trained on the same data, for a LoRA-family variant."""
+        return f"fft-n{self.train_size}" if self.is_lora else None
+
+    @property
     def is_lora(self) -> bool:
         return self.kind in LORA_KINDS
 
@@ -53,6 +81,34 @@ class VariantSpec:
     def from_dict(cls, fields: Mapping[str, Any]) -> VariantSpec:
         """Inverse of `to_dict` (the name is derived, so it is dropped)."""
         return cls(**{key: value for key, value in fields.items() if key != "name"})
+
+
+SpecLike = VariantSpec | Mapping[str, Any] | None
+
+
+def as_spec(spec: SpecLike) -> VariantSpec | None:
+    """A spec from a result file's `run.spec` (a dict, or null for the base model)."""
+    return VariantSpec.from_dict(spec) if isinstance(spec, Mapping) else spec
+
+
+def group_of(spec: SpecLike) -> str:
+    """The group of a variant by its spec; the base model (no spec) is its own group."""
+    resolved = as_spec(spec)
+    return BASE_VARIANT if resolved is None else resolved.group
+
+
+def fft_group_of(spec: SpecLike) -> str | None:
+    """The full fine-tuning group a LoRA-family variant is compared with; None otherwise."""
+    resolved = as_spec(spec)
+    return None if resolved is None else resolved.fft_group
+
+
+def group_specs(specs: Iterable[SpecLike]) -> dict[str, VariantSpec | None]:
+    """Each group's name and the spec of its first seed, in order (the base model: None)."""
+    groups: dict[str, VariantSpec | None] = {}
+    for spec in specs:
+        groups.setdefault(group_of(spec), as_spec(spec))
+    return groups
 
 
 def target_modules(targets: str) -> list[str] | str:

@@ -52,7 +52,8 @@ def current_umask() -> int:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write `obj` as indented JSON (keys in insertion order) atomically."""
+    """Write `obj` as indented JSON (keys in insertion order) atomically. Result files go
+    through `lora_study.results.write_result`, which checks their format first."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 

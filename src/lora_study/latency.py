@@ -202,7 +202,10 @@ def measure(
         recent = timed[-len(batches) :]
         log.info(
             "repeat %d/%d: %d runs, %.2f s median",
-            repeat + 1, repeats, len(recent), percentile([r.seconds for r in recent], 50),
+            repeat + 1,
+            repeats,
+            len(recent),
+            percentile([r.seconds for r in recent], 50),
         )
     return warm, timed
 

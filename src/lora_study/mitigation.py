@@ -32,13 +32,14 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from peft.tuners.lora.intruders import reduce_intruder_dimension  # not re-exported by peft
 
-from lora_study.adapters import VariantSpec
 from lora_study.drift import perplexity
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
-from lora_study.io import read_jsonl, write_json
+from lora_study.grid import VariantSpec
+from lora_study.io import read_jsonl
 from lora_study.modeling import LoadedModel, base_loader, load_model, load_tokenizer, resolve_device
 from lora_study.provenance import meta_info
+from lora_study.results import write_result
 from lora_study.rouge import mean_scores, score_examples
 from lora_study.weight_drift import count_intruders, intruder_cosines, left_singular_vectors
 
@@ -56,8 +57,13 @@ def curve_strengths(strengths: Sequence[float]) -> list[float]:
 
 
 def mitigated_adapters(
-    *, spec: VariantSpec, model_dir: str | Path, weights: str | Path, settings: Mapping[str, Any],
-    device: str, out_dir: Path,
+    *,
+    spec: VariantSpec,
+    model_dir: str | Path,
+    weights: str | Path,
+    settings: Mapping[str, Any],
+    device: str,
+    out_dir: Path,
 ) -> tuple[dict[float, dict[str, Any]], dict[str, int]]:
     """Save one mitigated adapter per nonzero strength under `out_dir`; return, per strength,
     its folder and the Frobenius norm of its update (summed over layers) beside the original's,
@@ -84,8 +90,13 @@ def mitigated_adapters(
     for index, strength in enumerate(s for s in curve_strengths(settings["strengths"]) if s > 0):
         name = f"mitigated-{index}"
         reduce_intruder_dimension(
-            model, old_adapter_name="default", new_adapter_name=name, top_k=settings["top_k"],
-            threshold_epsilon=settings["threshold_epsilon"], mitigation_lambda=1.0 - strength, logging_sink=log.debug,
+            model,
+            old_adapter_name="default",
+            new_adapter_name=name,
+            top_k=settings["top_k"],
+            threshold_epsilon=settings["threshold_epsilon"],
+            mitigation_lambda=1.0 - strength,
+            logging_sink=log.debug,
         )
         model.save_pretrained(out_dir, selected_adapters=[name])  # PEFT saves a named adapter in out_dir/name
         adapters[strength] = {"weights": out_dir / name, "update_norm": update_norm(name)}
@@ -93,8 +104,14 @@ def mitigated_adapters(
 
 
 def evaluate_adapter(
-    *, spec: VariantSpec, model_dir: str | Path, weights: str | Path | None, eval_path: str | Path,
-    texts: Sequence[str], config: Mapping[str, Any], work_dir: Path,
+    *,
+    spec: VariantSpec,
+    model_dir: str | Path,
+    weights: str | Path | None,
+    eval_path: str | Path,
+    texts: Sequence[str],
+    config: Mapping[str, Any],
+    work_dir: Path,
 ) -> dict[str, Any]:
     """ROUGE of the evaluation set through `evaluate.predict` and forgetting on `texts`, for
     the adapter at `weights` (None: the base model, the reference for forgetting)."""
@@ -110,14 +127,25 @@ def evaluate_adapter(
         return kept[-1]
 
     predictions_path, info_path = work_dir / "predictions.jsonl", work_dir / "generation.json"
-    predict(model_dir=model_dir, eval_path=eval_path, config=config, predictions_path=predictions_path,
-            info_path=info_path, variant=spec.name, load=load_and_keep)
+    predict(
+        model_dir=model_dir,
+        eval_path=eval_path,
+        config=config,
+        predictions_path=predictions_path,
+        info_path=info_path,
+        variant=spec.name,
+        spec=spec.to_dict(),
+        load=load_and_keep,
+    )
     rows = read_jsonl(predictions_path)
     scores = score_examples(predictions=[r["prediction"] for r in rows], references=[r["reference"] for r in rows])
     loaded = kept[-1]
     forgetting = perplexity(
-        model=loaded.model, tokenizer=load_tokenizer(model_dir), texts=texts,
-        max_tokens=config["forgetting"]["max_tokens"], batch_size=config["evaluation"]["batch_size"],
+        model=loaded.model,
+        tokenizer=load_tokenizer(model_dir),
+        texts=texts,
+        max_tokens=config["forgetting"]["max_tokens"],
+        batch_size=config["evaluation"]["batch_size"],
         device=loaded.device,
     )
     return {
@@ -128,48 +156,100 @@ def evaluate_adapter(
 
 
 def mitigate_intruders(
-    *, spec: VariantSpec, model_dir: str | Path, weights: str | Path, eval_path: str | Path,
-    general_path: str | Path, config: Mapping[str, Any], out_path: str | Path,
+    *,
+    spec: VariantSpec,
+    model_dir: str | Path,
+    weights: str | Path,
+    eval_path: str | Path,
+    general_path: str | Path,
+    config: Mapping[str, Any],
+    out_path: str | Path,
 ) -> dict[str, Any]:
     """mitigation.json for one LoRA-family variant. `config` holds the `model`, `prompt`,
     `generation` and `evaluation` blocks, `mitigation` (drift.mitigation) and `forgetting`
     ({max_tokens}: as the drift stage's forgetting measure)."""
     if spec.kind not in MITIGATION_KINDS:
-        raise ValueError(f"{spec.name}: intruder mitigation supports {', '.join(MITIGATION_KINDS)}, not {spec.kind} "
-                         "(PEFT re-initialises a DoRA adapter's magnitude when it adds the mitigated adapter)")
+        raise ValueError(
+            f"{spec.name}: intruder mitigation supports {', '.join(MITIGATION_KINDS)}, not {spec.kind} "
+            "(PEFT re-initialises a DoRA adapter's magnitude when it adds the mitigated adapter)"
+        )
     settings = config["mitigation"]
     device = resolve_device(config["model"]["device"])
     texts = [row["text"] for row in read_jsonl(general_path)]
     started = time.perf_counter()
     curve = []
     with tempfile.TemporaryDirectory(prefix="mitigation-") as scratch:
-        adapters, intruders = mitigated_adapters(spec=spec, model_dir=model_dir, weights=weights, settings=settings,
-                                                 device=device, out_dir=Path(scratch) / "adapters")
-        log.info("%s: %d intruders in %d of %d modules (k=%d, eps=%g)", spec.name, intruders["total"],
-                 intruders["modules_with_intruders"], intruders["modules"], settings["top_k"], settings["threshold_epsilon"])
-        base = evaluate_adapter(spec=spec, model_dir=model_dir, weights=None, eval_path=eval_path, texts=texts,
-                                config=config, work_dir=Path(scratch))
+        adapters, intruders = mitigated_adapters(
+            spec=spec,
+            model_dir=model_dir,
+            weights=weights,
+            settings=settings,
+            device=device,
+            out_dir=Path(scratch) / "adapters",
+        )
+        log.info(
+            "%s: %d intruders in %d of %d modules (k=%d, eps=%g)",
+            spec.name,
+            intruders["total"],
+            intruders["modules_with_intruders"],
+            intruders["modules"],
+            settings["top_k"],
+            settings["threshold_epsilon"],
+        )
+        base = evaluate_adapter(
+            spec=spec,
+            model_dir=model_dir,
+            weights=None,
+            eval_path=eval_path,
+            texts=texts,
+            config=config,
+            work_dir=Path(scratch),
+        )
         original_norm = adapters[0.0]["update_norm"]
         for strength, adapter in adapters.items():
-            point = evaluate_adapter(spec=spec, model_dir=model_dir, weights=adapter["weights"], eval_path=eval_path,
-                                     texts=texts, config=config, work_dir=Path(scratch))
-            curve.append({
-                "strength": strength,
-                "mitigation_lambda": 1.0 - strength,
-                "update_norm": adapter["update_norm"],
-                "update_remaining": adapter["update_norm"] / original_norm if original_norm else None,
-                **point,
-            })
-            log.info("strength %.2f: ROUGE-L F %.4f, general-text NLL %.4f, update %.3g", strength,
-                     point["rouge"]["rougeL"]["fmeasure"], point["forgetting"]["mean_nll"], adapter["update_norm"])
+            point = evaluate_adapter(
+                spec=spec,
+                model_dir=model_dir,
+                weights=adapter["weights"],
+                eval_path=eval_path,
+                texts=texts,
+                config=config,
+                work_dir=Path(scratch),
+            )
+            curve.append(
+                {
+                    "strength": strength,
+                    "mitigation_lambda": 1.0 - strength,
+                    "update_norm": adapter["update_norm"],
+                    "update_remaining": adapter["update_norm"] / original_norm if original_norm else None,
+                    **point,
+                }
+            )
+            log.info(
+                "strength %.2f: ROUGE-L F %.4f, general-text NLL %.4f, update %.3g",
+                strength,
+                point["rouge"]["rougeL"]["fmeasure"],
+                point["forgetting"]["mean_nll"],
+                adapter["update_norm"],
+            )
     result = {
-        "run": {"variant": spec.name, "spec": spec.to_dict(), "model_dir": str(model_dir), "weights": str(weights),
-                "eval_file": str(eval_path), "general_file": str(general_path), "settings": dict(settings),
-                "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation", "forgetting")},
-                "seconds": time.perf_counter() - started},
-        "metrics": {"intruders": intruders, "base": {"rouge": base["rouge"], "forgetting": base["forgetting"]},
-                    "curve": curve},
+        "run": {
+            "variant": spec.name,
+            "spec": spec.to_dict(),
+            "model_dir": str(model_dir),
+            "weights": str(weights),
+            "eval_file": str(eval_path),
+            "general_file": str(general_path),
+            "settings": dict(settings),
+            "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation", "forgetting")},
+            "seconds": time.perf_counter() - started,
+        },
+        "metrics": {
+            "intruders": intruders,
+            "base": {"rouge": base["rouge"], "forgetting": base["forgetting"]},
+            "curve": curve,
+        },
         "meta": meta_info(device=device),
     }
-    write_json(out_path, result)
+    write_result(out_path, **result)
     return result

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lora_study.io import MANIFEST, read_json  # MANIFEST lives in io (torch-free); re-exported here
+from lora_study.io import MANIFEST, read_json
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -90,6 +90,8 @@ def base_loader(*, model_dir: str | Path, model: Mapping[str, Any]) -> ModelLoad
         device = resolve_device(model["device"])
         dtype = resolve_dtype(model["dtype"], device=device)
         loaded = load_model(model_dir=model_dir, device=device, dtype=dtype)
-        return LoadedModel(model=loaded, device=device, dtype=dtype_name(dtype), details={"backend": f"torch {torch.__version__}"})
+        return LoadedModel(
+            model=loaded, device=device, dtype=dtype_name(dtype), details={"backend": f"torch {torch.__version__}"}
+        )
 
     return load

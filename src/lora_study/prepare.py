@@ -25,8 +25,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lora_study.config import model_kind
-from lora_study.io import atomic_directory, write_json
-from lora_study.modeling import MANIFEST
+from lora_study.io import MANIFEST, atomic_directory, write_json
 
 log = logging.getLogger(__name__)
 

@@ -107,8 +107,10 @@ class PromptBuilder:
         encoded = self.tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True)
         if list(encoded.input_ids) != list(prompt.input_ids):
             raise PromptError("the prompt's tokens differ from its rendered text: was it built by another builder?")
-        return [token_end > start and token_start < end and token_end > token_start
-                for token_start, token_end in encoded.offset_mapping]
+        return [
+            token_end > start and token_start < end and token_end > token_start
+            for token_start, token_end in encoded.offset_mapping
+        ]
 
     def _input_offset(self, text: str, input_text: str) -> int:
         """Where the input starts in the rendered prompt: the one place such that cutting the
@@ -116,7 +118,7 @@ class PromptBuilder:
         empty = self.render("")
         position = text.find(input_text)
         while position != -1:
-            if text[:position] + text[position + len(input_text):] == empty:
+            if text[:position] + text[position + len(input_text) :] == empty:
                 return position
             position = text.find(input_text, position + 1)
         raise PromptError("the template does not insert the input text verbatim; cannot find its tokens")
@@ -137,4 +139,3 @@ def generated_token_ids(*, sequences: torch.Tensor, prompt_length: int, stop_ids
         end = next((i for i, token in enumerate(row) if token in stop_ids), len(row))
         rows.append(row[:end])
     return rows
-

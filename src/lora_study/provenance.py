@@ -1,17 +1,22 @@
-"""What produced a result: package versions, device and time, recorded in every result JSON."""
+"""What produced a result: code version, package versions, device and time, recorded in every
+result JSON's `meta`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import os
 import platform
+import subprocess
+from pathlib import Path
 from typing import Any
 
-
-
-PACKAGES = (
-    "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "rouge-score", "snakemake", "lora-study",
-)
+# The checkout holding this package's source (src/lora_study/ -> the repository root): the
+# workflow may run with --directory elsewhere, so the working directory says nothing.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+# lora-study itself is absent: it runs from src/ on sys.path, never pip-installed, so its
+# version is the code version, not a package version.
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets", "rouge-score", "snakemake")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -24,22 +29,63 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def code_version(*, root: Path = SOURCE_ROOT) -> str:
+    """`git describe --always --dirty` of `root`, asked at job time (a rule param would rerun
+    every job on each commit); a sentence starting "unknown" where git cannot say."""
+    # Only `root` itself: git would otherwise describe whatever repository encloses a copy.
+    if not (root / ".git").exists():
+        return "unknown (not a git checkout)"
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        return "unknown (git not installed)"
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"unknown (git describe failed: {error})"
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        return f"unknown (git describe failed: {reason})"
+    return done.stdout.strip()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows; run
+    records name the machine by it, since `x86_64` says nothing about speed."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: fall back below
+    return platform.processor() or platform.machine()
+
+
 def device_description(device: str) -> str:
     """A human-readable name of the device that ran a job."""
     try:
         import torch  # here, not at the top: the report environment has no torch
     except ImportError:  # a job of the report environment (comparisons, summaries): no torch, so CPU
-        return f"{platform.processor() or platform.machine()} (no torch)"
+        return f"{cpu_model()} (no torch)"
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 
 
-def meta_info(*, device: str) -> dict[str, Any]:
+def meta_info(*, device: str | None = None) -> dict[str, Any]:
+    """A result's `meta`; `device` None for a job that computes on no device (data, counts)."""
     return {
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
         "device": device,
-        "device_name": device_description(device),
+        "device_name": device_description(device) if device else None,
         "platform": platform.platform(),
+        "cpu": {"model": cpu_model(), "cores": os.cpu_count()},
         "versions": package_versions(),
     }

@@ -36,11 +36,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from lora_study.data import read_examples
 from lora_study.evaluate import predict
-from lora_study.io import write_json
 from lora_study.latency import (
     cuda_memory,
     current_rss_bytes,
@@ -61,6 +60,7 @@ from lora_study.modeling import (
 )
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
+from lora_study.results import write_result
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,9 @@ def load_at_precision(
         }
         return LoadedModel(model=loaded, device=device, dtype=dtype_name(dtype), details=details)
     if precision in ("int8", "int4"):
-        return _load_bitsandbytes(model_dir=model_dir, precision=precision, device=device, dtype=full_dtype, options=options)
+        return _load_bitsandbytes(
+            model_dir=model_dir, precision=precision, device=device, dtype=full_dtype, options=options
+        )
     if precision == "int8-dynamic":
         return _load_dynamic_int8(model_dir=model_dir)
     raise QuantisationError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
@@ -325,9 +327,11 @@ def benchmark_latency(
             "config": {key: config[key] for key in ("model", "prompt", "latency")},
             "options": dict(options),
         },
-        "metrics": metrics,
-        "runs": [run.to_dict() for run in timed],
-        "warmup": [run.to_dict() for run in warm],
+        "metrics": {
+            **metrics,
+            "runs": [run.to_dict() for run in timed],
+            "warmup": [run.to_dict() for run in warm],
+        },
         "meta": {
             **meta_info(device=loaded.device),
             "dtype": loaded.dtype,
@@ -335,11 +339,15 @@ def benchmark_latency(
             "torch_threads": torch.get_num_threads(),
         },
     }
-    write_json(latency_path, result)
+    write_result(latency_path, **result)
     summary = metrics["latency_seconds"]
     log.info(
         "%s: p50 %.3f s, p95 %.3f s per example, TTFT p50 %.3f s, %.1f tokens/s",
-        precision, summary["p50"], summary["p95"], metrics["ttft_seconds"]["p50"], metrics["tokens_per_second"],
+        precision,
+        summary["p50"],
+        summary["p95"],
+        metrics["ttft_seconds"]["p50"],
+        metrics["tokens_per_second"],
     )
     return result
 
@@ -365,4 +373,3 @@ def predict_at_precision(
         variant=precision,
         load=precision_loader(model_dir=model_dir, precision=precision, model=config["model"], options=options),
     )
-

@@ -8,7 +8,7 @@ are computed from the per-example scores, seeded, elsewhere.
 The headline scores use the Porter stemmer ("models" matches "model"). Hugging Face
 `evaluate`'s ROUGE does not stem by default, and the reference Study 1 used that default,
 so every rouge.json also carries the unstemmed scores (`metrics.mean_unstemmed`,
-`per_example[i].unstemmed`) for a like-for-like comparison.
+`metrics.per_example[i].unstemmed`) for a like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -22,16 +22,46 @@ from rouge_score import rouge_scorer
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 FIELDS = ("precision", "recall", "fmeasure")
 STEMMER = "porter (rouge-score use_stemmer=True)"
-UNSTEMMED = "none (use_stemmer=False, Hugging Face evaluate's default): metrics.mean_unstemmed, per_example[i].unstemmed"
-SPLITTER = "punctuation rule that keeps abbreviations (e.g., et al., Fig., initials) and lowercase continuations together"
+UNSTEMMED = "none (use_stemmer=False, Hugging Face evaluate's default): metrics.mean_unstemmed, metrics.per_example[i].unstemmed"
+SPLITTER = (
+    "punctuation rule that keeps abbreviations (e.g., et al., Fig., initials) and lowercase continuations together"
+)
 
 # A candidate sentence end: . ! or ? (then any closing quotes or brackets) and whitespace.
 _BOUNDARY = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+")
 # Abbreviations after which a sentence (almost) never ends: what follows is a name, a
 # number or the rest of the sentence, whatever its case.
 _NEVER_END = frozenset(
-    "e.g. i.e. cf. vs. viz. al. fig. figs. eq. eqs. tab. sec. ch. ref. refs. no. nos. vol. pp. "
-    "approx. dr. mr. mrs. ms. prof. st. jr. sr.".split()
+    [
+        "e.g.",
+        "i.e.",
+        "cf.",
+        "vs.",
+        "viz.",
+        "al.",
+        "fig.",
+        "figs.",
+        "eq.",
+        "eqs.",
+        "tab.",
+        "sec.",
+        "ch.",
+        "ref.",
+        "refs.",
+        "no.",
+        "nos.",
+        "vol.",
+        "pp.",
+        "approx.",
+        "dr.",
+        "mr.",
+        "mrs.",
+        "ms.",
+        "prof.",
+        "st.",
+        "jr.",
+        "sr.",
+    ]
 )
 _INITIAL = re.compile(r"^[A-Z]\.$")  # "J. Smith"
 
@@ -65,7 +95,7 @@ def score_examples(*, predictions: Sequence[str], references: Sequence[str], use
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
     per_example = []
-    for prediction, reference in zip(predictions, references):
+    for prediction, reference in zip(predictions, references, strict=True):
         scores = scorer.score(split_sentences(reference), split_sentences(prediction))
         per_example.append(
             {kind: {field: float(getattr(scores[kind], field)) for field in FIELDS} for kind in ROUGE_TYPES}
@@ -78,22 +108,33 @@ def mean_scores(per_example: Sequence[Scores]) -> Scores:
     if not per_example:
         raise ValueError("no examples to average")
     count = len(per_example)
-    return {
-        kind: {field: sum(s[kind][field] for s in per_example) / count for field in FIELDS} for kind in ROUGE_TYPES
-    }
+    return {kind: {field: sum(s[kind][field] for s in per_example) / count for field in FIELDS} for kind in ROUGE_TYPES}
 
 
-def rouge_result(*, rows: Sequence[Mapping[str, Any]], variant: str, predictions_file: str) -> dict[str, Any]:
-    """rouge.json's content (without `meta`) for predictions.jsonl rows: Porter-stemmed
-    scores under the usual keys, unstemmed ones beside them."""
+def rouge_result(
+    *, rows: Sequence[Mapping[str, Any]], variant: str, spec: Mapping[str, Any] | None, predictions_file: str
+) -> dict[str, Any]:
+    """rouge.json's `run` and `metrics` for predictions.jsonl rows: Porter-stemmed scores
+    under the usual keys, unstemmed ones beside them. `spec`: the trained variant's
+    (VariantSpec.to_dict()), None for the base model or a precision."""
     predictions, references = [row["prediction"] for row in rows], [row["reference"] for row in rows]
     stemmed = score_examples(predictions=predictions, references=references, use_stemmer=True)
     plain = score_examples(predictions=predictions, references=references, use_stemmer=False)
     return {
         "run": {
-            "variant": variant, "predictions_file": predictions_file, "examples": len(rows),
-            "stemmer": STEMMER, "unstemmed": UNSTEMMED, "sentence_splitter": SPLITTER,
+            "variant": variant,
+            "spec": None if spec is None else dict(spec),
+            "predictions_file": predictions_file,
+            "examples": len(rows),
+            "stemmer": STEMMER,
+            "unstemmed": UNSTEMMED,
+            "sentence_splitter": SPLITTER,
         },
-        "metrics": {"mean": mean_scores(stemmed), "mean_unstemmed": mean_scores(plain)},
-        "per_example": [{"id": row["id"], **s, "unstemmed": p} for row, s, p in zip(rows, stemmed, plain)],
+        "metrics": {
+            "mean": mean_scores(stemmed),
+            "mean_unstemmed": mean_scores(plain),
+            "per_example": [
+                {"id": row["id"], **s, "unstemmed": p} for row, s, p in zip(rows, stemmed, plain, strict=True)
+            ],
+        },
     }

@@ -87,7 +87,9 @@ def bootstrap_ci(values: Sequence[float], *, resamples: int, seed: int, confiden
         data[None, :], resamples=resamples, rng=np.random.default_rng(seed), confidence=confidence
     )
     method = STUDENTISED if studentised[0] else BCA
-    return Interval(mean=float(data.mean()), low=float(low[0]), high=float(high[0]), confidence=confidence, method=method)
+    return Interval(
+        mean=float(data.mean()), low=float(low[0]), high=float(high[0]), confidence=confidence, method=method
+    )
 
 
 def bootstrap_intervals(
@@ -164,7 +166,7 @@ def _bca(data: np.ndarray, means: np.ndarray, *, confidence: float) -> tuple[np.
     bounds = []
     for z_alpha in (-z, z):
         level = normal_cdf(z0 + (z0 + z_alpha) / (1 - a * (z0 + z_alpha)))
-        bounds.append(np.array([np.quantile(row, q) for row, q in zip(means, level)]))
+        bounds.append(np.array([np.quantile(row, q) for row, q in zip(means, level, strict=True)]))
     return bounds[0], bounds[1]
 
 
@@ -202,7 +204,9 @@ def seed_level_test(*, means_a: Sequence[float], means_b: Sequence[float], confi
         p_value, half = (1.0 if difference == 0 else 0.0), 0.0
     else:
         p_value, half = float(t_two_sided_p(difference / se, df=df)), t_quantile(1 - (1 - confidence) / 2, df=df) * se
-    interval = Interval(mean=difference, low=difference - half, high=difference + half, confidence=confidence, method="Welch t")
+    interval = Interval(
+        mean=difference, low=difference - half, high=difference + half, confidence=confidence, method="Welch t"
+    )
     return LevelTest(interval=interval, p_value=p_value, test=f"Welch t on per-seed means ({df:.1f} df)")
 
 
@@ -228,7 +232,9 @@ def paired_comparison(
     )
     seed_level = None
     if max(scores_a.shape[0], scores_b.shape[0]) > 1:
-        seed_level = seed_level_test(means_a=scores_a.mean(axis=1), means_b=scores_b.mean(axis=1), confidence=confidence)
+        seed_level = seed_level_test(
+            means_a=scores_a.mean(axis=1), means_b=scores_b.mean(axis=1), confidence=confidence
+        )
     difference, p_value, test = example_level.interval, example_level.p_value, example_level.test
     if seed_level is not None:
         # The more conservative of the two: the envelope of both intervals, the larger p.
@@ -267,7 +273,9 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
     return [float(x) for x in adjusted]
 
 
-def verdict(comparison: PairedComparison, *, p_adjusted: float, holm: bool, family: str, alpha: float = ALPHA) -> tuple[bool, str]:
+def verdict(
+    comparison: PairedComparison, *, p_adjusted: float, holm: bool, family: str, alpha: float = ALPHA
+) -> tuple[bool, str]:
     """Whether the data support a real difference, and why (in plain words, naming the p
     the decision used). Supported: the decision's p (Holm-adjusted in its family, or the raw
     p of a lone primary question) is below alpha and the interval excludes 0."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from transformers import PreTrainedTokenizerBase
 
 from lora_study.data import Example
 from lora_study.flops import linear_costs, step_flops
+from lora_study.latency import peak_rss_bytes
 from lora_study.prompts import PromptBuilder
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ class StepRecord:
     flops: float  # forward + backward FLOPs executed (see flops.py)
 
 
-def make_item(*, builder: PromptBuilder, tokenizer: PreTrainedTokenizerBase, example: Example, max_target_tokens: int) -> TrainItem:
+def make_item(
+    *, builder: PromptBuilder, tokenizer: PreTrainedTokenizerBase, example: Example, max_target_tokens: int
+) -> TrainItem:
     """Prompt ids (masked) followed by the completion ids (the reference and end marker)."""
     prompt = builder.build(example.input)
     completion = tokenizer(builder.completion_text(example.reference), add_special_tokens=False).input_ids
@@ -162,7 +164,9 @@ def target_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         getattr(base.config, name, None) for name in ("final_logit_softcapping", "logit_scale")
     )
     if plain_head:
-        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden = base.get_decoder()(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
         logits = head(hidden[:, :-1][selected])
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][selected]
@@ -201,7 +205,7 @@ def seed_everything(seed: int) -> None:
 
 def peak_memory_bytes(device: str) -> dict[str, int]:
     """Peak resident memory of this process (and peak CUDA memory on a GPU)."""
-    peaks = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    peaks = {"peak_rss_bytes": peak_rss_bytes()}  # ru_maxrss is KiB on Linux but bytes on macOS
     if device.startswith("cuda"):
         peaks["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
     return peaks

@@ -29,10 +29,10 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM
 
-from lora_study.adapters import VariantSpec
-from lora_study.io import write_json
+from lora_study.grid import VariantSpec
 from lora_study.modeling import load_model
 from lora_study.provenance import meta_info
+from lora_study.results import write_result
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,12 @@ def compare_weights(
     records = []
     for index, name in enumerate(modules, start=1):
         records.append(
-            module_drift(name=name, base_weight=base_modules[name].weight, tuned_weight=tuned_modules[name].weight,
-                         settings=settings)
+            module_drift(
+                name=name,
+                base_weight=base_modules[name].weight,
+                tuned_weight=tuned_modules[name].weight,
+                settings=settings,
+            )
         )
         if index % 20 == 0 or index == len(modules):
             log.info("weights: %d of %d modules", index, len(modules))
@@ -190,7 +194,9 @@ def summarise(*, records: Sequence[Mapping[str, Any]], settings: Mapping[str, An
         "max_effective_rank": max(ranks) if ranks else None,
         "intruders": sum(r["intruders"] for r in records),
         "modules_with_intruders": sum(r["intruders"] > 0 for r in records),
-        "intruders_sweep": [sum(r["intruders_sweep"][i] for r in records) for i in range(len(settings["epsilon_sweep"]))],
+        "intruders_sweep": [
+            sum(r["intruders_sweep"][i] for r in records) for i in range(len(settings["epsilon_sweep"]))
+        ],
     }
 
 
@@ -217,16 +223,34 @@ def measure_weight_drift(
     load_seconds = time.perf_counter() - started
     records = compare_weights(base=base, tuned=tuned, modules=modules, settings=settings)
     result = {
-        "run": {"variant": spec.name, "spec": spec.to_dict(), "model_dir": str(model_dir), "weights": str(weights),
-                "settings": dict(settings), "load_seconds": load_seconds,
-                "seconds": time.perf_counter() - started, "torch_threads": torch.get_num_threads()},
-        "metrics": {"summary": summarise(records=records, settings=settings), "modules": records,
-                    "other_changed": other_changed},
+        "run": {
+            "variant": spec.name,
+            "spec": spec.to_dict(),
+            "model_dir": str(model_dir),
+            "weights": str(weights),
+            "settings": dict(settings),
+            "load_seconds": load_seconds,
+            "seconds": time.perf_counter() - started,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "metrics": {
+            "summary": summarise(records=records, settings=settings),
+            "modules": records,
+            "other_changed": other_changed,
+        },
         "meta": {**meta_info(device="cpu"), "dtype": "float64"},
     }
     summary = result["metrics"]["summary"]
-    log.info("%s: %d modules in %.1f s; mean relative update %s, median effective rank %s, %d intruders (k=%d, eps=%g)",
-             spec.name, summary["modules"], result["run"]["seconds"], summary["mean_relative_update_norm"],
-             summary["median_effective_rank"], summary["intruders"], settings["top_k"], settings["epsilon"])
-    write_json(out_path, result)
+    log.info(
+        "%s: %d modules in %.1f s; mean relative update %s, median effective rank %s, %d intruders (k=%d, eps=%g)",
+        spec.name,
+        summary["modules"],
+        result["run"]["seconds"],
+        summary["mean_relative_update_norm"],
+        summary["median_effective_rank"],
+        summary["intruders"],
+        settings["top_k"],
+        settings["epsilon"],
+    )
+    write_result(out_path, **result)
     return result

@@ -1,18 +1,21 @@
-"""The report's quantisation section (Study 1, Part 1), built only from result files:
-per precision latency.json (timing, memory), rouge.json (quality) and generation.json.
-
-No torch here: the report environment has none.
-"""
+"""The quantisation stage's section (Study 1, Part 1): per precision latency.json (timing,
+memory) and rouge.json (quality), and the paired tests against full from comparisons.json."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lora_study.io import read_json
-from lora_study.report import Section, escape, figure_svg, table
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lora_study.report.inputs import Files, Stage, by_variant, one, same_variants
+from lora_study.report.page import Section, escape, table
+from lora_study.report.plotting import plot_svg
+from lora_study.results import read_result
 
 MB = 1e6
 
@@ -24,7 +27,6 @@ class PrecisionResult:
     name: str
     latency: Mapping[str, Any]
     rouge: Mapping[str, Any]
-    generation: Mapping[str, Any]
 
     def rouge_f(self, kind: str) -> float:
         return float(self.rouge["metrics"]["mean"][kind]["fmeasure"])
@@ -45,27 +47,46 @@ class PrecisionResult:
         parts = [str(weights)]
         if compute and compute != weights:
             parts.append(f"compute {compute}")
-        parts.append(f'{model.get("backend", "?")}, {self.latency["meta"]["device"]}')
+        parts.append(f"{model.get('backend', '?')}, {self.latency['meta']['device']}")
         if model.get("cpu_kernel"):
             parts.append(model["cpu_kernel"])
         return "; ".join(parts)
 
 
-def load_precision(*, name: str, latency_path: str | Path, rouge_path: str | Path, generation_path: str | Path) -> PrecisionResult:
-    return PrecisionResult(
-        name=name, latency=read_json(latency_path), rouge=read_json(rouge_path), generation=read_json(generation_path)
+def load_precisions(files: Files) -> list[PrecisionResult]:
+    """Per precision, matched by the precision each file records; in input order."""
+    latency, rouge = by_variant(files["quant_latency"]), by_variant(files["quant_rouge"])
+    same_variants(quant_latency=latency, quant_rouge=rouge)
+    return [PrecisionResult(name=name, latency=latency[name], rouge=rouge[name]) for name in latency]
+
+
+def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
+    comparisons = read_result(one(files, "comparisons"))
+    return quantisation_sections(
+        results=load_precisions(files),
+        comparisons=comparisons["metrics"]["precisions"],
+        metric=comparisons["run"]["metric"],
     )
 
 
+STAGE = Stage(name="quantisation", inputs=("quant_latency", "quant_rouge", "comparisons"), sections=sections)
+
+
 def quantisation_sections(
-    results: Sequence[PrecisionResult], *, comparisons: Sequence[Mapping[str, Any]] = (), metric: str = "rougeL"
+    *, results: Sequence[PrecisionResult], comparisons: Sequence[Mapping[str, Any]], metric: str
 ) -> list[Section]:
     """The table, the paired tests against full (comparisons.json's `precisions` records,
     when given), the latency-vs-ROUGE-L plot and the measured ordering; nothing when no
     precision is configured."""
     if not results:
         return []
-    body = _table(results) + _paired_tests(comparisons, metric=metric) + _ordering(results) + latency_quality_plot(results) + _protocol(results)
+    body = (
+        _table(results)
+        + _paired_tests(comparisons, metric=metric)
+        + _ordering(results)
+        + latency_quality_plot(results)
+        + _protocol(results)
+    )
     return [Section("quantisation", "Quantisation: latency, memory and quality per precision", body)]
 
 
@@ -88,8 +109,16 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
     first = comparisons[0]
     confidence = first["difference"]["confidence"]
     return table(
-        ["precision", f"{metric} F difference", f"{confidence:.0%} interval", "p raw", f"p Holm ({first['family_size']})", "supported"],
-        rows, numeric_from=1,
+        [
+            "precision",
+            f"{metric} F difference",
+            f"{confidence:.0%} interval",
+            "p raw",
+            f"p Holm ({first['family_size']})",
+            "supported",
+        ],
+        rows,
+        numeric_from=1,
     ) + (
         f"<p class=muted>Paired on the same {first['examples']} evaluation examples: "
         "studentised bootstrap interval (never narrower than Student's t), sign-flip permutation p, "
@@ -106,10 +135,20 @@ def _mb(value: Any) -> str:
 def _table(results: Sequence[PrecisionResult]) -> str:
     gpu = any(r.latency["metrics"].get("peak_cuda_bytes") is not None for r in results)
     header = [
-        "precision", "dtype / backend", "load s", "latency p50 s", "latency p95 s", "TTFT p50 s",
-        "tokens/s", "decode tokens/s", "weights MB", "peak RSS MB",
+        "precision",
+        "dtype / backend",
+        "load s",
+        "latency p50 s",
+        "latency p95 s",
+        "TTFT p50 s",
+        "tokens/s",
+        "decode tokens/s",
+        "weights MB",
+        "peak RSS MB",
         *(["peak CUDA MB"] if gpu else []),
-        "ROUGE-1", "ROUGE-2", "ROUGE-L",
+        "ROUGE-1",
+        "ROUGE-2",
+        "ROUGE-L",
     ]
     rows = []
     for r in results:
@@ -119,18 +158,18 @@ def _table(results: Sequence[PrecisionResult]) -> str:
             [
                 r.name,
                 r.dtype_backend,
-                f'{metrics["load_seconds"]:.2f}',
+                f"{metrics['load_seconds']:.2f}",
                 f"{r.p50:.3f}",
                 f"{r.p95:.3f}",
-                f'{metrics["ttft_seconds"]["p50"]:.3f}',
-                f'{metrics["tokens_per_second"]:.1f}',
-                f'{decode["p50"]:.1f}' if decode else "n/a",
+                f"{metrics['ttft_seconds']['p50']:.3f}",
+                f"{metrics['tokens_per_second']:.1f}",
+                f"{decode['p50']:.1f}" if decode else "n/a",
                 _mb(metrics["weight_bytes"]),
                 _mb(metrics["peak_rss_bytes"]),
                 *([_mb(metrics.get("peak_cuda_bytes"))] if gpu else []),
-                f'{r.rouge_f("rouge1"):.4f}',
-                f'{r.rouge_f("rouge2"):.4f}',
-                f'{r.rouge_f("rougeL"):.4f}',
+                f"{r.rouge_f('rouge1'):.4f}",
+                f"{r.rouge_f('rouge2'):.4f}",
+                f"{r.rouge_f('rougeL'):.4f}",
             ]
         )
     note = (
@@ -139,7 +178,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         "token (median over runs). Weights: bytes of the tensors the loaded model holds (quantised "
         "weights with their scales; embeddings and output head stay at full precision). Peak RSS: "
         "the process's peak resident memory, loading included. ROUGE: F-measure, mean over "
-        f'{results[0].rouge["run"]["examples"]} evaluation examples, from predictions that stop '
+        f"{results[0].rouge['run']['examples']} evaluation examples, from predictions that stop "
         "naturally (the quality run, separate from the timed runs).</p>"
     )
     return table(header, rows, numeric_from=2) + note
@@ -162,13 +201,6 @@ def _ordering(results: Sequence[PrecisionResult]) -> str:
 
 def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
     """Latency (p50, whisker to p95) against ROUGE-L, one labelled point per precision, as inline SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
     frame = pd.DataFrame(
         {
             "precision": [r.name for r in results],
@@ -178,8 +210,8 @@ def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
         }
     )
     x, y = "latency p50 (s per example)", "ROUGE-L (F)"
-    with sns.axes_style("whitegrid"):  # a local style: other sections' plots keep theirs
-        figure, axes = plt.subplots(figsize=(6.4, 4.2))
+
+    def draw(figure: Figure, axes: Axes) -> None:
         axes.hlines(frame[y], frame[x], frame["p95"], colors="0.6", linewidth=1.5, zorder=1)
         sns.scatterplot(data=frame, x=x, y=y, hue="precision", s=90, legend=False, ax=axes, zorder=2)
         for _, row in frame.iterrows():
@@ -187,7 +219,8 @@ def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
         axes.set_title("Latency vs quality per precision (line: p50 to p95)")
         axes.margins(x=0.15, y=0.25)
         axes.set_xlim(left=0)  # from zero, so distances show the real ratios
-    return figure_svg(figure)
+
+    return plot_svg(draw, figsize=(6.4, 4.2))
 
 
 def _protocol(results: Sequence[PrecisionResult]) -> str:
@@ -200,6 +233,6 @@ def _protocol(results: Sequence[PrecisionResult]) -> str:
         ("warm-up runs (excluded)", metrics["warmup_runs"]),
         ("timed runs per precision (raw in latency.json)", metrics["timed_runs"]),
         ("repeats", latency["repeats"]),
-        ("device", f'{run["meta"]["device_name"]}, torch threads: {run["meta"].get("torch_threads", "?")}'),
+        ("device", f"{run['meta']['device_name']}, torch threads: {run['meta'].get('torch_threads', '?')}"),
     ]
     return "<h3>Protocol</h3>" + table(["", ""], rows, numeric_from=99)

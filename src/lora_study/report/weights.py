@@ -1,12 +1,10 @@
-"""The report's weight-space sections, built only from weights.json (and mitigation.json)
+"""The weight-space stage's sections, built only from weights.json (and mitigation.json)
 files: update norm, effective rank and intruder dimensions per variant and per layer, the
 epsilon sweep, and the intruder-mitigation curve when it was run.
 
 LoRA and full fine-tuning are compared on the same modules: per-layer numbers and sweep
 totals cover only the module kinds the LoRA variants target (q_proj and v_proj by default),
 while the table also gives full fine-tuning's numbers over all its modules.
-
-No torch here: the report environment has none.
 """
 
 from __future__ import annotations
@@ -14,11 +12,15 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lora_study.io import read_json
-from lora_study.report import Section, escape, figure_svg, table
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant
+from lora_study.report.page import Section, escape, table
+from lora_study.report.plotting import palette, plot_svg
 
 
 @dataclass(frozen=True)
@@ -29,16 +31,30 @@ class WeightResult:
 
     @property
     def is_fft(self) -> bool:
-        return self.name.startswith("fft-")
+        return self.weights["run"]["spec"]["kind"] == "fft"
 
     @property
     def modules(self) -> Sequence[Mapping[str, Any]]:
         return self.weights["metrics"]["modules"]
 
 
-def load_weights(*, name: str, weights_path: str | Path, mitigation_path: str | Path | None = None) -> WeightResult:
-    return WeightResult(name=name, weights=read_json(weights_path),
-                        mitigation=read_json(mitigation_path) if mitigation_path else None)
+def load_weights(files: Files) -> list[WeightResult]:
+    """weights.json per trained variant, with its mitigation.json where mitigation ran; both
+    matched by the variant each file records."""
+    weights, mitigation = by_variant(files["weights"]), by_variant(files["mitigation"])
+    unknown = sorted(set(mitigation) - set(weights))
+    if unknown:
+        raise ReportInputError(f"input mitigation holds variants that input weights lacks: {', '.join(unknown)}")
+    return [
+        WeightResult(name=name, weights=result, mitigation=mitigation.get(name)) for name, result in weights.items()
+    ]
+
+
+def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
+    return weight_sections(results=load_weights(files))
+
+
+STAGE = Stage(name="weights", inputs=("weights", "mitigation"), sections=sections)
 
 
 def compared_kinds(results: Sequence[WeightResult]) -> set[str]:
@@ -55,8 +71,10 @@ def per_layer(result: WeightResult, *, kinds: set[str]) -> dict[int, dict[str, f
         if module["layer"] is not None and module["kind"] in kinds:
             layers.setdefault(module["layer"], []).append(module)
     return {
-        layer: {"effective_rank": statistics.fmean(m["effective_rank"] for m in modules),
-                "intruders": sum(m["intruders"] for m in modules)}
+        layer: {
+            "effective_rank": statistics.fmean(m["effective_rank"] for m in modules),
+            "intruders": sum(m["intruders"] for m in modules),
+        }
         for layer, modules in sorted(layers.items())
     }
 
@@ -65,15 +83,28 @@ def weight_sections(*, results: Sequence[WeightResult]) -> list[Section]:
     """Nothing when no variant is trained; the mitigation section only when it ran."""
     if not results:
         return []
-    sections = [Section("weight-drift", "Weight-space drift: update rank and intruder dimensions", _weights_body(results))]
+    sections = [
+        Section("weight-drift", "Weight-space drift: update rank and intruder dimensions", _weights_body(results))
+    ]
     mitigated = [r for r in results if r.mitigation is not None]
     if mitigated:
-        sections.append(Section("intruder-mitigation", "Intruder-dimension mitigation: quality against forgetting",
-                                _mitigation_body(mitigated)))
+        sections.append(
+            Section(
+                "intruder-mitigation",
+                "Intruder-dimension mitigation: quality against forgetting",
+                _mitigation_body(mitigated),
+            )
+        )
     else:
-        sections[0] = Section(sections[0].anchor, sections[0].title, sections[0].body + (
-            "<p class=muted>Intruder mitigation did not run (drift.mitigation.enabled: false, the CPU default; "
-            "each strength is one more evaluation of every adapter).</p>"))
+        sections[0] = Section(
+            sections[0].anchor,
+            sections[0].title,
+            sections[0].body
+            + (
+                "<p class=muted>Intruder mitigation did not run (drift.mitigation.enabled: false, the CPU default; "
+                "each strength is one more evaluation of every adapter).</p>"
+            ),
+        )
     return sections
 
 
@@ -95,17 +126,19 @@ def _weights_body(results: Sequence[WeightResult]) -> str:
     for r in results:
         summary, compared = r.weights["metrics"]["summary"], _subset(r, kinds)
         ranks = [m["effective_rank"] for m in compared]
-        rows.append([
-            r.name,
-            summary["modules"],
-            _number(summary["mean_relative_update_norm"]),
-            _number(summary["median_effective_rank"], 1),
-            _number(summary["mean_effective_rank"], 1),
-            summary["intruders"],
-            summary["modules_with_intruders"],
-            _number(statistics.median(ranks), 1) if ranks else "n/a",
-            sum(m["intruders"] for m in compared),
-        ])
+        rows.append(
+            [
+                r.name,
+                summary["modules"],
+                _number(summary["mean_relative_update_norm"]),
+                _number(summary["median_effective_rank"], 1),
+                _number(summary["mean_effective_rank"], 1),
+                summary["intruders"],
+                summary["modules_with_intruders"],
+                _number(statistics.median(ranks), 1) if ranks else "n/a",
+                sum(m["intruders"] for m in compared),
+            ]
+        )
     protocol = (
         f"<p class=muted>Every Linear weight that training changed (full fine-tuning) or that the adapter targets "
         f"(LoRA: the merged weight W + dW, PEFT's own merge into a float32 base, QLoRA's too), against the base, "
@@ -117,11 +150,24 @@ def _weights_body(results: Sequence[WeightResult]) -> str:
         f"variants: <b>{escape(kind_list)}</b> (what the LoRA variants target), mean effective rank per layer and "
         f"intruders summed per layer; full fine-tuning's other modules count only in the table's all-module columns.</p>"
     )
-    header = ["variant", "modules", "mean relative update", "median eff. rank", "mean eff. rank",
-              f"intruders (k={settings['top_k']}, eps={settings['epsilon']})", "modules with intruders",
-              f"median eff. rank on {kind_list}", f"intruders on {kind_list}"]
-    return (protocol + table(header, rows) + _layer_plots(results, kinds)
-            + "<h3>Intruders against epsilon</h3>" + _sweep(results, kinds))
+    header = [
+        "variant",
+        "modules",
+        "mean relative update",
+        "median eff. rank",
+        "mean eff. rank",
+        f"intruders (k={settings['top_k']}, eps={settings['epsilon']})",
+        "modules with intruders",
+        f"median eff. rank on {kind_list}",
+        f"intruders on {kind_list}",
+    ]
+    return (
+        protocol
+        + table(header, rows)
+        + _layer_plots(results, kinds)
+        + "<h3>Intruders against epsilon</h3>"
+        + _sweep(results, kinds)
+    )
 
 
 def _style(result: WeightResult) -> str:
@@ -130,47 +176,42 @@ def _style(result: WeightResult) -> str:
 
 def _layer_plots(results: Sequence[WeightResult], kinds: set[str]) -> str:
     """Effective rank and intruders by layer, one line per variant (LoRA solid, FFT dashed)."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    with sns.axes_style("whitegrid"):
-        figure, (rank_axes, intruder_axes) = plt.subplots(1, 2, figsize=(11.0, 4.0))
-        palette = sns.color_palette("colorblind", len(results))
-        for colour, r in zip(palette, results):
+    def draw(figure: Figure, axes: np.ndarray) -> None:
+        rank_axes, intruder_axes = axes
+        for colour, r in zip(palette(len(results)), results, strict=True):
             layers = per_layer(r, kinds=kinds)
             x = list(layers)
-            rank_axes.plot(x, [v["effective_rank"] for v in layers.values()], _style(r), color=colour, marker=".", label=r.name)
-            intruder_axes.plot(x, [v["intruders"] for v in layers.values()], _style(r), color=colour, marker=".", label=r.name)
+            rank_axes.plot(
+                x, [v["effective_rank"] for v in layers.values()], _style(r), color=colour, marker=".", label=r.name
+            )
+            intruder_axes.plot(
+                x, [v["intruders"] for v in layers.values()], _style(r), color=colour, marker=".", label=r.name
+            )
         rank_axes.set(xlabel="layer", ylabel="effective rank of dW (mean over modules)", title="Update rank by layer")
         rank_axes.set_yscale("symlog", linthresh=1.0)  # LoRA ranks of a few beside FFT's hundreds; 0 stays drawable
         intruder_axes.set(xlabel="layer", ylabel="intruder dimensions (sum over modules)", title="Intruders by layer")
         rank_axes.legend(fontsize=8)
         figure.tight_layout()
-    return figure_svg(figure)
+
+    return plot_svg(draw, figsize=(11.0, 4.0), ncols=2)
 
 
 def _sweep(results: Sequence[WeightResult], kinds: set[str]) -> str:
     """Intruders summed over the compared modules at each epsilon of the sweep: table and plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     epsilons = results[0].weights["run"]["settings"]["epsilon_sweep"]
-    totals = {r.name: [sum(m["intruders_sweep"][i] for m in _subset(r, kinds)) for i in range(len(epsilons))]
-              for r in results}
+    totals = {
+        r.name: [sum(m["intruders_sweep"][i] for m in _subset(r, kinds)) for i in range(len(epsilons))] for r in results
+    }
     rows = [[r.name, *totals[r.name]] for r in results]
-    with sns.axes_style("whitegrid"):
-        figure, axes = plt.subplots(figsize=(6.0, 3.6))
-        for colour, r in zip(sns.color_palette("colorblind", len(results)), results):
+
+    def draw(figure: Figure, axes: Axes) -> None:
+        for colour, r in zip(palette(len(results)), results, strict=True):
             axes.plot(epsilons, totals[r.name], _style(r), color=colour, marker="o", label=r.name)
         axes.set(xlabel="epsilon (cosine threshold)", ylabel="intruder dimensions")
         axes.legend(fontsize=8)
-    return table(["variant", *(f"eps {e}" for e in epsilons)], rows) + figure_svg(figure)
+
+    return table(["variant", *(f"eps {e}" for e in epsilons)], rows) + plot_svg(draw, figsize=(6.0, 3.6))
 
 
 def _mitigation_body(results: Sequence[WeightResult]) -> str:
@@ -181,12 +222,18 @@ def _mitigation_body(results: Sequence[WeightResult]) -> str:
         metrics = r.mitigation["metrics"]
         base_nll = metrics["base"]["forgetting"]["mean_nll"]
         for point in metrics["curve"]:
-            rows.append([
-                r.name, f'{point["strength"]:.2f}', f'{point["mitigation_lambda"]:.2f}',
-                f'{metrics["intruders"]["total"]} in {metrics["intruders"]["modules_with_intruders"]}/{metrics["intruders"]["modules"]}',
-                _number(point["update_remaining"], 3), f'{point["rouge"]["rougeL"]["fmeasure"]:.4f}',
-                f'{point["forgetting"]["mean_nll"]:.4f}', f'{point["forgetting"]["mean_nll"] - base_nll:+.4f}',
-            ])
+            rows.append(
+                [
+                    r.name,
+                    f"{point['strength']:.2f}",
+                    f"{point['mitigation_lambda']:.2f}",
+                    f"{metrics['intruders']['total']} in {metrics['intruders']['modules_with_intruders']}/{metrics['intruders']['modules']}",
+                    _number(point["update_remaining"], 3),
+                    f"{point['rouge']['rougeL']['fmeasure']:.4f}",
+                    f"{point['forgetting']['mean_nll']:.4f}",
+                    f"{point['forgetting']['mean_nll'] - base_nll:+.4f}",
+                ]
+            )
     base = first["metrics"]["base"]
     protocol = (
         f"<p class=muted>PEFT's <code>reduce_intruder_dimension</code> (top {settings['top_k']} singular vectors of "
@@ -197,32 +244,50 @@ def _mitigation_body(results: Sequence[WeightResult]) -> str:
         f"task's domain, minus the base model's ({base['forgetting']['mean_nll']:.4f}; base ROUGE-L F "
         f"{base['rouge']['rougeL']['fmeasure']:.4f}). Where no intruder is found the strength changes nothing.</p>"
     )
-    header = ["variant", "strength", "lambda", "intruders (modules)", "update kept", "ROUGE-L F",
-              "general-text NLL", "forgetting (vs base)"]
+    header = [
+        "variant",
+        "strength",
+        "lambda",
+        "intruders (modules)",
+        "update kept",
+        "ROUGE-L F",
+        "general-text NLL",
+        "forgetting (vs base)",
+    ]
     return protocol + _mitigation_plot(results) + table(header, rows)
 
 
 def _mitigation_plot(results: Sequence[WeightResult]) -> str:
     """ROUGE-L and forgetting against strength, one line per variant."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    with sns.axes_style("whitegrid"):
-        figure, (quality, forgetting) = plt.subplots(1, 2, figsize=(11.0, 3.8))
-        for colour, r in zip(sns.color_palette("colorblind", len(results)), results):
+    def draw(figure: Figure, axes: np.ndarray) -> None:
+        quality, forgetting = axes
+        for colour, r in zip(palette(len(results)), results, strict=True):
             metrics = r.mitigation["metrics"]
             strengths = [p["strength"] for p in metrics["curve"]]
             base_nll = metrics["base"]["forgetting"]["mean_nll"]
-            quality.plot(strengths, [p["rouge"]["rougeL"]["fmeasure"] for p in metrics["curve"]], "-o", color=colour, label=r.name)
-            forgetting.plot(strengths, [p["forgetting"]["mean_nll"] - base_nll for p in metrics["curve"]], "-o", color=colour,
-                            label=r.name)
+            quality.plot(
+                strengths,
+                [p["rouge"]["rougeL"]["fmeasure"] for p in metrics["curve"]],
+                "-o",
+                color=colour,
+                label=r.name,
+            )
+            forgetting.plot(
+                strengths,
+                [p["forgetting"]["mean_nll"] - base_nll for p in metrics["curve"]],
+                "-o",
+                color=colour,
+                label=r.name,
+            )
         quality.set(xlabel="mitigation strength (share of intruders removed)", ylabel="ROUGE-L F", title="Quality")
-        forgetting.set(xlabel="mitigation strength (share of intruders removed)",
-                       ylabel="general-text NLL minus base (nats)", title="Forgetting")
+        forgetting.set(
+            xlabel="mitigation strength (share of intruders removed)",
+            ylabel="general-text NLL minus base (nats)",
+            title="Forgetting",
+        )
         forgetting.axhline(0.0, color="grey", linewidth=0.8)
         quality.legend(fontsize=8)
         figure.tight_layout()
-    return figure_svg(figure)
+
+    return plot_svg(draw, figsize=(11.0, 3.8), ncols=2)

@@ -1,12 +1,17 @@
-"""Report sections of the comparison stage: verdicts, forest plot, paired tests, seeds,
-failure modes."""
+"""The comparison stage's sections: verdicts, forest plot, paired tests, seeds, failure modes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from lora_study.report import Section, escape, figure_svg, table
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lora_study.report.inputs import Files, Stage, one
+from lora_study.report.page import Section, escape, table
+from lora_study.report.plotting import plot_svg
+from lora_study.results import read_result
 
 RATE_LABELS = {
     "continuation": "continues/copies input",
@@ -17,11 +22,23 @@ RATE_LABELS = {
 }
 
 
+def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
+    return comparison_sections(read_result(one(files, "comparisons")))
+
+
+STAGE = Stage(name="compare", inputs=("comparisons",), sections=sections)
+
+
 def comparison_sections(comparisons: Mapping[str, Any]) -> list[Section]:
+    """`comparisons`: comparisons.json (its `run` and `metrics`)."""
     run = comparisons["run"]
     return [
         Section("verdicts", "Verdicts", _verdicts(comparisons)),
-        Section("differences", f"Differences ({run['metric']} F, {run['confidence']:.0%} intervals)", _differences(comparisons)),
+        Section(
+            "differences",
+            f"Differences ({run['metric']} F, {run['confidence']:.0%} intervals)",
+            _differences(comparisons),
+        ),
         Section("seeds", "Seed-to-seed variation", _seeds(comparisons)),
         Section("failure-modes", "Failure modes", _failure_modes(comparisons)),
     ]
@@ -44,7 +61,7 @@ def supported_means(run: Mapping[str, Any]) -> str:
 
 
 def _verdicts(comparisons: Mapping[str, Any]) -> str:
-    lines = [f"<li>{escape(v['text'])}</li>" for v in comparisons["verdicts"]]
+    lines = [f"<li>{escape(v['text'])}</li>" for v in comparisons["metrics"]["verdicts"]]
     if not lines:
         return "<p>No primary question: the configuration trains fewer than two LoRA ranks and sets no <code>statistics.primary</code>.</p>"
     run = comparisons["run"]
@@ -55,7 +72,7 @@ def _verdicts(comparisons: Mapping[str, Any]) -> str:
 
 
 def _differences(comparisons: Mapping[str, Any]) -> str:
-    records = comparisons["comparisons"]
+    records = comparisons["metrics"]["comparisons"]
     seeds = any(c.get("seed_level") for c in records)
     rows = [
         [
@@ -76,9 +93,19 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
         for c in records
     ]
     header = [
-        "comparison", "why", "family (size)", "difference", "interval", "p raw", "p Holm",
+        "comparison",
+        "why",
+        "family (size)",
+        "difference",
+        "interval",
+        "p raw",
+        "p Holm",
         *(["p examples", "p seeds"] if seeds else []),
-        "seeds", "seed spread", "supported", "LoRA within gap of FFT", "reason",
+        "seeds",
+        "seed spread",
+        "supported",
+        "LoRA within gap of FFT",
+        "reason",
     ]
     run = comparisons["run"]
     gap = run.get("max_quality_gap")
@@ -87,7 +114,8 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
         + (
             f"LoRA within gap of FFT: Study 4's criterion, LoRA no more than {gap:g} {run['metric']} F below full "
             "fine-tuning at the far end of the interval (non-inferiority), not at the point estimate. "
-            if gap is not None else ""
+            if gap is not None
+            else ""
         )
         + "How each number is computed and what it does not cover: docs/STATISTICS.md.</p>"
     )
@@ -106,32 +134,35 @@ def _gap(comparison: Mapping[str, Any]) -> str:
 
 
 def _forest_plot(comparisons: Mapping[str, Any]) -> str:
-    against_base = [c for c in comparisons["comparisons"] if c["a"] == "base"]
+    against_base = [c for c in comparisons["metrics"]["comparisons"] if c["a"] == "base"]
     if not against_base:
         return ""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    with sns.axes_style("whitegrid"):  # a local style: other sections' plots keep theirs
-        figure, axes = plt.subplots(figsize=(8, 0.5 * len(against_base) + 1.2))
+    def draw(figure: Figure, axes: Axes) -> None:
         for row, c in enumerate(reversed(against_base)):
             d = c["difference"]
             color = "#1b7837" if c["supported"] and d["mean"] > 0 else "#b2182b" if c["supported"] else "#555555"
-            axes.errorbar(d["mean"], row, xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]], fmt="o", color=color, capsize=4)
+            axes.errorbar(
+                d["mean"], row, xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]], fmt="o", color=color, capsize=4
+            )
         axes.axvline(0, color="black", linewidth=1)
         axes.set_yticks(range(len(against_base)), [c["b"] for c in reversed(against_base)])
         axes.set_xlabel(f"{comparisons['run']['metric']} F difference against the base model")
         axes.set_title("Variants against the base model (colour: supported after Holm)")
-    return figure_svg(figure)
+
+    return plot_svg(draw, figsize=(8, 0.5 * len(against_base) + 1.2))
 
 
 def _seeds(comparisons: Mapping[str, Any]) -> str:
     rows = [
-        [name, info["seeds"], ", ".join(f"{m:.4f}" for m in info["per_seed_means"]), f"{info['mean']:.4f}", f"{info['seed_std']:.4f}"]
-        for name, info in comparisons["groups"].items()
+        [
+            name,
+            info["seeds"],
+            ", ".join(f"{m:.4f}" for m in info["per_seed_means"]),
+            f"{info['mean']:.4f}",
+            f"{info['seed_std']:.4f}",
+        ]
+        for name, info in comparisons["metrics"]["groups"].items()
     ]
     return table(["group", "seeds", "per-seed means", "mean", "seed std"], rows)
 
@@ -139,7 +170,7 @@ def _seeds(comparisons: Mapping[str, Any]) -> str:
 def _failure_modes(comparisons: Mapping[str, Any]) -> str:
     header = ["variant", *RATE_LABELS.values(), "copy span share", "novel bigrams", "repetition", "length / reference"]
     rows = []
-    for name, info in comparisons["variants"].items():
+    for name, info in comparisons["metrics"]["variants"].items():
         summary = info["failure_modes"]
         rates, means = summary["rates"], summary["means"]
         rows.append(

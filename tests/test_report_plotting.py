@@ -1,0 +1,61 @@
+"""Every stage draws its figures in a local style: the global matplotlib settings are the same
+after the whole report as before, and no code path sets a global seaborn theme (which would
+restyle every figure drawn after it, so a figure's look would depend on the stages' order)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+import seaborn
+from test_report_stages import build, in_tree, tree  # noqa: F401 (fixtures)
+
+from conftest import REPO
+
+BACKEND = {"backend", "backend_fallback"}  # the report chooses Agg on purpose: no display on a compute node
+FIGURES = 9  # forest plot, loss curves, latency vs quality, drift by layer, CKA heatmaps,
+# learning vs forgetting, update rank and intruders by layer, the epsilon sweep, mitigation
+
+
+def changed(before: dict, after: dict) -> dict:
+    return {key: value for key, value in after.items() if before.get(key) != value and key not in BACKEND}
+
+
+def test_every_stages_figures_leave_the_global_settings_alone(
+    in_tree,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def global_theme(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a global seaborn theme restyles every figure drawn after it: use a local style")
+
+    for module in (seaborn, seaborn.rcmod):
+        monkeypatch.setattr(module, "set_theme", global_theme)
+        monkeypatch.setattr(module, "set", global_theme)
+    before = dict(matplotlib.rcParams)
+    page = build(in_tree[1], tmp_path / "report.html")
+    assert page.count("<figure><svg") == FIGURES
+    assert changed(before, dict(matplotlib.rcParams)) == {}
+
+
+def test_importing_the_report_leaves_the_global_settings_alone() -> None:
+    """A theme set when a module is imported, checked in a fresh interpreter."""
+    code = (
+        "import matplotlib, json\n"
+        "before = {k: repr(v) for k, v in matplotlib.rcParams.items()}\n"
+        "import lora_study.report.stages\n"
+        "after = {k: repr(v) for k, v in matplotlib.rcParams.items()}\n"
+        f"print(json.dumps(sorted(k for k in after if after[k] != before.get(k) and k not in {BACKEND!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

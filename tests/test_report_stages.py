@@ -1,0 +1,437 @@
+"""The report's stage registry on a small complete results tree written in the result format:
+every stage builds from the named inputs it declares, per-variant files are matched by the
+variant each records, the rule and the stages cannot disagree silently, and the summary's
+numbers are the files'."""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_report_drift import drift_metrics
+from test_report_weights import mitigation_metrics, module, weights_metrics
+
+from lora_study.compare import VariantScores, compare_variants
+from lora_study.drift_summary import summarise_drift
+from lora_study.grid import VariantSpec
+from lora_study.io import MANIFEST, write_json, write_jsonl
+from lora_study.report.inputs import ReportInputError, Stage, check_inputs, named_inputs
+from lora_study.report.page import write_page
+from lora_study.report.stages import STAGES
+from lora_study.results import read_result, write_result
+from lora_study.rouge import rouge_result
+
+LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
+LORA4 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
+FFT = VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-5)
+TRAINED = [LORA2, LORA4, FFT]
+PRECISIONS = ["full", "int8"]
+EVIL = '<script>alert("x")</script> & more'
+LONG_INPUT = "A long abstract about adapters. " * 40  # over the folding threshold
+STATISTICS = {
+    "metric": "rougeL",
+    "resamples": 300,
+    "seed": 0,
+    "confidence": 0.95,
+    "pairs": [],
+    "primary": None,
+    "max_quality_gap": 0.03,
+}
+CONFIG: dict[str, Any] = {
+    "model": {"source": "embedded", "device": "auto", "dtype": "auto"},
+    "data": {"dataset": "aclsum", "train": {"sizes": [4], "seed": 123}, "eval": {"size": 6, "seed": 42}},
+    "prompt": {"instruction": "Summarize.", "chat_template": True, "max_input_tokens": 512},
+    "generation": {"greedy": True, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32},
+    "report": {"examples": 6, "seed": 0},  # every example: the long one is among them
+}
+
+
+def meta(**extra: Any) -> dict[str, Any]:
+    return {
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "code_version": "v1.2-3-gabcdef0",
+        "device": "cuda",
+        "device_name": "NVIDIA H100 80GB HBM3",
+        "platform": "linux",
+        "versions": {"torch": "2.13.0"},
+        **extra,
+    }
+
+
+def examples() -> list[dict[str, str]]:
+    inputs = ["An <b>abstract</b>.", LONG_INPUT, "Short input three.", "Four.", "Five.", "Six."]
+    return [{"id": f"ex<{i}>", "input": text, "reference": f"The reference {i}."} for i, text in enumerate(inputs)]
+
+
+def prediction(name: str, index: int, rng: np.random.Generator) -> str:
+    words = ["The", "reference", str(index), "adapters", "summary", "model", "text"]
+    text = " ".join(rng.choice(words, size=6))
+    return EVIL if (name, index) == ("base", 0) else text
+
+
+def write_variant(
+    root: Path, folder: str, *, name: str, spec: VariantSpec | None, rng: np.random.Generator, dtype: str
+) -> list[dict[str, Any]]:
+    """predictions.jsonl, rouge.json and generation.json of one evaluated variant or precision."""
+    rows = [
+        {"id": e["id"], "prediction": prediction(name, i, rng), "reference": e["reference"]}
+        for i, e in enumerate(examples())
+    ]
+    predictions = f"{folder}/predictions.jsonl"
+    write_jsonl(root / predictions, rows)
+    spec_dict = None if spec is None else spec.to_dict()
+    write_result(
+        root / folder / "rouge.json",
+        **rouge_result(rows=rows, variant=name, spec=spec_dict, predictions_file=predictions),
+        meta=meta(),
+    )
+    write_result(
+        root / folder / "generation.json",
+        run={"variant": name, "spec": spec_dict, "examples": len(rows)},
+        metrics={
+            "load_seconds": 1.0,
+            "generate_seconds": 2.0,
+            "generated_tokens": 60,
+            "tokens_per_second": 30.0,
+            "truncated_inputs": 0,
+            "stopped_naturally": 5,
+        },
+        meta=meta(dtype=dtype),
+    )
+    return rows
+
+
+def latency_result(name: str, p50: float) -> dict[str, Any]:
+    summary = {"n": 4, "mean": p50, "std": 0.0, "min": p50, "p50": p50, "p95": p50 * 1.2, "max": p50 * 1.2}
+    return {
+        "run": {"precision": name, "example_ids": ["a", "b"], "config": {"latency": {"repeats": 2}}},
+        "metrics": {
+            "load_seconds": 1.25,
+            "weight_bytes": 220_000_000,
+            "peak_rss_bytes": 1_200_000_000,
+            "peak_cuda_bytes": 300_000_000,
+            "latency_seconds": summary,
+            "ttft_seconds": summary,
+            "decode_tokens_per_second": {**summary, "p50": 7.0},
+            "tokens_per_second": 32 / p50,
+            "batch_size": 1,
+            "new_tokens": 32,
+            "warmup_runs": 1,
+            "timed_runs": 4,
+            "runs": [],
+            "warmup": [],
+        },
+        "meta": meta(
+            dtype="float16" if name == "full" else "int8",
+            torch_threads=2,
+            model={"weights": name, "compute_dtype": "float16", "backend": "torch"},
+        ),
+    }
+
+
+def write_tree(root: Path) -> dict[str, Any]:
+    """Every file rule build_report reads, for base + two LoRA ranks + FFT and two precisions;
+    returns the rule's named inputs (relative paths, as Snakemake gives them)."""
+    rng = np.random.default_rng(0)
+    write_json(
+        root / "resources/models/m" / MANIFEST,
+        {"source": "embedded", "architecture": "LlamaForCausalLM", "parameters": 1000, "checks": {"rope_theta": 1e5}},
+    )
+    write_result(
+        root / "results/data/subsets.json",
+        run={"dataset": "aclsum", "name": "aclsum", "source": {"train": "t", "eval": "e"}, "shuffle": "seeded"},
+        metrics={
+            "eval": {"split": "test", "seed": 42, "size": 6},
+            "train": {"split": "train", "seed": 123, "sizes": {"4": 4}},
+            "files": {},
+        },
+        meta=meta(device=None, device_name=None),
+    )
+    write_jsonl(root / "results/data/eval.jsonl", examples())
+    variants = [("base", None), *((spec.name, spec) for spec in TRAINED)]
+    scores = []
+    for name, spec in variants:
+        rows = write_variant(root, f"results/eval/{name}", name=name, spec=spec, rng=rng, dtype="bfloat16")
+        rouge = read_result(root / f"results/eval/{name}/rouge.json")
+        scores.append(
+            VariantScores(name=name, spec=spec, per_example=rouge["metrics"]["per_example"], predictions=rows)
+        )
+    precisions = []
+    for name in PRECISIONS:
+        rows = write_variant(root, f"results/quant/{name}", name=name, spec=None, rng=rng, dtype="float16")
+        rouge = read_result(root / f"results/quant/{name}/rouge.json")
+        precisions.append(
+            VariantScores(name=name, spec=None, per_example=rouge["metrics"]["per_example"], predictions=rows)
+        )
+        write_result(
+            root / f"results/quant/{name}/latency.json", **latency_result(name, 2.0 if name == "full" else 1.5)
+        )
+    comparisons = compare_variants(
+        variants=scores,
+        eval_inputs={e["id"]: e["input"] for e in examples()},
+        instruction="Summarize.",
+        statistics=STATISTICS,
+        precisions=precisions,
+    )
+    write_result(root / "results/compare/comparisons.json", **comparisons, meta=meta())
+    for index, spec in enumerate(TRAINED):
+        folder = root / f"results/adapters/{spec.name}"
+        write_result(
+            folder / "train.json",
+            run={"variant": spec.name, "spec": spec.to_dict()},
+            metrics={
+                "trainable_parameters": 1000 * (index + 1),
+                "trainable_percent": 0.1,
+                "lora_scaling": 2.0,
+                "artefact_bytes": 2e6,
+                "train_seconds": 10.0,
+                "tokens_per_second": 100.0,
+                "achieved_gflops": 5.0,
+                "padding_share": 0.05,
+                "peak_rss_bytes": 2e9,
+                "steps": 2,
+                "final_loss": 2.5 - index,
+            },
+            meta=meta(dtype="bfloat16"),
+        )
+        with open(folder / "loss.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerows([["step", "epoch", "loss"], [1, 0.5, 3.0 - index], [2, 1.0, 2.5 - index]])
+    write_result(
+        root / "results/adapters/parameter_counts.json",
+        run={"ranks": [2, 4]},
+        metrics={
+            "rows": [
+                {
+                    "targets": "qv",
+                    "rank": 2,
+                    "trainable_parameters": 1000,
+                    "trainable_percent": 0.1,
+                    "adapter_megabytes_fp32": 0.004,
+                }
+            ]
+        },
+        meta=meta(device=None, device_name=None),
+    )
+    features = {}
+    base = [rng.normal(size=(40, 6)) for _ in range(3)]
+    for spec, drift in zip(TRAINED, ([0.0, 0.05, 0.1], [0.0, 0.1, 0.2], [0.0, 0.2, 0.4]), strict=True):
+        metrics = drift_metrics(drift)
+        folder = root / f"results/drift/{spec.name}"
+        write_result(
+            folder / "drift.json",
+            run={"variant": spec.name, "spec": spec.to_dict()},
+            metrics=metrics,
+            meta=meta(dtype="float32"),
+        )
+        amount = 2.0 if spec.kind == "fft" else 0.2
+        features[spec.name] = (
+            spec.to_dict(),
+            metrics,
+            [b + amount * k * rng.normal(size=b.shape) for k, b in enumerate(base)],
+        )
+        kinds = ("q_proj", "v_proj", "k_proj") if spec.kind == "fft" else ("q_proj", "v_proj")
+        modules = [
+            module(layer, kind, rank=2 + layer, intruders=layer, sweep=[0, layer, 2 * layer])
+            for layer in (0, 1)
+            for kind in kinds
+        ]
+        write_result(
+            folder / "weights.json",
+            run={"variant": spec.name, "spec": spec.to_dict(), **weights_metrics(modules)["run"]},
+            metrics=weights_metrics(modules)["metrics"],
+            meta=meta(dtype="float64"),
+        )
+    write_result(
+        root / f"results/drift/{LORA2.name}/mitigation.json",
+        run={"variant": LORA2.name, "spec": LORA2.to_dict(), **mitigation_metrics()["run"]},
+        metrics=mitigation_metrics()["metrics"],
+        meta=meta(dtype="float32"),
+    )
+    texts = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
+    summary = summarise_drift(
+        base_features=base,
+        base_forgetting={"in_domain": texts, "general": texts},
+        variants=features,
+        comparisons=read_result(root / "results/compare/comparisons.json"),
+        settings={
+            "criterion": 0.2,
+            "resamples": 200,
+            "seed": 0,
+            "confidence": 0.95,
+            "include_embeddings": False,
+            "max_quality_gap": 0.03,
+        },
+    )
+    write_result(root / "results/drift/summary.json", **summary, meta=meta())
+    names = [name for name, _ in variants]
+    return {
+        "model": "resources/models/m",
+        "subsets": "results/data/subsets.json",
+        "eval": "results/data/eval.jsonl",
+        "rouge": [f"results/eval/{v}/rouge.json" for v in names],
+        "predictions": [f"results/eval/{v}/predictions.jsonl" for v in names],
+        "generation": [f"results/eval/{v}/generation.json" for v in names],
+        "train": [f"results/adapters/{s.name}/train.json" for s in TRAINED],
+        "loss": [f"results/adapters/{s.name}/loss.csv" for s in TRAINED],
+        "parameter_counts": "results/adapters/parameter_counts.json",
+        "comparisons": "results/compare/comparisons.json",
+        "quant_latency": [f"results/quant/{p}/latency.json" for p in PRECISIONS],
+        "quant_rouge": [f"results/quant/{p}/rouge.json" for p in PRECISIONS],
+        "quant_generation": [f"results/quant/{p}/generation.json" for p in PRECISIONS],
+        "drift": [f"results/drift/{s.name}/drift.json" for s in TRAINED],
+        "weights": [f"results/drift/{s.name}/weights.json" for s in TRAINED],
+        "mitigation": [f"results/drift/{LORA2.name}/mitigation.json"],
+        "drift_summary": ["results/drift/summary.json"],
+    }
+
+
+class RuleInput(list):
+    """What Snakemake gives a script as `snakemake.input`: the files, and their names."""
+
+    def __init__(self, named: dict[str, Any]) -> None:
+        super().__init__(path for value in named.values() for path in ([value] if isinstance(value, str) else value))
+        self.named = named
+
+    def items(self):
+        return self.named.items()
+
+
+def build(named: dict[str, Any], out: Path) -> str:
+    """As scripts/build_report.py does, in the directory the relative paths are relative to."""
+    files = named_inputs(RuleInput(named))
+    check_inputs(rule_inputs=files, stages=STAGES)
+    write_page(sections=[s for stage in STAGES for s in stage.build(files=files, config=CONFIG)], out_path=out)
+    return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("results-tree")
+    return root, write_tree(root)
+
+
+@pytest.fixture()
+def in_tree(tree: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, Any]]:
+    monkeypatch.chdir(tree[0])  # Snakemake runs a script in the working directory its paths are relative to
+    return tree
+
+
+def section(page: str, anchor: str) -> str:
+    return page.split(f'<section id="{anchor}">', 1)[1].split("</section>", 1)[0]
+
+
+def test_every_stage_builds_from_the_files_and_the_summary_opens_the_page(in_tree, tmp_path: Path) -> None:
+    root, named = in_tree
+    page = build(named, tmp_path / "report.html")
+    anchors = [part.split('"', 1)[0] for part in page.split('<section id="')[1:]]
+    assert anchors[0] == "summary" and anchors[-1] == "provenance"
+    assert {
+        "quality",
+        "example-predictions",
+        "verdicts",
+        "adapters",
+        "quantisation",
+        "drift",
+        "weight-drift",
+        "intruder-mitigation",
+    } <= set(anchors)
+    assert "<script>" not in page and html.escape(EVIL) in page
+
+
+def test_summary_has_each_study_with_the_files_numbers(in_tree, tmp_path: Path) -> None:
+    root, named = in_tree
+    summary = section(build(named, tmp_path / "report.html"), "summary")
+    comparisons = read_result(root / named["comparisons"])
+    [primary] = comparisons["metrics"]["verdicts"]
+    assert "Primary question" in summary and f"{primary['difference']['mean']:+.4f}" in summary
+    assert f"[{primary['difference']['low']:+.4f}, {primary['difference']['high']:+.4f}]" in summary
+    assert f"{primary['p_adjusted']:.3g} (tested alone)" in summary
+    records = {(c["a"], c["b"]): c for c in comparisons["metrics"]["comparisons"]}
+    lora_fft = records[("lora-r2-qv-n4", "fft-n4")]  # paired by the specs' grid.fft_group_of
+    assert "full fine-tuning on the same data" in summary
+    assert f"{lora_fft['p_adjusted']:.3g} (Holm over {lora_fft['family_size']})" in summary
+    [int8] = comparisons["metrics"]["precisions"]
+    assert f"{int8['difference']['mean']:+.4f}" in summary and "1.500 s (0.75x full&#x27;s 2.000 s)" in summary
+    drift = read_result(root / named["drift_summary"][0])
+    for verdict in drift["metrics"]["verdicts"]:
+        ratio = verdict["ratio"]
+        assert f"[{ratio['low']:.3f}, {ratio['high']:.3f}] ({ratio['confidence']:.1%})" in summary
+    # What ran: the resolved device and dtype from the files, not the config's `auto`.
+    assert "NVIDIA H100 80GB HBM3" in summary and "bfloat16" in summary and "auto</td>" not in summary
+    assert "float16 (full), int8 (int8)" in summary  # the precisions' own dtypes
+    assert "v1.2-3-gabcdef0 (" in summary and "2 lora, 1 fft" in summary
+
+
+def test_examples_are_blocks_with_a_folded_long_input(in_tree, tmp_path: Path) -> None:
+    root, named = in_tree
+    examples_html = section(build(named, tmp_path / "report.html"), "example-predictions")
+    shown = CONFIG["report"]["examples"]
+    assert examples_html.count('<table class="example">') == shown == examples_html.count('<div class="example-block">')
+    assert examples_html.count("<tr><th>base</th>") == shown  # one row per variant: variant | prediction
+    assert "<th>variant</th><th>prediction</th>" in examples_html
+    assert examples_html.count("<details>") == 1 and "<details><summary><b>input</b> (1,280 characters" in examples_html
+    assert '<p class="text">An &lt;b&gt;abstract&lt;/b&gt;.</p>' in examples_html  # a short input in full
+
+
+def test_an_input_no_stage_reads_or_a_stage_input_the_rule_lacks_raises(in_tree) -> None:
+    _, named = in_tree
+    with pytest.raises(ReportInputError, match="no report stage reads: extra"):
+        check_inputs(rule_inputs=[*named, "extra"], stages=STAGES)
+    with pytest.raises(ReportInputError, match="quantisation reads quant_rouge"):
+        check_inputs(rule_inputs=[name for name in named if name != "quant_rouge"], stages=STAGES)
+    check_inputs(rule_inputs=named, stages=STAGES)
+
+
+def test_an_unnamed_input_raises() -> None:
+    rule_input = RuleInput({"model": "m"})
+    rule_input.append("results/unnamed.json")
+    with pytest.raises(ReportInputError, match="1 unnamed input"):
+        named_inputs(rule_input)
+
+
+def test_a_stage_gets_only_the_inputs_it_declares() -> None:
+    seen = {}
+
+    def sections(*, files, config):
+        seen.update(files)
+        return []
+
+    Stage(name="probe", inputs=("comparisons",), sections=sections).build(
+        files={"comparisons": (Path("c.json"),), "rouge": (Path("r.json"),)}, config={}
+    )
+    assert seen == {"comparisons": (Path("c.json"),)}
+
+
+def test_per_variant_files_are_matched_by_the_variant_they_record(in_tree, tmp_path: Path) -> None:
+    _, named = in_tree
+    shuffled = {
+        **named,
+        **{key: list(reversed(named[key])) for key in ("rouge", "generation", "quant_latency", "drift")},
+    }
+    for anchor in ("quality", "generation", "quantisation"):  # the same rows, in the order of the inputs
+        rows = [
+            sorted(re.findall(r"<tr>.*?</tr>", section(build(inputs, tmp_path / "a.html"), anchor)))
+            for inputs in (shuffled, named)
+        ]
+        assert rows[0] == rows[1]
+    missing = {**named, "generation": named["generation"][:-1]}
+    with pytest.raises(ReportInputError, match="only in rouge: fft-n4-s1"):
+        build(missing, tmp_path / "c.html")
+    twice = {**named, "quant_latency": [*named["quant_latency"], named["quant_latency"][0]]}
+    with pytest.raises(ReportInputError, match="both hold results of full"):
+        build(twice, tmp_path / "d.html")
+    with pytest.raises(ReportInputError, match="inputs train and loss differ in length"):
+        build({**named, "loss": named["loss"][:-1]}, tmp_path / "e.html")
+    with pytest.raises(ReportInputError, match="not beside"):
+        build({**named, "loss": list(reversed(named["loss"]))}, tmp_path / "f.html")
+    with pytest.raises(ReportInputError, match="an input no result records: results/quant/full/predictions.jsonl"):
+        build(
+            {**named, "predictions": [*named["predictions"], "results/quant/full/predictions.jsonl"]},
+            tmp_path / "g.html",
+        )
