@@ -1572,6 +1572,21 @@ def readme_table(*, results_dir: Path, link_base: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+README_START = "<!-- recorded runs: written by bench/record_run.py --update-readme; do not edit by hand -->"
+README_END = "<!-- end of recorded runs -->"
+
+
+def update_readme(*, readme: Path, table: str) -> None:
+    """Replace the block between the README's markers with `table`, so the README's figures
+    come from the records, never typed."""
+    text = readme.read_text(encoding="utf-8")
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise RecordError(f"{readme}: needs exactly one line {README_START!r} and one {README_END!r}")
+    head, rest = text.split(README_START)
+    _, tail = rest.split(README_END)
+    readme.write_text(f"{head}{README_START}\n{table.rstrip()}\n{README_END}{tail}", encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -1605,12 +1620,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--readme-table", type=Path, metavar="DIR", help="print the README's table of the runs recorded in DIR"
     )
     parser.add_argument("--link-base", help="with --readme-table: link prefix of each run folder (default: DIR)")
+    parser.add_argument(
+        "--update-readme", type=Path, metavar="README", help="with --readme-table: write the table into README's block"
+    )
     args = parser.parse_args(argv)
     try:
         if args.readme_table is not None:
             if args.root is not None:
                 parser.error("--readme-table reads recorded runs; it takes no --root")
-            sys.stdout.write(readme_table(results_dir=args.readme_table, link_base=args.link_base))
+            table = readme_table(results_dir=args.readme_table, link_base=args.link_base)
+            if args.update_readme is None:
+                sys.stdout.write(table)
+            else:
+                update_readme(readme=args.update_readme, table=table)
             return 0
         if args.root is None or args.out is None:
             parser.error("--root and --out are required (or --readme-table DIR)")

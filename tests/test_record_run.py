@@ -368,3 +368,32 @@ def test_cli_and_a_config_that_is_not_the_run_s(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     assert record_run.main(["--readme-table", str(out)]) == 0
     assert f"({out.as_posix()}/{folder.name}/)" in capsys.readouterr().out
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Project\n\n{record_run.README_START}\nold table\n{record_run.README_END}\n\nMore text.\n")
+    assert record_run.main(["--readme-table", str(out), "--update-readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and f"({out.as_posix()}/{folder.name}/)" in text
+    assert text.startswith("# Project\n\n") and text.endswith(f"{record_run.README_END}\n\nMore text.\n")
+    readme.write_text("no markers\n")
+    assert record_run.main(["--readme-table", str(out), "--update-readme", str(readme)]) == 1
+
+
+def test_a_benchmark_record_holds_its_output_and_what_produced_it(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("record_bench", REPO / "bench" / "record_bench.py")
+    record_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(record_bench)
+    command = [sys.executable, "-c", "print('padding 5.9%')"]
+    assert record_bench.main(["--out", str(tmp_path), "--not-quiet", "--note", "tests ran", "--", *command]) == 0
+    (folder,) = tmp_path.iterdir()
+    readme = (folder / "README.md").read_text()
+    version = record_bench.code_version()
+    assert folder.name.endswith(f"-{version}-bench-{Path(sys.executable).name}") and f"`{version}`" in readme
+    assert "padding 5.9%" in readme and "| quiet machine | no: tests ran |" in readme and "print(" in readme
+    # A failing benchmark records nothing.
+    assert (
+        record_bench.main(
+            ["--out", str(tmp_path / "failed"), "--quiet", "--", sys.executable, "-c", "raise SystemExit(3)"]
+        )
+        == 1
+    )
+    assert not (tmp_path / "failed").exists()
