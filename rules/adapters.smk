@@ -59,6 +59,7 @@ rule generate_variant_predictions:
         model=model_dir,
         eval="results/data/{dataset}/eval.jsonl",
         weights=variant_weights,
+        record=variant_record,
     output:
         predictions="results/eval/{model}/{dataset}/{variant}/predictions.jsonl",
         info="results/eval/{model}/{dataset}/{variant}/generation.json",

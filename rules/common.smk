@@ -106,6 +106,12 @@ def variant_weights(wildcards):
     return f"results/adapters/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/{folder}"
 
 
+def variant_record(wildcards):
+    """The train.json beside the trained artefact: its loaders check the artefact's files
+    against the hashes it records (lora_study.checksums.verify_trained)."""
+    return f"results/adapters/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/train.json"
+
+
 def eval_dir(variant):
     return f"results/eval/{MODEL}/{DATASET}/{variant}"
 

@@ -37,6 +37,7 @@ rule measure_drift:
         base_features="results/drift/{model}/{dataset}/base/features.npz",
         base_forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
         weights=variant_weights,
+        record=variant_record,
     output:
         drift="results/drift/{model}/{dataset}/{variant}/drift.json",
         matrix="results/drift/{model}/{dataset}/{variant}/cka_matrix.npz",

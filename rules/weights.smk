@@ -12,6 +12,7 @@ rule measure_weight_drift:
     input:
         model=model_dir,
         weights=variant_weights,
+        record=variant_record,
     output:
         weights="results/drift/{model}/{dataset}/{variant}/weights.json",
     log:
@@ -37,6 +38,7 @@ rule mitigate_intruders:
     input:
         model=model_dir,
         weights=variant_weights,
+        record=variant_record,
         eval="results/data/{dataset}/eval.jsonl",
         general="results/data/{dataset}/general.jsonl",
     output:

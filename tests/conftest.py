@@ -10,8 +10,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from lora_study.checksums import MANIFEST_KEY, TRAIN_JSON, TRAIN_KEY, folder_hashes
 from lora_study.io import MANIFEST, write_json
 from lora_study.prepare import embedded_gguf_path
+from lora_study.results import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,8 +54,24 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("tiny-model")
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_json(folder / MANIFEST, {"source": "test", "kind": "local", "weights": "."})
+    write_manifest(folder)
     return folder
+
+
+def write_manifest(folder: Path) -> None:
+    """A prepared-model manifest for a test folder holding its own weights, with their hashes."""
+    write_json(
+        folder / MANIFEST, {"source": "test", "kind": "local", "weights": ".", MANIFEST_KEY: folder_hashes(folder)}
+    )
+
+
+def record_training(weights: Path) -> Path:
+    """The train.json a training job writes beside `weights`, reduced to the hashes that
+    loaders check (checksums.verify_trained): for adapters that tests save themselves."""
+    record = weights.parent / TRAIN_JSON
+    meta = {"created_at": "test", "code_version": "test"}
+    write_result(record, run={}, metrics={TRAIN_KEY: folder_hashes(weights)}, meta=meta)
+    return record
 
 
 def run_snakemake(

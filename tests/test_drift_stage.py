@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import record_training
 from lora_study.adapters import attach_adapter
 from lora_study.drift_stage import measure_base_features, measure_drift
 from lora_study.drift_stats import read_features
@@ -71,6 +72,7 @@ def drift_of_adapter(*, model_dir: Path, tmp_path: Path, random_b: bool) -> dict
                 if "lora_B" in name:
                     parameter.normal_(std=0.5)
     model.save_pretrained(tmp_path / "adapter")
+    record_training(tmp_path / "adapter")
     texts = write_inputs(tmp_path)
     measure_base_features(
         model_dir=model_dir,

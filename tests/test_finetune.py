@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
 from peft import PeftModel
 
 from conftest import REPO
+from lora_study.checksums import folder_hashes
 from lora_study.config import load_config
 from lora_study.data import Example
 from lora_study.evaluate import predict
@@ -34,6 +36,7 @@ TRAIN_JSON_METRICS = {
     "peak_rss_bytes",
     "lora_scaling",
     "padding_share",
+    "artefact_sha256",
 }
 
 
@@ -54,8 +57,9 @@ def job(tmp_path: Path):
 
 
 @pytest.mark.parametrize("kind", ["lora", "qlora", "fft"])
-def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path) -> None:
+def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     config, folder = job
+    caplog.set_level(logging.INFO, logger="lora_study.finetune")
     spec = (
         VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-3)
         if kind == "fft"
@@ -78,6 +82,20 @@ def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path) ->
     assert run["variant"] == spec.name and VariantSpec.from_dict(run["spec"]) == spec
     rows = list(csv.DictReader((folder / "loss.csv").open()))
     assert len(rows) == result["metrics"]["steps"] == 1 and float(rows[0]["loss"]) > 0
+    # The one step ran at the peak rate (no warm-up in the tiny config): loss.csv and the
+    # progress log show that rate, not the 0 the scheduler moved on to after the step.
+    assert config["training"]["warmup_ratio"] == 0
+    assert float(rows[0]["learning_rate"]) == spec.learning_rate
+    assert f"lr {spec.learning_rate:.2e}," in caplog.text
+    # train.json records every saved model file's sha256; the files are as readable as train.json.
+    assert result["metrics"]["artefact_sha256"] == folder_hashes(weights)
+    assert {"adapter_model.safetensors" if kind != "fft" else "model.safetensors"} <= set(
+        result["metrics"]["artefact_sha256"]
+    )
+    mode = (folder / "train.json").stat().st_mode & 0o777
+    assert {path.name: path.stat().st_mode & 0o777 for path in weights.iterdir()} == dict.fromkeys(
+        (path.name for path in weights.iterdir()), mode
+    )
     # alpha 8 over rank 4, as PEFT applied it; full fine-tuning has no adapter to scale.
     assert result["metrics"]["lora_scaling"] == (None if kind == "fft" else 2.0)
     padded, tokens = float(rows[0]["padded_tokens"]), result["metrics"]["tokens"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import record_training
 from lora_study.adapters import attach_adapter
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
@@ -50,6 +51,7 @@ def save_adapter(*, model_dir: Path, folder: Path, b_std: float, spec: VariantSp
             if "lora_B" in name and b_std:
                 parameter.normal_(std=b_std)
     model.save_pretrained(folder)
+    record_training(folder)
     return folder
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from peft import PeftModel
 
+from conftest import write_manifest
 from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters, lora_config, parameter_table
 from lora_study.data import Example
 from lora_study.grid import VariantSpec, expand_grid, lora_scaling, target_modules
-from lora_study.io import MANIFEST, write_json
 from lora_study.modeling import load_model, load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.training import (
@@ -137,7 +137,7 @@ def test_smollm2_parameter_table_matches_known_counts(tmp_path: Path) -> None:
     )
     config.architectures = ["LlamaForCausalLM"]
     config.save_pretrained(tmp_path)
-    write_json(tmp_path / MANIFEST, {"weights": "."})
+    write_manifest(tmp_path)
     table = parameter_table(model_dir=tmp_path, ranks=[4, 8], presets=["qv", "all-linear"])
     counts = {(row["targets"], row["rank"]): row["trainable_parameters"] for row in table["metrics"]["rows"]}
     assert counts[("qv", 8)] == 460_800 == 30 * 8 * ((576 + 576) + (576 + 192))

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import record_training
 from lora_study.adapters import attach_adapter
 from lora_study.grid import VariantSpec
 from lora_study.modeling import load_model
@@ -114,6 +115,7 @@ def save_tiny_adapter(*, model_dir: Path, folder: Path, random_b: bool) -> Path:
                 if "lora_B" in name:
                     parameter.normal_(std=0.05)
     model.save_pretrained(folder)
+    record_training(folder)
     return folder
 
 
@@ -167,6 +169,7 @@ def test_full_fine_tuning_analyses_every_changed_linear(tiny_model_dir: Path, tm
         model.model.layers[0].self_attn.k_proj.weight.mul_(1.1)
         model.model.layers[0].input_layernorm.weight.add_(0.5)
     model.save_pretrained(tmp_path / "model")
+    record_training(tmp_path / "model")
     spec = VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-5)
     result = measure_weight_drift(
         spec=spec,

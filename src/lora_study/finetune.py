@@ -3,7 +3,8 @@
 LoRA-family variants save a PEFT adapter folder (adapter_config.json +
 adapter_model.safetensors) that `PeftModel.from_pretrained` loads on the prepared base;
 full fine-tuning saves a complete model folder. Beside it: train.json (what ran, how
-fast, how much memory, the final loss) and loss.csv (one row per optimizer step).
+fast, how much memory, the final loss, the sha256 of every saved file that loaders check:
+`checksums.verify_trained`) and loss.csv (one row per optimizer step).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters
+from lora_study.checksums import TRAIN_KEY, folder_hashes, verify_trained
 from lora_study.data import read_examples
 from lora_study.flops import matmul_peak_gflops
 from lora_study.grid import VariantSpec
@@ -123,6 +125,7 @@ def train_variant(
         model.save_pretrained(folder, safe_serialization=True)
         if not spec.is_lora:
             tokenizer.save_pretrained(folder)
+        hashes = folder_hashes(folder)
     write_loss_csv(loss_csv, records)
     tokens = sum(r.tokens for r in records)
     padded = sum(r.padded_tokens for r in records)
@@ -141,6 +144,9 @@ def train_variant(
             # alpha/r (alpha/sqrt(r) for rslora) as PEFT applied it; null for full fine-tuning.
             "lora_scaling": adapter_scaling(model),
             "artefact_bytes": sum(f.stat().st_size for f in weights_out.rglob("*") if f.is_file()),
+            # A property of the files this job wrote, like their size (metrics, not run: run
+            # is what was asked); every loader checks them (checksums.verify_trained).
+            TRAIN_KEY: hashes,
             "train_seconds": train_seconds,
             "steps": len(records),
             "tokens": tokens,
@@ -161,12 +167,16 @@ def train_variant(
 
 
 def variant_loader(
-    *, spec: VariantSpec, model_dir: str | Path, weights: str | Path, model: Mapping[str, Any]
+    *, spec: VariantSpec, model_dir: str | Path, weights: str | Path, model: Mapping[str, Any], verify: bool = True
 ) -> ModelLoader:
     """Loads a trained variant for evaluation: a fresh base with the saved PEFT adapter
-    (kept unmerged, as trained; a QLoRA base stays 4-bit), or the saved FFT model."""
+    (kept unmerged, as trained; a QLoRA base stays 4-bit), or the saved FFT model. The
+    saved files are first checked against the hashes in the train.json beside them;
+    `verify=False` only for a job's own scratch adapters, which have no train.json."""
 
     def load() -> LoadedModel:
+        if verify:
+            verify_trained(weights)
         device = resolve_device(model["device"])
         dtype = resolve_dtype(model["dtype"], device=device)
         if spec.is_lora:

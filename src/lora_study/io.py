@@ -2,13 +2,15 @@
 
 Every result is written to a temporary file in the destination's directory and then
 renamed over the destination, which is atomic on POSIX: a job killed mid-write leaves
-either the old file or none, never a truncated one.
+either the old file or none, never a truncated one. The temporary sibling a killed job
+leaves behind is deleted by the next attempt to write the same output.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,6 +23,11 @@ from typing import Any
 # and its conda env, envs/report.yaml) can read it.
 MANIFEST = "manifest.json"
 
+# tempfile's mkstemp and mkdtemp add 8 characters of this set to the prefix; files get the
+# suffix `.tmp`. Matching exactly this keeps other hidden files (and the temporaries of an
+# output named `<name>.<something>`) safe from remove_stale_temporaries.
+_TEMP_TAIL = r"\.[a-z0-9_]{8}(\.tmp)?"
+
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically, creating parent directories."""
@@ -32,6 +39,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     leaves half a file under the real name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; results are for sharing
@@ -43,6 +51,36 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
+    """Delete the temporary siblings (`.<name>.<random>`) that an attempt at writing `path`
+    left when it was killed (a 253 MB folder for full fine-tuning weights). Safe to call at
+    the start of a write: Snakemake never runs two jobs that write one output, and a job
+    writes each of its outputs once, so no live write owns them."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}") + _TEMP_TAIL)
+    for sibling in path.parent.iterdir():
+        if not pattern.fullmatch(sibling.name):
+            continue
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under `folder` the permissions the umask allows, as plain
+    open() would: safetensors writes weight files 0600, other results are 0644. Only adds
+    permissions, never removes them."""
+    mask = current_umask()
+    for entry in [folder, *folder.rglob("*")]:
+        if entry.is_symlink():
+            continue
+        allowed = (0o777 if entry.is_dir() else 0o666) & ~mask
+        mode = entry.stat().st_mode & 0o7777
+        if mode | allowed != mode:
+            os.chmod(entry, mode | allowed)
 
 
 def current_umask() -> int:
@@ -84,13 +122,15 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces `path` in one
-    rename, on failure it is deleted: a half-written folder never looks complete."""
+    rename, on failure it is deleted: a half-written folder never looks complete. A
+    killed job cannot delete it: the next attempt does (remove_stale_temporaries)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
         yield tmp
+        follow_umask(tmp)  # mkdtemp makes 0700, safetensors 0600: results are for sharing
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -32,6 +32,7 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from peft.tuners.lora.intruders import reduce_intruder_dimension  # not re-exported by peft
 
+from lora_study.checksums import verify_trained
 from lora_study.drift import perplexity
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
@@ -118,7 +119,9 @@ def evaluate_adapter(
     loader = (
         base_loader(model_dir=model_dir, model=config["model"])
         if weights is None
-        else variant_loader(spec=spec, model_dir=model_dir, weights=weights, model=config["model"])
+        # Unchecked: the trained adapter was checked when the job started, the mitigated ones
+        # are this job's own scratch files (no train.json records them).
+        else variant_loader(spec=spec, model_dir=model_dir, weights=weights, model=config["model"], verify=False)
     )
     kept: list[LoadedModel] = []
 
@@ -173,6 +176,7 @@ def mitigate_intruders(
             f"{spec.name}: intruder mitigation supports {', '.join(MITIGATION_KINDS)}, not {spec.kind} "
             "(PEFT re-initialises a DoRA adapter's magnitude when it adds the mitigated adapter)"
         )
+    verify_trained(weights)
     settings = config["mitigation"]
     device = resolve_device(config["model"]["device"])
     texts = [row["text"] for row in read_jsonl(general_path)]

@@ -9,7 +9,8 @@
 - hub id: downloaded (or found in the Hugging Face cache) with `snapshot_download`.
 - local folder: used in place, never modified or copied.
 
-Each writes `manifest.json` in the output folder; `modeling.weights_dir` reads it.
+Each writes `manifest.json` in the output folder, with the sha256 of every model file in
+the weights folder; `modeling.weights_dir` reads it and checks them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from lora_study.checksums import MANIFEST_KEY, folder_hashes
 from lora_study.config import model_kind
 from lora_study.io import MANIFEST, atomic_directory, write_json
 
@@ -178,8 +180,11 @@ def _describe_folder(folder: Path, *, source: str, kind: str) -> dict[str, Any]:
 
 
 def _write_atomically(out_dir: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Build the folder and its manifest in one atomic step (see io.atomic_directory)."""
+    """Build the folder and its manifest in one atomic step (see io.atomic_directory); the
+    manifest records the hashes of the weights folder's files (checksums.verify_prepared)."""
     with atomic_directory(out_dir) as tmp:
         manifest = build(tmp)
+        weights = Path(manifest["weights"])
+        manifest[MANIFEST_KEY] = folder_hashes(weights if weights.is_absolute() else tmp / weights)
         write_json(tmp / MANIFEST, manifest)
     return manifest

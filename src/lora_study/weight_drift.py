@@ -29,6 +29,7 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM
 
+from lora_study.checksums import verify_trained
 from lora_study.grid import VariantSpec
 from lora_study.modeling import load_model
 from lora_study.provenance import meta_info
@@ -173,6 +174,7 @@ def load_tuned(*, spec: VariantSpec, model_dir: str | Path, weights: str | Path)
     """The tuned model in float32 on the CPU and the modules to analyse: for LoRA-family
     variants PEFT's merge into a fresh full-precision base and exactly the modules the
     adapter targets (untouched ones included: an untrained adapter's records are zeros)."""
+    verify_trained(weights)
     if not spec.is_lora:
         return AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32).eval(), []
     peft_model = PeftModel.from_pretrained(load_model(model_dir=model_dir, device="cpu", dtype=torch.float32), weights)
