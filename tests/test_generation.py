@@ -57,7 +57,10 @@ def test_generate_returns_only_new_tokens_in_prompt_order(tiny_model_dir: Path) 
 def test_device_and_dtype_resolution() -> None:
     assert resolve_device("cpu") == "cpu"
     assert resolve_dtype("auto", device="cpu") == torch.float32
-    assert resolve_dtype("float16", device="cpu") == torch.float16
+    assert resolve_dtype("bfloat16", device="cpu") == torch.bfloat16
+    assert resolve_dtype("float16", device="cuda") == torch.float16
+    with pytest.raises(RuntimeError, match="model.dtype is float16 but this job runs on the CPU"):
+        resolve_dtype("float16", device="cpu")  # orders of magnitude slower there (tests/test_gpu_defaults.py)
     if not torch.cuda.is_available():
         assert resolve_device("auto") == "cpu"
         with pytest.raises(RuntimeError, match="model.device is `cuda`"):

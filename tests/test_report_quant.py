@@ -7,7 +7,9 @@ from typing import Any
 from lora_study.report.quantisation import PrecisionResult, quantisation_sections
 
 
-def result(name: str, *, p50: float, p95: float, rouge_l: float, weights: str, backend: str) -> PrecisionResult:
+def result(
+    name: str, *, p50: float, p95: float, rouge_l: float, weights: str, backend: str, device: str = "cpu"
+) -> PrecisionResult:
     summary = {"n": 4, "mean": p50, "std": 0.0, "min": p50, "p50": p50, "p95": p95, "max": p95}
     latency: dict[str, Any] = {
         "run": {"example_ids": ["a", "b"], "config": {"latency": {"repeats": 2}}},
@@ -26,8 +28,8 @@ def result(name: str, *, p50: float, p95: float, rouge_l: float, weights: str, b
             "timed_runs": 4,
         },
         "meta": {
-            "device": "cpu",
-            "device_name": "x86_64 (2 threads)",
+            "device": device,
+            "device_name": "NVIDIA H200" if device == "cuda" else "x86_64 (2 threads)",
             "torch_threads": 2,
             "dtype": weights,
             "model": {"weights": weights, "compute_dtype": "float32", "backend": backend},
@@ -57,13 +59,38 @@ def test_table_plot_and_ordering_come_from_the_results() -> None:
         "0.2333",
         "220.0",
         "1,200.0",
-        "int8; compute float32; bitsandbytes 0.50.2, cpu",
+        "<td>int8</td><td>cpu</td><td>int8; compute float32; bitsandbytes 0.50.2</td>",  # device column
     ):
         assert value in body
     assert "<b>x</b>" not in body and "&lt;b&gt;x&lt;/b&gt;" in body  # names are escaped
     assert "fastest first: &lt;b&gt;x&lt;/b&gt; (2.200 s) &lt; full (3.400 s) &lt; int8 (5.900 s)" in body
     assert "<figure><svg" in body and "Latency vs quality" in body
     assert "peak CUDA MB" not in body  # CPU-only results: no CUDA column
+    assert "Mixed devices" not in body  # one device: no warning
+
+
+def test_a_cpu_timing_is_never_ranked_against_gpu_timings() -> None:
+    """Under model.device auto on a GPU machine, int8-dynamic (CPU only) runs on the CPU: the
+    table says where each precision ran, a warning names both devices, and each device has
+    its own latency order."""
+    results = [
+        result("full", p50=0.40, p95=0.5, rouge_l=0.2379, weights="bfloat16", backend="torch", device="cuda"),
+        result("int8", p50=0.90, p95=1.0, rouge_l=0.2333, weights="int8", backend="bitsandbytes", device="cuda"),
+        result("int8-dynamic", p50=2.50, p95=2.9, rouge_l=0.1170, weights="qint8", backend="torch", device="cpu"),
+    ]
+    [section] = quantisation_sections(results=results, comparisons=[], metric="rougeL")
+    body = section.body
+    assert "<th>device</th>" in body
+    assert "<td>int8-dynamic</td><td>cpu</td>" in body and "<td>full</td><td>cuda</td>" in body
+    assert (
+        "The precisions ran on different devices: full, int8 on cuda (NVIDIA H200); "
+        "int8-dynamic on cpu (x86_64 (2 threads))" in body
+    )
+    assert "on cuda, fastest first: full (0.400 s) &lt; int8 (0.900 s)" in body
+    assert "on cpu, fastest first: int8-dynamic (2.500 s)." in body
+    assert "int8-dynamic (2.500 s) &lt;" not in body and "&lt; int8-dynamic" not in body  # never ranked together
+    assert "device (full, int8)" in body and "device (int8-dynamic)" in body  # protocol: each device named
+    assert "int8-dynamic (cpu)" in body  # the plot's label
 
 
 def test_paired_tests_against_full_are_shown_when_given() -> None:

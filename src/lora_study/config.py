@@ -160,6 +160,7 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
     if local_hub_copy and not _resolve(data["hub_path"], base_dir).is_dir():
         problems.append(f"data.hub_path: folder not found: {_resolve(data['hub_path'], base_dir)}")
     problems += _quantisation_problems(config)
+    problems += _cpu_float16_problems(config)
     problems += _grid_problems(config)
     return problems
 
@@ -190,8 +191,35 @@ def _quantisation_problems(config: Mapping[str, Any]) -> list[str]:
     if timed > available:
         problems.append(f"quantisation.latency.examples: {timed} is more than data.eval.size ({available})")
     if "int8-dynamic" in quantisation["precisions"] and config["model"]["device"] == "cuda":
-        problems.append("quantisation.precisions: int8-dynamic runs on the CPU only, but model.device is cuda")
+        # Refused, not moved to the CPU as under `auto`: an explicit cuda asks for every timing
+        # on the GPU, and one CPU timing among them would contradict it.
+        problems.append(
+            "quantisation.precisions: int8-dynamic runs on the CPU only, but model.device is cuda; "
+            "drop it, or set model.device: auto to measure it on the CPU beside the GPU precisions"
+        )
     return problems
+
+
+# Why float16 is refused on a CPU; the jobs say the same when `auto` resolves to the CPU.
+CPU_FLOAT16_REASON = (
+    "CPUs without float16 units (most) run float16 matrix products orders of magnitude slower "
+    "than float32 (under 1 GFLOP/s measured: training is unusable); use float32 or auto "
+    "(float32 on a CPU), or bfloat16 where the CPU has bfloat16 units"
+)
+
+
+def _cpu_float16_problems(config: Mapping[str, Any]) -> list[str]:
+    """float16 computation asked for on an explicit CPU device (`auto` is checked in the jobs,
+    which alone know whether a GPU is visible)."""
+    if config["model"]["device"] != "cpu":
+        return []
+    float16 = []
+    if config["model"]["dtype"] == "float16":
+        float16.append("model.dtype")
+    quantisation = config["quantisation"]
+    if "int4" in quantisation["precisions"] and quantisation["int4"]["compute_dtype"] == "float16":
+        float16.append("quantisation.int4.compute_dtype")
+    return [f"{key}: float16 with model.device cpu: {CPU_FLOAT16_REASON}" for key in float16]
 
 
 def precision_options(precision: str, quantisation: Mapping[str, Any]) -> dict[str, Any]:

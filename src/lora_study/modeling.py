@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lora_study.checksums import verify_prepared
+from lora_study.config import CPU_FLOAT16_REASON
 from lora_study.io import MANIFEST, read_json
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -30,8 +31,16 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def resolve_dtype(requested: str, *, device: str) -> torch.dtype:
-    """`auto`: float32 on CPU (bf16 is emulated and slow on most CPUs), bf16 on GPUs that have it."""
+def resolve_dtype(requested: str, *, device: str, key: str = "model.dtype") -> torch.dtype:
+    """`auto`: float32 on CPU (bf16 is emulated and slow on most CPUs), bf16 on GPUs that have it.
+
+    float16 on the CPU fails here, before the job loads anything: the config check refuses it
+    with `device: cpu`, and under `auto` only the job knows no GPU is visible. Not a silent
+    float32 fallback: the dtype was asked for explicitly and changes the numbers."""
+    if requested == "float16" and device == "cpu":
+        raise RuntimeError(
+            f"{key} is float16 but this job runs on the CPU (no CUDA device visible): {CPU_FLOAT16_REASON}"
+        )
     if requested != "auto":
         return _DTYPES[requested]
     if device.startswith("cuda"):

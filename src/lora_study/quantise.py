@@ -14,7 +14,8 @@ A precision names how the prepared model is loaded:
   with a scale per output channel, activations quantised on the fly per call, fbgemm int8
   kernels). CPU only: on a CPU it is the int8 that is actually faster than float32. It has
   no outlier handling (LLM.int8's reason to exist): on SmolLM2 it costs quality, which the
-  ROUGE columns show beside the speed.
+  ROUGE columns show beside the speed. Under `model.device: auto` on a GPU machine it runs
+  on the CPU while the others run on the GPU; its files record the device and say so.
 
 The quantised precisions quantise the Linear layers of the transformer blocks and keep
 the embeddings, norms and output head (tied to the embedding here) at the full dtype,
@@ -75,6 +76,29 @@ class QuantisationError(RuntimeError):
     """A precision cannot be loaded as asked (for example int8-dynamic on a GPU)."""
 
 
+def precision_device(*, precision: str, requested: str) -> str:
+    """The device `precision` runs on, given the config's `model.device`.
+
+    A CPU-only precision runs on the CPU under `auto` even where a GPU is visible: `auto`
+    asks for a device each precision can use, and failing the job would stop the report.
+    An explicit `cuda` asks for every timing on the GPU, so it stays an error (the config
+    check refuses it before any job runs)."""
+    if precision not in CPU_ONLY:
+        return resolve_device(requested)
+    if requested == "cuda":
+        raise QuantisationError(f"quantisation.precisions: {precision} runs on the CPU only, but model.device is cuda")
+    return "cpu"
+
+
+def device_note(*, precision: str, requested: str) -> str | None:
+    """The sentence a result file carries when `precision` runs on another device than the
+    model's, so no one compares its timing to the others' unknowingly; None when it does not."""
+    device, model_device = precision_device(precision=precision, requested=requested), resolve_device(requested)
+    if device == model_device:
+        return None
+    return f"{precision} is CPU-only: measured on the CPU while other precisions ran on {model_device}"
+
+
 def load_at_precision(
     *, model_dir: str | Path, precision: str, model: Mapping[str, Any], options: Mapping[str, Any]
 ) -> LoadedModel:
@@ -82,10 +106,13 @@ def load_at_precision(
 
     `model` is the config's model block (device, dtype); `options` is
     `config.precision_options(precision, ...)`."""
-    device = resolve_device(model["device"])
+    device = precision_device(precision=precision, requested=model["device"])
+    if precision == "int8-dynamic":  # float32 on the CPU, whatever model.dtype asks of the GPU
+        note = device_note(precision=precision, requested=model["device"])
+        if note:
+            log.warning("%s", note)
+        return _load_dynamic_int8(model_dir=model_dir, note=note)
     full_dtype = resolve_dtype(model["dtype"], device=device)
-    if precision in CPU_ONLY and device != "cpu":
-        raise QuantisationError(f"quantisation.precisions: {precision} runs on the CPU only (model.device is {device})")
     if precision in ("full", *FULL_PRECISIONS):
         dtype = full_dtype if precision == "full" else getattr(torch, FULL_PRECISIONS[precision])
         if device == "cpu" and dtype != torch.float32:
@@ -102,8 +129,6 @@ def load_at_precision(
         return _load_bitsandbytes(
             model_dir=model_dir, precision=precision, device=device, dtype=full_dtype, options=options
         )
-    if precision == "int8-dynamic":
-        return _load_dynamic_int8(model_dir=model_dir)
     raise QuantisationError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
 
 
@@ -126,7 +151,11 @@ def _load_bitsandbytes(
         layer_type: type[nn.Module] = bnb.nn.Linear8bitLt
     else:
         int4 = options["int4"]
-        compute_dtype = dtype if int4["compute_dtype"] == "auto" else getattr(torch, int4["compute_dtype"])
+        compute_dtype = (
+            dtype
+            if int4["compute_dtype"] == "auto"
+            else resolve_dtype(int4["compute_dtype"], device=device, key="quantisation.int4.compute_dtype")
+        )
         config = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=int4["quant_type"],
@@ -164,7 +193,7 @@ def _load_bitsandbytes(
     return LoadedModel(model=loaded, device=device, dtype=weights.split(" ")[0], details=details)
 
 
-def _load_dynamic_int8(*, model_dir: str | Path) -> LoadedModel:
+def _load_dynamic_int8(*, model_dir: str | Path, note: str | None) -> LoadedModel:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -190,6 +219,7 @@ def _load_dynamic_int8(*, model_dir: str | Path) -> LoadedModel:
         "quantised_layers": layers,
         "layer_type": f"{DynamicLinear.__module__}.{DynamicLinear.__qualname__}",
         "kept_full": list(KEEP_FULL),
+        **({"device_note": note} if note else {}),
     }
     return LoadedModel(model=loaded.eval(), device="cpu", dtype="qint8", details=details)
 
@@ -258,7 +288,7 @@ def benchmark_latency(
 
     `config` holds the `model`, `prompt` and `latency` blocks."""
     settings = config["latency"]
-    device = resolve_device(config["model"]["device"])
+    device = precision_device(precision=precision, requested=config["model"]["device"])
     tokenizer = load_tokenizer(model_dir)
     examples = read_examples(eval_path)[: settings["examples"]]
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])

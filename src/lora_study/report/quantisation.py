@@ -40,6 +40,12 @@ class PrecisionResult:
         return float(self.latency["metrics"]["latency_seconds"]["p95"])
 
     @property
+    def device(self) -> str:
+        """The device the timing ran on, as latency.json records it (int8-dynamic: the CPU,
+        even where the other precisions ran on a GPU)."""
+        return str(self.latency["meta"]["device"])
+
+    @property
     def dtype_backend(self) -> str:
         model = self.latency["meta"].get("model", {})
         compute = model.get("compute_dtype")
@@ -47,7 +53,7 @@ class PrecisionResult:
         parts = [str(weights)]
         if compute and compute != weights:
             parts.append(f"compute {compute}")
-        parts.append(f"{model.get('backend', '?')}, {self.latency['meta']['device']}")
+        parts.append(str(model.get("backend", "?")))
         if model.get("cpu_kernel"):
             parts.append(model["cpu_kernel"])
         return "; ".join(parts)
@@ -82,6 +88,7 @@ def quantisation_sections(
         return []
     body = (
         _table(results)
+        + _mixed_devices(results)
         + _paired_tests(comparisons, metric=metric)
         + _ordering(results)
         + latency_quality_plot(results)
@@ -128,6 +135,33 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
     )
 
 
+def by_device(results: Sequence[PrecisionResult]) -> dict[str, list[PrecisionResult]]:
+    """The results grouped by the device their timing ran on, in order of first appearance."""
+    groups: dict[str, list[PrecisionResult]] = {}
+    for r in results:
+        groups.setdefault(r.device, []).append(r)
+    return groups
+
+
+def _mixed_devices(results: Sequence[PrecisionResult]) -> str:
+    """A warning when the precisions ran on different devices (int8-dynamic is CPU-only, so
+    under `model.device: auto` on a GPU machine it runs on the CPU): timings compare only
+    within a device."""
+    groups = by_device(results)
+    if len(groups) < 2:
+        return ""
+    ran = "; ".join(
+        f"{', '.join(escape(r.name) for r in group)} on {escape(device)} "
+        f"({escape(group[0].latency['meta']['device_name'])})"
+        for device, group in groups.items()
+    )
+    return (
+        f"<p><strong>Mixed devices.</strong> The precisions ran on different devices: {ran}. "
+        "Latency, tokens/s and memory compare only between precisions on the same device; "
+        "ROUGE compares across them.</p>"
+    )
+
+
 def _mb(value: Any) -> str:
     return "n/a" if value is None else f"{value / MB:,.1f}"
 
@@ -136,6 +170,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
     gpu = any(r.latency["metrics"].get("peak_cuda_bytes") is not None for r in results)
     header = [
         "precision",
+        "device",
         "dtype / backend",
         "load s",
         "latency p50 s",
@@ -157,6 +192,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         rows.append(
             [
                 r.name,
+                r.device,
                 r.dtype_backend,
                 f"{metrics['load_seconds']:.2f}",
                 f"{r.p50:.3f}",
@@ -181,29 +217,42 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         f"{results[0].rouge['run']['examples']} evaluation examples, from predictions that stop "
         "naturally (the quality run, separate from the timed runs).</p>"
     )
-    return table(header, rows, numeric_from=2) + note
+    return table(header, rows, numeric_from=3) + note
 
 
 def _ordering(results: Sequence[PrecisionResult]) -> str:
-    """The finding, computed: the order by median latency and the spread of ROUGE-L."""
-    by_latency = sorted(results, key=lambda r: r.p50)
-    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s)" for r in by_latency)
+    """The finding, computed: the order by median latency (within each device: a CPU timing
+    is never ranked against GPU timings) and the spread of ROUGE-L."""
+    groups = by_device(results)
     rouge_l = [r.rouge_f("rougeL") for r in results]
     spread = max(rouge_l) - min(rouge_l)
-    slowest, fastest = by_latency[-1], by_latency[0]
-    return (
-        f"<p>Median latency per example, fastest first: {order}. "
-        f"The slowest ({escape(slowest.name)}) takes {slowest.p50 / fastest.p50:.2f}x the fastest "
-        f"({escape(fastest.name)}). ROUGE-L ranges over {spread:.4f} "
-        f"({min(rouge_l):.4f} to {max(rouge_l):.4f}).</p>"
+    orders = " ".join(
+        _latency_order(group, where="" if len(groups) == 1 else f" on {escape(device)}")
+        for device, group in groups.items()
     )
+    return f"<p>{orders} ROUGE-L ranges over {spread:.4f} ({min(rouge_l):.4f} to {max(rouge_l):.4f}).</p>"
+
+
+def _latency_order(results: Sequence[PrecisionResult], *, where: str) -> str:
+    by_latency = sorted(results, key=lambda r: r.p50)
+    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s)" for r in by_latency)
+    slowest, fastest = by_latency[-1], by_latency[0]
+    ratio = (
+        f" The slowest ({escape(slowest.name)}) takes {slowest.p50 / fastest.p50:.2f}x the fastest "
+        f"({escape(fastest.name)})."
+        if len(by_latency) > 1
+        else ""
+    )
+    return f"Median latency per example{where}, fastest first: {order}.{ratio}"
 
 
 def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
     """Latency (p50, whisker to p95) against ROUGE-L, one labelled point per precision, as inline SVG."""
+    mixed = len(by_device(results)) > 1
     frame = pd.DataFrame(
         {
-            "precision": [r.name for r in results],
+            # With mixed devices each point says where it was timed.
+            "precision": [f"{r.name} ({r.device})" if mixed else r.name for r in results],
             "latency p50 (s per example)": [r.p50 for r in results],
             "p95": [r.p95 for r in results],
             "ROUGE-L (F)": [r.rouge_f("rougeL") for r in results],
@@ -224,7 +273,7 @@ def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
 
 
 def _protocol(results: Sequence[PrecisionResult]) -> str:
-    run = results[0].latency
+    run, groups = results[0].latency, by_device(results)
     metrics, latency = run["metrics"], run["run"]["config"]["latency"]
     rows = [
         ("examples timed", len(run["run"]["example_ids"])),
@@ -233,6 +282,13 @@ def _protocol(results: Sequence[PrecisionResult]) -> str:
         ("warm-up runs (excluded)", metrics["warmup_runs"]),
         ("timed runs per precision (raw in latency.json)", metrics["timed_runs"]),
         ("repeats", latency["repeats"]),
-        ("device", f"{run['meta']['device_name']}, torch threads: {run['meta'].get('torch_threads', '?')}"),
+        *(
+            (
+                f"device ({', '.join(r.name for r in group)})" if len(groups) > 1 else "device",
+                f"{group[0].latency['meta']['device_name']}, "
+                f"torch threads: {group[0].latency['meta'].get('torch_threads', '?')}",
+            )
+            for group in groups.values()
+        ),
     ]
     return "<h3>Protocol</h3>" + table(["", ""], rows, numeric_from=99)

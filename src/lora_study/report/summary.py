@@ -153,14 +153,8 @@ def _quantisation(comparisons: Mapping[str, Any], *, latency: Mapping[str, Mappi
     if not records:
         return ""
     reference = comparisons["run"]["precision_reference"]
-    p50 = {name: result["metrics"]["latency_seconds"]["p50"] for name, result in latency.items()}
     rows = [
-        [
-            f"{c['b']} vs {c['a']}",
-            _outcome(c),
-            *_numbers(c),
-            f"{p50[c['b']]:.3f} s ({p50[c['b']] / p50[reference]:.2f}x {reference}'s {p50[reference]:.3f} s)",
-        ]
+        [f"{c['b']} vs {c['a']}", _outcome(c), *_numbers(c), latency_against(latency, name=c["b"], reference=reference)]
         for c in records
     ]
     return _study(
@@ -169,6 +163,16 @@ def _quantisation(comparisons: Mapping[str, Any], *, latency: Mapping[str, Mappi
         ["precision (b vs a)", "verdict", *_numbers_header(comparisons), "latency p50 per example"],
         rows,
     )
+
+
+def latency_against(latency: Mapping[str, Mapping[str, Any]], *, name: str, reference: str) -> str:
+    """A precision's median latency, as a ratio to the reference's only when both ran on the
+    same device (int8-dynamic runs on the CPU beside GPU precisions under `auto`)."""
+    p50 = {key: latency[key]["metrics"]["latency_seconds"]["p50"] for key in (name, reference)}
+    device = {key: latency[key]["meta"]["device"] for key in (name, reference)}
+    if device[name] != device[reference]:
+        return f"{p50[name]:.3f} s on {device[name]} (not comparable: {reference} ran on {device[reference]})"
+    return f"{p50[name]:.3f} s ({p50[name] / p50[reference]:.2f}x {reference}'s {p50[reference]:.3f} s)"
 
 
 def _drift(summary: Mapping[str, Any], comparisons: Mapping[str, Any]) -> str:
