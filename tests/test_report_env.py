@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_envs import rule_blocks, rule_directive
 
 from conftest import REPO
-from test_envs import rule_blocks, rule_directive
 
 # In envs/torch.yaml, not in envs/report.yaml.
 MODEL_PACKAGES = (
