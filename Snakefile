@@ -3,9 +3,21 @@
 #   snakemake -n                         list what is not built yet
 #   snakemake --cores 2 report.html --configfile configs/tiny.yaml    an overlay on config.yaml
 
+import sys
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from lora_study.config import ConfigError, read_yaml
+
+# Snakemake's message for a YAML syntax error names neither the file nor the line: read the
+# base config ourselves first. (An overlay given with --configfile is read by Snakemake before
+# this file runs; `python -m lora_study.config config.yaml OVERLAY` names its line.)
+try:
+    read_yaml(os.path.join(workflow.basedir, "config.yaml"))
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 # The workflow's own config.yaml is the base wherever it runs (`--directory` included);

@@ -144,7 +144,7 @@ class RunLayout:
     def files(self) -> dict[str, tuple[str, str]]:
         """Every result JSON the record reads: key -> (path, rule that makes it)."""
         files = {
-            "subsets": (f"results/data/{self.dataset}/subsets.json", "make_subsets"),
+            "subsets": (f"results/data/{self.dataset}/subsets.json", "record_subsets"),
             "parameter_counts": (f"results/adapters/{self.model}/parameter_counts.json", "count_adapter_parameters"),
             "comparisons": (f"results/compare/{self.model}/{self.dataset}/comparisons.json", "compare_variants"),
         }

@@ -24,20 +24,50 @@ from lora_study.config import (
     canonical,
     dataset_name,
     general_source,
+    model_files,
     model_name,
     precision_options,
+    resolved_split,
+    split_files,
+    split_settings,
+    subset_settings,
     validate_config,
+    without_ignored,
 )
 
 try:
-    # Keys sorted so that rule params (and so reruns) do not depend on key order in the file.
-    config = canonical(validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "the configuration"))
+    # Keys sorted so that rule params (and so reruns) do not depend on key order in the file;
+    # settings the config documents as ignored here (model.revision of a model that is not a
+    # hub id, sampling under greedy decoding, ...) dropped, so that changing one reruns nothing.
+    config = canonical(
+        without_ignored(
+            validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "the configuration")
+        )
+    )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
 
 MODEL = model_name(config["model"])
 DATASET = dataset_name(config["data"])
 TRAIN_SIZES = config["data"]["train"]["sizes"]
+# Only the configured sizes can be built (a train file is made per size).
+TRAIN_SIZE_PATTERN = "|".join(str(size) for size in TRAIN_SIZES)
+# Training sets are nested (each smaller one a prefix of the next), so the largest holds every
+# training text: a job that must avoid them all reads only it, and adding a smaller size
+# reruns no such job.
+LARGEST_TRAIN_SIZE = max(TRAIN_SIZES)
+# The user's own files the data jobs read (a local data file, a local copy of the hub
+# dataset) and the local model folder: declared inputs, so that editing one reruns what
+# depends on it.
+EVAL_SPLIT_FILES = split_files(config["data"], part="eval")
+TRAIN_SPLIT_FILES = split_files(config["data"], part="train")
+MODEL_SOURCE_FILES = model_files(config["model"])
+# What changes the drift prompts: the rows of the eval split and the other splits, and which
+# split the training sets come from (it is left out).
+DRIFT_PROMPT_DATA = canonical(
+    {**split_settings(config["data"], part="eval"), "train": {"split": resolved_split(config["data"], part="train")}}
+)
 # Trained variants by name (lora-r8-qv-n100-s1, fft-n100-s1, ...), from the config's grid.
 TRAINED = expand_grid(training=config["training"], train_sizes=TRAIN_SIZES)
 # Training settings shared by every variant (the grid lists are not: adding a rank must

@@ -22,6 +22,8 @@ rule compare_variants:
         runtime=20,
     params:
         statistics=config["statistics"],
-        instruction=config["prompt"]["instruction"],
+        # Inside a dict: Snakemake formats a plain string param as a wildcard pattern, so
+        # braces in the instruction would fail the workflow or be replaced.
+        prompt={"instruction": config["prompt"]["instruction"]},
     script:
         "../scripts/compare_variants.py"

@@ -1,29 +1,80 @@
-# Dataset subsets: seeded, deterministic, train and eval disjoint (checked).
+# Dataset subsets: seeded, deterministic, train and eval disjoint (checked). One job per file,
+# each given only the settings that change it, so a change reruns exactly what depends on it:
+# adding a training size makes one more train file and leaves eval.jsonl (and every job that
+# reads only it) alone.
 
 
-rule make_subsets:
+rule make_eval_subset:
+    input:
+        # The user's data files the eval split is read from (none for a packaged dataset).
+        source=EVAL_SPLIT_FILES,
     output:
         eval="results/data/{dataset}/eval.jsonl",
-        train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=TRAIN_SIZES),
-        info="results/data/{dataset}/subsets.json",
+        info="results/data/{dataset}/parts/eval.json",
     log:
-        "logs/make_subsets/{dataset}.log",
+        "logs/make_eval_subset/{dataset}.log",
     conda:
         "../envs/torch.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        data=config["data"],
+        data=subset_settings(config["data"], part="eval"),
     script:
-        "../scripts/make_subsets.py"
+        "../scripts/make_eval_subset.py"
+
+
+rule make_train_subset:
+    input:
+        # Training examples that overlap the eval set are dropped before the draw.
+        eval="results/data/{dataset}/eval.jsonl",
+        source=TRAIN_SPLIT_FILES,
+    output:
+        train="results/data/{dataset}/train-n{size}.jsonl",
+        info="results/data/{dataset}/parts/train-n{size}.json",
+    log:
+        "logs/make_train_subset/{dataset}/n{size}.log",
+    wildcard_constraints:
+        size=TRAIN_SIZE_PATTERN,
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        data=subset_settings(config["data"], part="train"),
+    script:
+        "../scripts/make_train_subset.py"
+
+
+rule record_subsets:
+    # subsets.json, which the report reads: how each subset was drawn, and its files' hashes.
+    input:
+        eval="results/data/{dataset}/eval.jsonl",
+        eval_info="results/data/{dataset}/parts/eval.json",
+        train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=sorted(TRAIN_SIZES)),
+        train_info=expand("results/data/{{dataset}}/parts/train-n{size}.json", size=sorted(TRAIN_SIZES)),
+    output:
+        "results/data/{dataset}/subsets.json",
+    log:
+        "logs/record_subsets/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        subsets={"dataset": config["data"]["dataset"], "name": config["data"]["name"], "sizes": TRAIN_SIZES},
+    script:
+        "../scripts/record_subsets.py"
 
 
 rule make_heldout_text:
     # Perplexity texts for the forgetting measure: never trained on, never evaluated.
     input:
         eval="results/data/{dataset}/eval.jsonl",
-        train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=TRAIN_SIZES),
+        largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
+        source=EVAL_SPLIT_FILES,
     output:
         "results/data/{dataset}/heldout.jsonl",
     log:
@@ -34,7 +85,7 @@ rule make_heldout_text:
         mem_mb=2000,
         runtime=10,
     params:
-        data=config["data"],
+        data=split_settings(config["data"], part="eval"),
         forgetting={key: config["drift"]["forgetting"][key] for key in ("examples", "seed")},
     script:
         "../scripts/make_heldout_text.py"
@@ -44,7 +95,8 @@ rule make_drift_prompts:
     # Texts for the drift measures: every row outside the training subsets (the evaluation
     # split and the splits no subset uses), seeded; drift needs no generation, so it uses many.
     input:
-        train=expand("results/data/{{dataset}}/train-n{size}.jsonl", size=TRAIN_SIZES),
+        largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
+        source=EVAL_SPLIT_FILES,
     output:
         "results/data/{dataset}/drift.jsonl",
     log:
@@ -55,7 +107,7 @@ rule make_drift_prompts:
         mem_mb=2000,
         runtime=10,
     params:
-        data=config["data"],
+        data=DRIFT_PROMPT_DATA,
         drift={key: config["drift"][key] for key in ("examples", "seed")},
     script:
         "../scripts/make_drift_prompts.py"
@@ -76,7 +128,10 @@ rule make_general_text:
         mem_mb=2000,
         runtime=10,
     params:
-        source=GENERAL_TEXT_SOURCE,
-        general={key: config["drift"]["forgetting"]["general"][key] for key in ("examples", "seed")},
+        # Strings inside a dict: Snakemake formats a plain string param as a wildcard pattern.
+        general={
+            "source": GENERAL_TEXT_SOURCE,
+            **{key: config["drift"]["forgetting"]["general"][key] for key in ("examples", "seed")},
+        },
     script:
         "../scripts/make_general_text.py"

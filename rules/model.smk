@@ -3,6 +3,9 @@
 
 
 rule prepare_model:
+    input:
+        # A local model folder's files (none for the embedded model or a hub id).
+        source=MODEL_SOURCE_FILES,
     output:
         directory("resources/models/{model}"),
     log:
@@ -16,7 +19,8 @@ rule prepare_model:
         mem_mb=4000,
         runtime=30,
     params:
-        # Only what changes the prepared files: device and dtype are chosen per stage.
-        model={key: config["model"][key] for key in ("source", "revision")},
+        # Only what changes the prepared files: device and dtype are chosen per stage; the
+        # revision is there only for a hub id (without_ignored).
+        model={key: config["model"][key] for key in ("source", "revision") if key in config["model"]},
     script:
         "../scripts/prepare_model.py"

@@ -37,7 +37,7 @@ with logged_job(snakemake.log[0]):
         variants=scores(inputs.rouge, inputs.predictions),
         precisions=scores(inputs.quant_rouge, inputs.quant_predictions),
         eval_inputs={row["id"]: row["input"] for row in read_jsonl(inputs.eval)},
-        instruction=params.instruction,
+        instruction=params.prompt["instruction"],
         statistics=params.statistics,
     )
     write_result(snakemake.output[0], **result, meta=meta_info(device="cpu"))

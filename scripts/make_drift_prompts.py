@@ -10,7 +10,8 @@ from lora_study.io import write_jsonl
 from lora_study.logs import logged_job
 
 with logged_job(snakemake.log[0]):
-    trained = [example for path in snakemake.input.train for example in read_examples(path)]
+    # The training sets are nested: the largest holds every training example.
+    trained = read_examples(snakemake.input.largest_train)
     drift = snakemake.params.drift
     rows = drift_texts(data=snakemake.params.data, trained=trained, size=drift["examples"], seed=drift["seed"])
     write_jsonl(snakemake.output[0], rows)

@@ -11,5 +11,5 @@ from lora_study.logs import logged_job
 
 with logged_job(snakemake.log[0]):
     general = snakemake.params.general
-    rows = general_texts(source=snakemake.params.source, size=general["examples"], seed=general["seed"])
+    rows = general_texts(source=general["source"], size=general["examples"], seed=general["seed"])
     write_jsonl(snakemake.output[0], rows)

@@ -10,7 +10,8 @@ from lora_study.io import write_jsonl
 from lora_study.logs import logged_job
 
 with logged_job(snakemake.log[0]):
-    used = [example for path in [snakemake.input.eval, *snakemake.input.train] for example in read_examples(path)]
+    # The training sets are nested: the largest holds every training example.
+    used = read_examples(snakemake.input.eval) + read_examples(snakemake.input.largest_train)
     forgetting = snakemake.params.forgetting
     rows = heldout_texts(data=snakemake.params.data, used=used, size=forgetting["examples"], seed=forgetting["seed"])
     write_jsonl(snakemake.output[0], rows)

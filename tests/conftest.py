@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from lora_study.checksums import MANIFEST_KEY, TRAIN_JSON, TRAIN_KEY, folder_hashes
+from lora_study.config import overlay
 from lora_study.io import MANIFEST, write_json
 from lora_study.prepare import embedded_gguf_path
 from lora_study.results import write_result
@@ -95,6 +99,41 @@ def run_snakemake(
     if result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output[-6000:]}")
     return output
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> count from the dry run's 'Job stats' table."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
+
+
+def tiny_config() -> dict[str, Any]:
+    """config.yaml with the tiny overlay, as one full config to edit and write out."""
+    return overlay(
+        yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    )
+
+
+def mark_plan_done(workdir: Path, configfile: Path, target: str = "report.html") -> None:
+    """Make `workdir` look as if the workflow had built `target`, in seconds and without
+    running a job: an empty file (or folder) for every output of the plan, then Snakemake's
+    `--touch --forceall` records each job as run, with its params, in the plan's order.
+    Dry runs after a config change then show exactly what that change reruns."""
+    plan = run_snakemake(workdir, "-n", target, configfile=configfile)
+    for line in re.findall(r"^\s+output: (.*)$", plan, flags=re.MULTILINE):
+        for name in line.split(", "):
+            path = workdir / name
+            # The workflow's folder outputs (prepared model, adapter/, model/) are the only
+            # outputs without a file extension.
+            if "." in path.name:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+    run_snakemake(workdir, "--cores", "1", "--touch", "--forceall", target, configfile=configfile)
+    assert planned_jobs(run_snakemake(workdir, "-n", target, configfile=configfile)) == {}, "not marked done"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from lora_study.config import ConfigError, dataset_name, load_config, model_kind, model_name, overlay, validate_config
+from lora_study.config import (
+    ConfigError,
+    dataset_name,
+    load_config,
+    model_kind,
+    model_name,
+    overlay,
+    validate_config,
+    without_ignored,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +73,7 @@ def test_an_overlay_error_names_every_file(tmp_path: Path) -> None:
         load_config(REPO / "config.yaml", bad)
     assert "training.epochs" in str(error.value)
     bad.write_text("training: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:2:1: not valid YAML: .* started at line 1, column 11"):
         load_config(REPO / "config.yaml", bad)
 
 
@@ -216,3 +225,19 @@ def test_canonical_sorts_keys_recursively_and_keeps_values() -> None:
     result = canonical(value)
     assert list(result) == ["a", "b"] and list(result["b"]) == ["x", "y"] and list(result["b"]["x"][0]) == ["c", "d"]
     assert result == value
+
+
+def test_settings_documented_as_ignored_are_dropped_and_the_others_kept() -> None:
+    """Rule params come from this, so changing an ignored setting reruns nothing."""
+    config = validate_config(default(), source="c.yaml")
+    kept = without_ignored(config)
+    assert "revision" not in kept["model"] and kept["model"]["source"] == "embedded"
+    assert kept["generation"] == {"greedy": True, "max_new_tokens": config["generation"]["max_new_tokens"]}
+    assert not {"hub_path", "hub_config", "local"} & set(kept["data"])
+    assert config["model"]["revision"] == "main", "the validated config itself is left alone"
+    hub = edit("model.source", "TinyLlama/TinyLlama-1.1B-Chat-v1.0")
+    hub["generation"]["greedy"] = False
+    hub["data"]["dataset"] = "cnn_dailymail"
+    kept = without_ignored(validate_config(hub, source="c.yaml"))
+    assert kept["model"]["revision"] == "main" and kept["generation"]["temperature"] == 1.0
+    assert kept["data"]["hub_path"] == "abisee/cnn_dailymail" and "local" not in kept["data"]

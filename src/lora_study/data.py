@@ -13,6 +13,7 @@ had to be dropped for overlapping the evaluation set.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -27,17 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from lora_study.config import DATASET_SPLITS, LOCAL_FILE_KEY
 from lora_study.io import read_jsonl, write_jsonl
 from lora_study.provenance import meta_info
-from lora_study.results import write_result
+from lora_study.results import read_result, write_result
 
-# Per dataset: (default train split, default eval split, all splits this module serves).
-_SPLITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "aclsum": ("train", "test", ("train", "val", "test")),
-    "news": ("all", "all", ("all",)),
-    "cnn_dailymail": ("train", "validation", ("train", "validation", "test")),
-    "local": ("train", "eval", ("train", "eval")),
-}
+_SPLITS = DATASET_SPLITS
 _SHUFFLE = "numpy.random.default_rng(seed).permutation(len(pool)), as datasets.Dataset.shuffle(seed=seed)"
 
 
@@ -78,75 +74,143 @@ def load_split(*, data: Mapping[str, Any], split: str) -> list[Example]:
     return loaders[dataset](data, split)
 
 
-def make_subsets(*, data: Mapping[str, Any]) -> Subsets:
-    """Draw the eval set, then nested train sets from what does not overlap it."""
-    dataset = data["dataset"]
-    train_split, eval_split = (_split(data, "train"), _split(data, "eval"))
-    eval_pool = load_split(data=data, split=eval_split)
-    same = train_split == eval_split  # reuse the loaded split: cnn_dailymail's is large
-    train_all = eval_pool if same else load_split(data=data, split=train_split)
+@dataclass(frozen=True)
+class Draw:
+    """One subset file's examples, where they came from, and how they were drawn (its block
+    of subsets.json: `eval`, or `train` less the list of sizes)."""
 
-    eval_size = data["eval"]["size"]
-    _check_size(eval_size, len(eval_pool), key="data.eval.size", where=f"{dataset}/{eval_split}")
-    evals = _take(eval_pool, seed=data["eval"]["seed"], n=eval_size)
+    examples: list[Example]
+    source: str
+    info: dict[str, Any]
 
+
+def draw_eval(*, data: Mapping[str, Any]) -> Draw:
+    """The evaluation subset: `data.eval.size` examples of the eval split, seeded."""
+    split = _split(data, "eval")
+    pool = load_split(data=data, split=split)
+    size = data["eval"]["size"]
+    _check_size(size, len(pool), key="data.eval.size", where=f"{data['dataset']}/{split}")
+    examples = _take(pool, seed=data["eval"]["seed"], n=size)
+    _check_unique(examples, name="eval")
+    info = {"split": split, "seed": data["eval"]["seed"], "pool_size": len(pool), "size_requested": size}
+    return Draw(examples=examples, source=_source(data, split), info=info | {"size": len(examples)})
+
+
+def draw_train(*, data: Mapping[str, Any], evals: Sequence[Example], size: int) -> Draw:
+    """The training subset of `size` examples: the first `size` of the train split's rows that
+    do not overlap `evals`, in seeded order; so a smaller size is a prefix of a larger one."""
+    split = _split(data, "train")
+    train_all = load_split(data=data, split=split)
     # Drop by id and by normalised input: same-split draws share ids, and real datasets
     # repeat articles under different ids, also across their splits.
     eval_ids, eval_inputs = {e.id for e in evals}, {_norm(e.input) for e in evals}
     pool = [e for e in train_all if e.id not in eval_ids and _norm(e.input) not in eval_inputs]
     dropped = len(train_all) - len(pool)
+    _check_size(
+        size,
+        len(pool),
+        key="data.train.sizes",
+        where=f"{data['dataset']}/{split} after dropping {dropped} that overlap the eval set",
+    )
+    examples = _take(pool, seed=data["train"]["seed"], n=size)
+    _check_disjoint(list(evals), examples)
+    info = {
+        "split": split,
+        "seed": data["train"]["seed"],
+        "pool_size": len(train_all),
+        "dropped_overlapping_eval": dropped,
+        "pool_size_after_drop": len(pool),
+    }
+    return Draw(examples=examples, source=_source(data, split), info=info | {"size": len(examples)})
+
+
+def make_subsets(*, data: Mapping[str, Any]) -> Subsets:
+    """Draw the eval set, then nested train sets from what does not overlap it: every subset
+    at once (the workflow's jobs make one file each with `draw_eval` and `draw_train`)."""
     sizes = sorted(set(data["train"]["sizes"]))
     if not sizes:
         raise DataError("data.train.sizes is empty")
-    _check_size(
-        sizes[-1],
-        len(pool),
-        key="data.train.sizes",
-        where=f"{dataset}/{train_split} after dropping {dropped} that overlap the eval set",
+    evals = draw_eval(data=data)
+    trains = {size: draw_train(data=data, evals=evals.examples, size=size) for size in sizes}
+    meta = subsets_meta(
+        dataset=data["dataset"], name=data.get("name"), sizes=data["train"]["sizes"], evals=evals, trains=trains
     )
-    largest = _take(pool, seed=data["train"]["seed"], n=sizes[-1])
-    _check_disjoint(evals, largest)
-    meta = {
+    return Subsets(eval=evals.examples, train={n: draw.examples for n, draw in trains.items()}, meta=meta)
+
+
+def subsets_meta(
+    *, dataset: str, name: str | None, sizes: Sequence[int], evals: Draw, trains: Mapping[int, Draw]
+) -> dict[str, Any]:
+    """subsets.json's `run` and its `eval` and `train` blocks, from the draws; `sizes` as
+    configured (their order kept)."""
+    train_blocks = [{k: v for k, v in draw.info.items() if k != "size"} for draw in trains.values()]
+    sources = {draw.source for draw in trains.values()}
+    if any(block != train_blocks[0] for block in train_blocks) or len(sources) != 1:
+        raise DataError(
+            f"the training subsets of {dataset} were drawn from different pools; "
+            "rebuild them: snakemake --forcerun make_train_subset"
+        )
+    return {
         "dataset": dataset,
-        "name": data.get("name") or dataset,
-        "source": {"train": _source(data, train_split), "eval": _source(data, eval_split)},
+        "name": name or dataset,
+        "source": {"train": sources.pop(), "eval": evals.source},
         "shuffle": _SHUFFLE,
-        "eval": {
-            "split": eval_split,
-            "seed": data["eval"]["seed"],
-            "pool_size": len(eval_pool),
-            "size_requested": eval_size,
-            "size": len(evals),
-        },
+        "eval": dict(evals.info),
         "train": {
-            "split": train_split,
-            "seed": data["train"]["seed"],
-            "pool_size": len(train_all),
-            "dropped_overlapping_eval": dropped,
-            "pool_size_after_drop": len(pool),
-            "sizes_requested": list(data["train"]["sizes"]),
-            "sizes": {str(n): len(largest[:n]) for n in sizes},
+            **train_blocks[0],
+            "sizes_requested": list(sizes),
+            "sizes": {str(n): trains[n].info["size"] for n in sorted(trains)},
         },
     }
-    return Subsets(eval=evals, train={n: largest[:n] for n in sizes}, meta=meta)
+
+
+def write_draw(*, draw: Draw, dataset: str, path: str | os.PathLike[str], info_path: str | os.PathLike[str]) -> None:
+    """A subset job's outputs: the subset file, and beside it in `info_path` how it was drawn
+    (read back by `read_draw` for subsets.json)."""
+    write_jsonl(path, (asdict(e) for e in draw.examples))
+    write_result(
+        info_path,
+        run={"dataset": dataset, "file": Path(path).name, "source": draw.source, "shuffle": _SHUFFLE},
+        metrics=draw.info,
+        meta=meta_info(),
+    )
+
+
+def read_draw(*, path: str | os.PathLike[str], info_path: str | os.PathLike[str]) -> Draw:
+    """A subset file and its info, as `write_draw` wrote them."""
+    info = read_result(info_path)
+    return Draw(examples=read_examples(path), source=info["run"]["source"], info=info["metrics"])
+
+
+def write_subsets_info(
+    *, meta: Mapping[str, Any], files: Mapping[str, str | os.PathLike[str]], out_path: str | os.PathLike[str]
+) -> None:
+    """subsets.json: how every subset was drawn and, per file (name -> path, eval.jsonl
+    first), its example count and the sha256 of its bytes on disk."""
+    written = {}
+    for name, path in files.items():
+        # Hash what is on disk, not a re-serialisation that could drift from it.
+        data = Path(path).read_bytes()
+        written[name] = {"examples": sum(1 for line in data.splitlines() if line.strip()), "sha256": _sha256(data)}
+    write_result(
+        out_path,
+        run={key: meta[key] for key in ("dataset", "name", "source", "shuffle")},
+        metrics={"eval": meta["eval"], "train": meta["train"], "files": written},
+        meta=meta_info(),
+    )
 
 
 def write_subsets(*, subsets: Subsets, out_dir: str | os.PathLike[str]) -> None:
     """Write the JSONL files, then subsets.json with their hashes (last: it marks completion)."""
     out = Path(out_dir)
     files = {"eval.jsonl": subsets.eval} | {f"train-n{n}.jsonl": ex for n, ex in sorted(subsets.train.items())}
-    written = {}
     for name, examples in files.items():
         write_jsonl(out / name, (asdict(e) for e in examples))
-        # Hash what is on disk, not a re-serialisation that could drift from it.
-        sha = hashlib.sha256((out / name).read_bytes()).hexdigest()
-        written[name] = {"examples": len(examples), "sha256": sha}
-    write_result(
-        out / "subsets.json",
-        run={key: subsets.meta[key] for key in ("dataset", "name", "source", "shuffle")},
-        metrics={"eval": subsets.meta["eval"], "train": subsets.meta["train"], "files": written},
-        meta=meta_info(),
-    )
+    write_subsets_info(meta=subsets.meta, files={name: out / name for name in files}, out_path=out / "subsets.json")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int, seed: int) -> list[dict[str, str]]:
@@ -215,6 +279,7 @@ def general_texts(*, source: str, size: int, seed: int) -> list[dict[str, str]]:
 
 
 def _general_file(path: Path) -> list[dict[str, str]]:
+    path = path.expanduser()
     if not path.is_file():
         raise DataError(f"drift.forgetting.general.source: {path} is not a file (use news, aclsum or a JSONL file)")
     rows = _read_rows(path)
@@ -223,7 +288,9 @@ def _general_file(path: Path) -> list[dict[str, str]]:
         text = row.get("text") if isinstance(row, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}: row {number} has no non-empty string field 'text'")
-        texts.append({"id": str(row.get("id", number)), "text": text})
+        texts.append(
+            {"id": str(row.get("id", number)), "text": _text(text, where=f"{path}: row {number}: field 'text'")}
+        )
     return texts
 
 
@@ -280,9 +347,13 @@ def _check_disjoint(evals: list[Example], train: list[Example]) -> None:
     leaks = [t.id for t in train if t.id in eval_ids or _norm(t.input) in eval_inputs]
     if leaks:
         raise DataError(f"train examples overlap the eval set: {leaks[:5]}")
-    for name, subset in (("eval", evals), ("train", train)):
-        if len({e.id for e in subset}) != len(subset):
-            raise DataError(f"the {name} subset repeats an id; ids must be unique in the source")
+    _check_unique(evals, name="eval")
+    _check_unique(train, name="train")
+
+
+def _check_unique(subset: Sequence[Example], *, name: str) -> None:
+    if len({e.id for e in subset}) != len(subset):
+        raise DataError(f"the {name} subset repeats an id; ids must be unique in the source")
 
 
 def _source(data: Mapping[str, Any], split: str) -> str:
@@ -412,7 +483,7 @@ def _load_hub(data: Mapping[str, Any], split: str) -> list[Example]:
     ]
 
 
-_LOCAL_KEY = {"train": "train_file", "eval": "eval_file"}
+_LOCAL_KEY = LOCAL_FILE_KEY
 
 
 def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
@@ -422,7 +493,7 @@ def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
     path = Path(local[key])
     if not path.is_file():
         raise DataError(f"{path}: no such file (data.local.{key})")
-    examples = []
+    examples, rows_of = [], {}
     for number, row in _read_rows(path):
         where = f"{path}: row {number}"
         if not isinstance(row, dict):
@@ -434,25 +505,64 @@ def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
                 raise DataError(f"{where}: no field {name!r} (data.local.{role}_field)")
             if not isinstance(row[name], str) or not row[name].strip():
                 raise DataError(f"{where}: field {name!r} is empty or not a string")
-            values[role] = row[name]
+            values[role] = _text(row[name], where=f"{where}: field {name!r}")
         id_field = local.get("id_field")
         if id_field is not None and row.get(id_field) in (None, ""):
             raise DataError(f"{where}: no field {id_field!r} (data.local.id_field)")
         # Row numbers are per file, so qualify them by the file name: the same file for
         # train and eval then gives equal ids, two files do not.
         ident = str(row[id_field]) if id_field is not None else f"{path.name}:{number}"
+        ident = _text(ident, where=f"{where}: field {id_field!r}" if id_field else f"{path}: the file name")
+        rows_of.setdefault(ident, []).append(number)
         examples.append(Example(id=ident, **values))
+    if not examples:
+        raise DataError(f"{path}: no rows (data.local.{key}); give one JSON object per line or a JSON array")
+    # Ids join predictions to references and keep train and eval apart: a repeated one would
+    # silently drop rows, so the file must be fixed.
+    repeated = {ident: numbers for ident, numbers in rows_of.items() if len(numbers) > 1}
+    if repeated:
+        shown = "; ".join(
+            f"{ident!r} at rows {', '.join(map(str, numbers))}" for ident, numbers in list(repeated.items())[:5]
+        )
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise DataError(
+            f"{path}: {len(repeated)} id(s) of field {local.get('id_field')!r} (data.local.id_field) repeat: "
+            f"{shown}{more}; ids must be unique in a file"
+        )
     return examples
+
+
+def _text(value: str, *, where: str) -> str:
+    """`value`, checked to be text that can be written as UTF-8: JSON's \\ud800-style escapes
+    can decode to a lone surrogate, which fails only later, when a subset file is written."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(
+            f"{where}: holds a lone surrogate {value[error.start]!r} at character {error.start} "
+            "(an unpaired \\ud800-\\udfff escape), which is not text; fix or remove it"
+        ) from error
+    return value
 
 
 def _read_rows(path: Path) -> list[tuple[int, Any]]:
     """(row number, row) from a JSON array or a JSONL file (line numbers), told by content."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # a byte-order mark, as some editors write, is fine
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}: {error.reason}); "
+            "save the file as UTF-8"
+        ) from error
     try:
         if text.lstrip().startswith("["):
             return list(enumerate(json.loads(text), start=1))
         rows, number = [], 0
-        for number, line in enumerate(text.splitlines(), start=1):
+        # JSONL lines end at "\n" only: str.splitlines would also cut at U+2028 and other
+        # separators that JSON allows inside a string.
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 rows.append((number, json.loads(line)))
         return rows
