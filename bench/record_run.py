@@ -473,6 +473,15 @@ def describe_machine(*, results: Mapping[str, ResultFile], invocations: Sequence
     """This machine's CPU, cores and RAM, and what the jobs recorded (device, threads, GPU)."""
     memory_kb = _proc_field(path="/proc/meminfo", name="MemTotal")
     cpu = _proc_field(path="/proc/cpuinfo", name="model name") or platform.processor() or platform.machine()
+    cores = os.cpu_count()
+    # The jobs' own record of their CPU (meta.cpu), where the files have it, over this machine's.
+    recorded = Counter(
+        (r.meta["cpu"]["model"], r.meta["cpu"]["cores"])
+        for r in results.values()
+        if isinstance(r.meta.get("cpu"), dict)
+    )
+    if recorded:
+        (cpu, cores), _ = recorded.most_common(1)[0]
     flags = (_proc_field(path="/proc/cpuinfo", name="flags") or "").split()
     devices = Counter(str(r.meta["device"]) for r in results.values() if r.meta.get("device"))
     names = Counter(str(r.meta["device_name"]) for r in results.values() if r.meta.get("device_name"))
@@ -486,8 +495,9 @@ def describe_machine(*, results: Mapping[str, ResultFile], invocations: Sequence
     )
     return {
         "cpu_model": cpu,
+        "cpu_from_results": bool(recorded),
         "cpu_flags": [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags],
-        "cores": os.cpu_count(),
+        "cores": cores,
         "ram_gib": round(int(memory_kb.split()[0]) / 2**20, 1) if memory_kb else None,
         "gpu": gpus,
         "recorded_on": {"host": platform.node(), "platform": platform.platform()},
@@ -1036,7 +1046,12 @@ def what_ran_rows(*, summary: Mapping[str, Any], versions: Mapping[str, list[str
     if machine["same_host"]:
         origin = (
             f"read where `record_run.py` ran (host {here['host']}; the snakemake logs name the same host and "
-            "platform, but the result files do not record the CPU model)"
+            "platform"
+            + (
+                "; CPU model and cores as the result files' `meta.cpu` records them)"
+                if machine.get("cpu_from_results")
+                else ", but the result files do not record the CPU model)"
+            )
         )
     else:
         origin = (
