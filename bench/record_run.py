@@ -60,6 +60,7 @@ import yaml
 
 from lora_study.config import canonical, dataset_name, model_name, validate_config
 from lora_study.grid import BASE_VARIANT, LORA_KINDS, VariantSpec, expand_grid
+from lora_study.provenance import cpu_model
 from lora_study.results import check_result
 
 SUMMARY_SCHEMA = 1
@@ -472,7 +473,7 @@ def _proc_field(*, path: str, name: str) -> str | None:
 def describe_machine(*, results: Mapping[str, ResultFile], invocations: Sequence[Invocation]) -> dict[str, Any]:
     """This machine's CPU, cores and RAM, and what the jobs recorded (device, threads, GPU)."""
     memory_kb = _proc_field(path="/proc/meminfo", name="MemTotal")
-    cpu = _proc_field(path="/proc/cpuinfo", name="model name") or platform.processor() or platform.machine()
+    cpu = cpu_model()
     cores = os.cpu_count()
     # The jobs' own record of their CPU (meta.cpu), where the files have it, over this machine's.
     recorded = Counter(

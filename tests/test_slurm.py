@@ -124,13 +124,18 @@ def planned_resources(output: str) -> dict[str, dict[str, str]]:
     return plan
 
 
+def node_share_cpus(resources: dict[str, str], *, cpus: int) -> int:
+    """The CPUs a job may reserve on the test node: its request, at most half the node."""
+    return min(int(resources.get("cpus_per_task", 1)), max(1, cpus // 2))
+
+
 def one_node_overrides(plan: dict[str, dict[str, str]], *, cpus: int, mem_mb: int) -> list[str]:
     """`--set-resources` values: the plan's requests with no GPU and at most half the node each."""
     overrides = []
     for rule, resources in sorted(plan.items()):
         wanted = {
             "gpu": 0,
-            "cpus_per_task": min(int(resources.get("cpus_per_task", 1)), max(1, cpus // 2)),
+            "cpus_per_task": node_share_cpus(resources, cpus=cpus),
             "mem_mb": min(int(resources.get("mem_mb", 1000)), mem_mb // 2),
             "runtime": int(resources.get("runtime", 30)),
         }
@@ -142,10 +147,7 @@ def one_node_threads(plan: dict[str, dict[str, str]], *, cpus: int) -> list[str]
     """`--set-threads` values: each job's threads equal to the CPUs it reserves, so two jobs
     on the test node do not run four torch threads on two cores (which made the run's time
     vary twofold)."""
-    return [
-        f"{rule}={min(int(resources.get('cpus_per_task', 1)), max(1, cpus // 2))}"
-        for rule, resources in sorted(plan.items())
-    ]
+    return [f"{rule}={node_share_cpus(resources, cpus=cpus)}" for rule, resources in sorted(plan.items())]
 
 
 def submitted_jobs(output: str) -> list[tuple[str, str, Path]]:
