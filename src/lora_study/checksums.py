@@ -30,6 +30,8 @@ NOT_HASHED = frozenset({MANIFEST})
 MANIFEST_KEY = "weights_sha256"
 TRAIN_JSON = "train.json"
 TRAIN_KEY = "artefact_sha256"  # in train.json's metrics, beside artefact_bytes
+MERGE_JSON = "merge.json"
+MERGE_KEY = "merged_sha256"  # in merge.json's metrics, beside merged_bytes
 
 # One job loads the base model several times (tokenizer, base, base again beside the tuned
 # model): the hash of an unchanged file is reused. Keyed by inode, size and mtime, so a
@@ -99,15 +101,25 @@ def verify_prepared(*, model_dir: str | os.PathLike[str], manifest: Mapping[str,
 
 def verify_trained(weights: str | os.PathLike[str]) -> None:
     """Check a trained adapter or model folder against the train.json beside it."""
+    verify_beside(weights, record_name=TRAIN_JSON, key=TRAIN_KEY, when="at training", action="train it again")
+
+
+def verify_merged(folder: str | os.PathLike[str]) -> None:
+    """Check a merged model folder against the merge.json beside it."""
+    verify_beside(folder, record_name=MERGE_JSON, key=MERGE_KEY, when="at merging", action="merge it again")
+
+
+def verify_beside(weights: str | os.PathLike[str], *, record_name: str, key: str, when: str, action: str) -> None:
+    """Check a folder a job wrote against the hashes (`metrics.<key>`) of the record beside it."""
     weights = Path(weights)
-    record = weights.parent / TRAIN_JSON
-    rebuild = f"train it again: delete {weights.parent} and rerun snakemake"
+    record = weights.parent / record_name
+    rebuild = f"{action}: delete {weights.parent} and rerun snakemake"
     if not record.is_file():
         raise ChecksumError(f"{record} is missing: it records the hashes that {weights} is checked against; {rebuild}")
-    recorded = read_result(record)["metrics"].get(TRAIN_KEY)
+    recorded = read_result(record)["metrics"].get(key)
     if not isinstance(recorded, dict) or not recorded:
         raise ChecksumError(
-            f"{record} records no sha256 hashes of the trained files (metrics.{TRAIN_KEY}): it was written "
-            f"before hashes were recorded, so {weights} cannot be checked; {rebuild}"
+            f"{record} records no sha256 hashes of the files of {weights} (metrics.{key}): it was written "
+            f"before hashes were recorded, so they cannot be checked; {rebuild}"
         )
-    verify_files(folder=weights, recorded=recorded, record=record, when="at training", rebuild=rebuild)
+    verify_files(folder=weights, recorded=recorded, record=record, when=when, rebuild=rebuild)

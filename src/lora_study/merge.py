@@ -1,0 +1,197 @@
+"""Merge a trained LoRA-family adapter into its base and export a plain model folder.
+
+The export is what a deployment loads: safetensors and tokenizer that
+`AutoModelForCausalLM.from_pretrained` reads with no PEFT installed. Before anything is
+written, the merged model's logits are compared with the unmerged PEFT model's on every
+evaluation prompt; merge.json records the largest difference and the tolerance it was
+checked against, and a difference above it fails the job.
+
+QLoRA is merged into the de-quantised base: the 4-bit NF4 weights the adapter was trained
+on, de-quantised to the compute dtype, never into the 4-bit weights themselves (re-quantising
+W + dW to 4 bits would round most of dW away) and never into the original full-precision
+weights (the adapter learnt to correct the 4-bit ones). DoRA is merged as PEFT defines it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from torch import nn
+from transformers import PreTrainedModel
+
+from lora_study.checksums import MERGE_KEY, folder_hashes, verify_trained
+from lora_study.data import read_examples
+from lora_study.finetune import load_base_for
+from lora_study.generation import left_pad
+from lora_study.grid import VariantSpec
+from lora_study.io import atomic_directory
+from lora_study.modeling import dtype_name, load_tokenizer, resolve_device, resolve_dtype
+from lora_study.prompts import Prompt, PromptBuilder
+from lora_study.provenance import meta_info
+from lora_study.results import write_result
+
+log = logging.getLogger(__name__)
+
+
+class MergeError(RuntimeError):
+    """The merged model does not reproduce the unmerged one within the tolerance."""
+
+
+def dequantise_linear4bit(model: nn.Module, *, dtype: torch.dtype) -> int:
+    """Replace every bitsandbytes 4-bit Linear of `model` by a plain Linear holding its
+    de-quantised weight (in `dtype`), and drop the model's quantisation settings so that it
+    saves as a plain model. Returns how many layers were replaced."""
+    import bitsandbytes as bnb  # only QLoRA needs it
+
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, bnb.nn.Linear4bit):
+                continue
+            weight = bnb.functional.dequantize_4bit(child.weight.data, child.weight.quant_state).to(dtype)
+            plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device=weight.device)
+            plain.weight = nn.Parameter(weight, requires_grad=False)
+            if child.bias is not None:
+                plain.bias = nn.Parameter(child.bias.data.to(dtype), requires_grad=False)
+            setattr(parent, name, plain)
+            replaced += 1
+    # What from_pretrained left behind for a quantised load: without this, save_pretrained
+    # writes a quantization_config and a plain load would try to quantise again.
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "quantization_config"):
+        del config.quantization_config
+    for attribute in ("is_loaded_in_4bit", "is_quantized"):
+        if hasattr(model, attribute):
+            setattr(model, attribute, False)
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    return replaced
+
+
+def load_unmerged(*, spec: VariantSpec, model_dir: str | Path, adapter: str | Path, device: str, dtype: torch.dtype):
+    """The adapter on the base it is merged into: the prepared base in `dtype`, or for QLoRA
+    the de-quantised 4-bit base. Returns (PEFT model, layers de-quantised)."""
+    base = load_base_for(spec=spec, model_dir=model_dir, device=device, dtype=dtype)
+    dequantised = dequantise_linear4bit(base, dtype=dtype) if spec.kind == "qlora" else 0
+    return PeftModel.from_pretrained(base, adapter).eval(), dequantised
+
+
+@torch.inference_mode()
+def max_logit_difference(
+    *, first: PreTrainedModel, second: PreTrainedModel, prompts: Sequence[Prompt], pad_id: int, batch_size: int
+) -> dict[str, float]:
+    """Largest and mean |logit difference| between two models over every real (not padded)
+    position of `prompts`, and the share of positions whose top token agrees."""
+    device = next(first.parameters()).device
+    largest, total, positions, agree = 0.0, 0.0, 0, 0
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = left_pad(prompts=prompts[start : start + batch_size], pad_id=pad_id, device=str(device))
+        a = first(input_ids=ids, attention_mask=mask).logits.float()
+        b = second(input_ids=ids, attention_mask=mask).logits.float()
+        real = mask.bool()
+        difference = (a - b).abs()[real]
+        largest = max(largest, float(difference.max()))
+        total += float(difference.sum())
+        positions += int(real.sum())
+        agree += int((a.argmax(-1) == b.argmax(-1))[real].sum())
+    vocabulary = first.config.vocab_size
+    return {
+        "max_abs_logit_difference": largest,
+        "mean_abs_logit_difference": total / (positions * vocabulary),
+        "top_token_agreement": agree / positions,
+        "positions": positions,
+    }
+
+
+def merge_variant(
+    *,
+    spec: VariantSpec,
+    model_dir: str | Path,
+    adapter: str | Path,
+    eval_path: str | Path,
+    config: Mapping[str, Any],
+    out_dir: str | Path,
+    merge_json: str | Path,
+) -> dict[str, Any]:
+    """Merge `spec`'s adapter, check it against the unmerged model, export it; write merge.json.
+
+    `config` holds the `model`, `prompt`, `evaluation` and `merge` blocks (`merge.tolerance`:
+    the largest |logit difference| allowed, per dtype name)."""
+    if not spec.is_lora:
+        raise ValueError(f"{spec.name} is not a LoRA-family variant; only adapters are merged")
+    verify_trained(adapter)
+    device = resolve_device(config["model"]["device"])
+    dtype = resolve_dtype(config["model"]["dtype"], device=device)
+    tolerance = float(config["merge"]["tolerance"][dtype_name(dtype)])
+    tokenizer = load_tokenizer(model_dir)
+    builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
+    prompts = [builder.build(example.input) for example in read_examples(eval_path)]
+
+    started = time.perf_counter()
+    unmerged, dequantised = load_unmerged(spec=spec, model_dir=model_dir, adapter=adapter, device=device, dtype=dtype)
+    # A copy, so both models are there to compare: merging in place and unmerging again
+    # would compare the model with itself after two roundings.
+    merged = copy.deepcopy(unmerged).merge_and_unload(safe_merge=True)
+    merge_seconds = time.perf_counter() - started
+    check = max_logit_difference(
+        first=unmerged,
+        second=merged,
+        prompts=prompts,
+        pad_id=tokenizer.pad_token_id,
+        batch_size=config["evaluation"]["batch_size"],
+    )
+    log.info(
+        "%s merged in %.1f s: max |logit difference| %.2e (tolerance %.1e), top token agrees at %.2f%% of %d positions",
+        spec.name,
+        merge_seconds,
+        check["max_abs_logit_difference"],
+        tolerance,
+        100 * check["top_token_agreement"],
+        check["positions"],
+    )
+    if not check["max_abs_logit_difference"] <= tolerance:  # also catches NaN
+        raise MergeError(
+            f"{spec.name}: the merged model's logits differ from the unmerged adapter's by up to "
+            f"{check['max_abs_logit_difference']:.3g} on the prompts of {eval_path}, above the tolerance "
+            f"{tolerance:g} for {dtype_name(dtype)} (merge.tolerance.{dtype_name(dtype)} in the config); "
+            "nothing was exported"
+        )
+    del unmerged
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as folder:
+        merged.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)  # as full fine-tuning saves its model folder
+        hashes = folder_hashes(folder)
+    result = {
+        "run": {
+            "variant": spec.name,
+            "spec": spec.to_dict(),
+            "adapter": str(adapter),
+            "model_dir": str(model_dir),
+            "eval_file": str(eval_path),
+            "prompts": len(prompts),
+            "merged_into": (
+                "the 4-bit NF4 base de-quantised to the compute dtype" if spec.kind == "qlora" else "the prepared base"
+            ),
+            "config": {key: config[key] for key in ("model", "prompt", "evaluation", "merge")},
+        },
+        "metrics": {
+            **check,
+            "tolerance": tolerance,
+            "within_tolerance": True,
+            "merge_seconds": merge_seconds,
+            "dequantised_layers": dequantised,
+            "merged_bytes": sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()),
+            MERGE_KEY: hashes,
+        },
+        "meta": {**meta_info(device=device), "dtype": dtype_name(dtype)},
+    }
+    write_result(merge_json, **result)
+    return result
