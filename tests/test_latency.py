@@ -97,9 +97,12 @@ def test_timing_loop_forces_the_token_count_and_keeps_every_run(tiny_model_dir: 
     builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
     prompts = [(f"ex{i}", builder.build(text)) for i, text in enumerate(["One.", "Two words " * 5, "Three."])]
     warm, timed = measure(
-        model=model, tokenizer=tokenizer, prompts=prompts, batch_size=2, new_tokens=6, warmup=3, repeats=2, device="cpu"
+        model=model, tokenizer=tokenizer, prompts=prompts, batch_size=2, new_tokens=6, warmup=2, repeats=2, device="cpu"
     )
-    assert len(warm) == 3 and all(r.phase == "warmup" for r in warm)
+    # Each warm-up pass covers every timed batch: every shape has run before it is timed.
+    assert all(r.phase == "warmup" for r in warm)
+    assert [r.example_ids for r in warm] == [["ex0", "ex1"], ["ex2"]] * 2
+    assert {tuple(r.prompt_tokens) for r in timed} <= {tuple(r.prompt_tokens) for r in warm}
     # 3 prompts in batches of 2 -> 2 calls per pass, 2 passes.
     assert [r.example_ids for r in timed] == [["ex0", "ex1"], ["ex2"]] * 2
     assert [r.repeat for r in timed] == [0, 0, 1, 1]
@@ -107,6 +110,10 @@ def test_timing_loop_forces_the_token_count_and_keeps_every_run(tiny_model_dir: 
         assert r.new_tokens == 6  # a random model emits EOS whenever; the count is forced
         assert 0 < r.ttft_seconds < r.seconds
         assert r.prompt_tokens == [len(p.input_ids) for i, p in prompts if i in r.example_ids]
+        # Every run says what else the machine did meanwhile.
+        assert r.cpu_seconds is not None and r.cpu_seconds > 0
+        assert r.load_average_1m is not None and r.load_average_1m >= 0
+        assert r.other_cpu_seconds is not None and r.other_cpu_seconds >= 0
 
 
 def test_peak_rss_is_reported_and_resettable() -> None:

@@ -3,7 +3,10 @@
 - Every timed run generates exactly `new_tokens` tokens per prompt (`min_new_tokens =
   max_new_tokens`, so EOS cannot end a run early): precisions are compared on equal work.
   The quality run, which stops naturally, is a separate job (`evaluate.predict`).
-- Warm-up runs come first; they are excluded from the statistics but counted and kept.
+- Warm-up passes come first, each over every batch the timed passes use; they are
+  excluded from the statistics but counted and kept.
+- Every timed run records what else the machine did meanwhile (lora_study.conditions),
+  and the summary says whether any run was taken under load.
 - Every timed run is kept raw beside the summary (mean, p50, p95, ...).
 - Time to first token is read inside the same `generate()` call: a streamer stamps the
   clock when each new token comes out (the first stamp ends prefill + one decode step), so
@@ -31,6 +34,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
+from lora_study.conditions import conditions, load_summary, snapshot
 from lora_study.generation import left_pad, stop_token_ids
 from lora_study.prompts import Prompt
 
@@ -112,6 +116,11 @@ class Run:
     seconds: float  # the whole call: prefill + every new token
     ttft_seconds: float  # call start to the first new token of every row
     new_tokens: int  # per row (always the requested number)
+    # What else the machine did meanwhile (lora_study.conditions); None where not recorded.
+    load_average_1m: float | None = None
+    cpu_seconds: float | None = None
+    other_cpu_seconds: float | None = None
+    other_cores: float | None = None
 
     @property
     def decode_tokens_per_second(self) -> float | None:
@@ -125,6 +134,16 @@ class Run:
         return {**asdict(self), "decode_tokens_per_second": self.decode_tokens_per_second}
 
 
+@dataclass(frozen=True)
+class Timing:
+    """One timed generate() call."""
+
+    seconds: float  # the whole call: prefill + every new token
+    ttft_seconds: float  # call start to the first new token of every row
+    new_tokens: int  # per row
+    conditions: Mapping[str, float | None]  # lora_study.conditions.conditions
+
+
 @torch.inference_mode()
 def timed_generate(
     *,
@@ -133,9 +152,10 @@ def timed_generate(
     prompts: Sequence[Prompt],
     new_tokens: int,
     device: str,
-) -> tuple[float, float, int]:
-    """One greedy generate() call forced to `new_tokens` tokens per prompt:
-    (seconds, seconds to the first new token, new tokens per row)."""
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> Timing:
+    """One greedy generate() call forced to `new_tokens` tokens per prompt. `generate_kwargs`
+    go to generate() as they are (PEFT's per-row `adapter_names`)."""
     pad_id = tokenizer.pad_token_id
     stop_ids = stop_token_ids(model=model, tokenizer=tokenizer)
     config = GenerationConfig(
@@ -149,14 +169,23 @@ def timed_generate(
     synchronise = synchroniser(device)
     clock = TokenClock(synchronise)
     synchronise()
+    before = snapshot()
     started = time.perf_counter()
-    sequences = model.generate(input_ids=ids, attention_mask=mask, generation_config=config, streamer=clock)
+    sequences = model.generate(
+        input_ids=ids, attention_mask=mask, generation_config=config, streamer=clock, **(generate_kwargs or {})
+    )
     synchronise()
     seconds = time.perf_counter() - started
+    after = snapshot()
     generated = sequences.shape[1] - ids.shape[1]
     if generated != new_tokens or not clock.stamps:
         raise RuntimeError(f"a latency run generated {generated} tokens per prompt, not the forced {new_tokens}")
-    return seconds, clock.stamps[0] - started, generated
+    return Timing(
+        seconds=seconds,
+        ttft_seconds=clock.stamps[0] - started,
+        new_tokens=generated,
+        conditions=conditions(start=before, end=after, seconds=seconds),
+    )
 
 
 def measure(
@@ -170,31 +199,25 @@ def measure(
     repeats: int,
     device: str,
 ) -> tuple[list[Run], list[Run]]:
-    """Warm-up runs (on the first batch, cycling through the batches), then `repeats` passes
-    over all `prompts` (id, prompt) in batches of `batch_size`, in order. Returns
-    (warm-up runs, timed runs)."""
+    """`warmup` untimed passes, then `repeats` timed passes, over all `prompts` (id, prompt)
+    in batches of `batch_size`, in order. Every warm-up pass covers every batch, so each
+    shape the timed runs use has run once before (the first call of a new prompt length pays
+    for kernel selection and allocation: on a GPU it became the p95). Returns (warm-up runs,
+    timed runs)."""
     batches = [list(prompts[start : start + batch_size]) for start in range(0, len(prompts), batch_size)]
     if not batches:
         raise ValueError("no prompts to time")
 
     def run(batch: list[tuple[str, Prompt]], *, phase: str, repeat: int) -> Run:
-        seconds, ttft, generated = timed_generate(
+        timing = timed_generate(
             model=model, tokenizer=tokenizer, prompts=[p for _, p in batch], new_tokens=new_tokens, device=device
         )
-        return Run(
-            phase=phase,
-            repeat=repeat,
-            example_ids=[example_id for example_id, _ in batch],
-            prompt_tokens=[len(p.input_ids) for _, p in batch],
-            seconds=seconds,
-            ttft_seconds=ttft,
-            new_tokens=generated,
-        )
+        return make_run(timing, phase=phase, repeat=repeat, batch=batch)
 
     warm = []
     for index in range(warmup):
-        warm.append(run(batches[index % len(batches)], phase="warmup", repeat=-1))
-        log.info("warm-up run %d/%d: %.2f s", index + 1, warmup, warm[-1].seconds)
+        warm.extend(run(batch, phase="warmup", repeat=-1) for batch in batches)
+        log.info("warm-up pass %d/%d: %d runs", index + 1, warmup, len(batches))
     timed = []
     for repeat in range(repeats):
         for batch in batches:
@@ -210,6 +233,20 @@ def measure(
     return warm, timed
 
 
+def make_run(timing: Timing, *, phase: str, repeat: int, batch: Sequence[tuple[str, Prompt]]) -> Run:
+    """The record of one timed call on `batch` ((id, prompt) rows)."""
+    return Run(
+        phase=phase,
+        repeat=repeat,
+        example_ids=[example_id for example_id, _ in batch],
+        prompt_tokens=[len(p.input_ids) for _, p in batch],
+        seconds=timing.seconds,
+        ttft_seconds=timing.ttft_seconds,
+        new_tokens=timing.new_tokens,
+        **timing.conditions,
+    )
+
+
 def latency_metrics(runs: Sequence[Run]) -> dict[str, Any]:
     """Summary statistics over the timed runs: per example, TTFT, decode speed, throughput."""
     per_example = [run.seconds for run in runs for _ in run.example_ids]
@@ -223,6 +260,7 @@ def latency_metrics(runs: Sequence[Run]) -> dict[str, Any]:
         "tokens_per_second": total_tokens / total_seconds,
         "timed_tokens": total_tokens,
         "timed_seconds": total_seconds,
+        **load_summary(run.to_dict() for run in runs),
     }
 
 

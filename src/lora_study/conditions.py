@@ -1,0 +1,91 @@
+"""What the machine was doing while a run was timed, recorded beside the run.
+
+On a shared machine the same int8 prompts measured 2.6 s per example quiet and 9-33 s
+under load, and nothing in the file showed it. So every timed run records the 1-minute
+load average at its start, the CPU time this process spent in it, and (Linux) the CPU time
+every other process spent meanwhile: the machine's busy time from /proc/stat minus this
+process's. The load average lags by about a minute (right after another job it still
+counts that job), so the verdict "taken under load" rests on the other processes' CPU
+time during the run itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_PROC_STAT = Path("/proc/stat")
+# A run counts as taken under load when other processes used more than this many cores
+# on average during it (a quarter core: the scheduler then takes measurable time from a
+# job that uses every core it was given).
+OTHER_CORES_LIMIT = 0.25
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    process_cpu_seconds: float
+    machine_busy_seconds: float | None  # every CPU's non-idle time since boot (Linux)
+    load_average_1m: float | None
+
+
+def snapshot() -> Snapshot:
+    """The clocks a run's conditions are read from, now."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return Snapshot(
+        process_cpu_seconds=time.process_time(), machine_busy_seconds=_machine_busy_seconds(), load_average_1m=load
+    )
+
+
+def conditions(*, start: Snapshot, end: Snapshot, seconds: float) -> dict[str, float | None]:
+    """A run's conditions: load average at its start, this process's CPU seconds in it, and
+    the CPU seconds and mean cores of every other process meanwhile (None off Linux)."""
+    cpu = end.process_cpu_seconds - start.process_cpu_seconds
+    other = None
+    if start.machine_busy_seconds is not None and end.machine_busy_seconds is not None:
+        # /proc/stat ticks are 10 ms: a negative remainder is rounding, not negative use.
+        other = max(0.0, end.machine_busy_seconds - start.machine_busy_seconds - cpu)
+    return {
+        "load_average_1m": start.load_average_1m,
+        "cpu_seconds": cpu,
+        "other_cpu_seconds": other,
+        "other_cores": other / seconds if other is not None and seconds > 0 else None,
+    }
+
+
+def load_summary(runs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Over a file's timed runs (dicts with the fields of `conditions`): whether any was taken
+    under load, the largest share of other processes and load average, and the definition."""
+    runs = list(runs)
+    others = [r["other_cores"] for r in runs if r.get("other_cores") is not None]
+    loads = [r["load_average_1m"] for r in runs if r.get("load_average_1m") is not None]
+    return {
+        "under_load": (max(others) > OTHER_CORES_LIMIT) if others else None,
+        "runs_under_load": sum(other > OTHER_CORES_LIMIT for other in others) if others else None,
+        "max_other_cores": max(others) if others else None,
+        "max_load_average_1m": max(loads) if loads else None,
+        "under_load_definition": (
+            f"a timed run is under load when other processes used more than {OTHER_CORES_LIMIT} cores on average "
+            "during it (machine busy time from /proc/stat minus this process's CPU time); null where the OS "
+            "does not tell"
+        ),
+    }
+
+
+def _machine_busy_seconds() -> float | None:
+    try:
+        fields = _PROC_STAT.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
+    ticks = [int(value) for value in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
