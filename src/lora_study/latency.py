@@ -142,6 +142,7 @@ class Timing:
     ttft_seconds: float  # call start to the first new token of every row
     new_tokens: int  # per row
     conditions: Mapping[str, float | None]  # lora_study.conditions.conditions
+    token_ids: list[list[int]]  # per row, the tokens generated
 
 
 @torch.inference_mode()
@@ -185,6 +186,7 @@ def timed_generate(
         ttft_seconds=clock.stamps[0] - started,
         new_tokens=generated,
         conditions=conditions(start=before, end=after, seconds=seconds),
+        token_ids=sequences[:, ids.shape[1] :].tolist(),
     )
 
 

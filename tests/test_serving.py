@@ -1,0 +1,250 @@
+"""The serving benchmark on the tiny model: request streams, served batches, mixed adapters,
+and the fields of the serving files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from test_merge import random_adapter, spec_of
+
+from conftest import REPO
+from lora_study.config import load_config
+from lora_study.data import Example
+from lora_study.io import write_jsonl
+from lora_study.merge import merge_variant
+from lora_study.modeling import load_model, load_tokenizer
+from lora_study.multi_adapter import groups, serve_multi_adapter
+from lora_study.results import read_result
+from lora_study.serving import Call, batch_metrics, request_stream, serve_once
+from lora_study.serving_modes import serve_mode
+
+SUMMARY = {"n", "mean", "std", "min", "p50", "p95", "max"}
+BATCH_METRICS = {
+    "timed_passes",
+    "request_latency_seconds",
+    "ttft_seconds",
+    "request_decode_tokens_per_second",
+    "batch_seconds",
+    "throughput_tokens_per_second",
+    "under_load",
+    "runs_under_load",
+    "max_other_cores",
+    "max_load_average_1m",
+    "under_load_definition",
+    "peak_rss_bytes",
+    "peak_rss_since_reset",
+    "peak_cuda_bytes",
+}
+CALL_FIELDS = {
+    "label",
+    "rows",
+    "start_seconds",
+    "seconds",
+    "ttft_seconds",
+    "new_tokens",
+    "load_average_1m",
+    "cpu_seconds",
+    "other_cpu_seconds",
+    "other_cores",
+}
+
+
+@pytest.fixture()
+def config() -> dict:
+    full = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
+    full["serving"] = {**full["serving"], "batch_sizes": [1, 3], "new_tokens": 3, "warmup": 1, "repeats": 2}
+    return full
+
+
+@pytest.fixture()
+def eval_file(tmp_path: Path) -> Path:
+    rows = [Example(id=f"e{i}", input=f"Abstract {i}." + " Adapters and ranks." * i, reference="x") for i in range(2)]
+    write_jsonl(tmp_path / "eval.jsonl", [vars(row) for row in rows])
+    return tmp_path / "eval.jsonl"
+
+
+def test_request_stream_cycles_and_cuts_inputs(tiny_model_dir: Path, eval_file: Path) -> None:
+    tokenizer = load_tokenizer(tiny_model_dir)
+    prompt = {"instruction": "Summarize.", "chat_template": True, "max_input_tokens": 512}
+    requests = request_stream(eval_path=eval_file, tokenizer=tokenizer, prompt=prompt, max_prompt_tokens=40, count=5)
+    assert [r.id for r in requests] == ["e0", "e1", "e0#1", "e1#1", "e0#2"]
+    assert requests[2].prompt == requests[0].prompt
+    assert max(len(r.prompt.input_ids) for r in requests) <= 40
+    assert requests[1].prompt.truncated  # the longer abstract was cut to fit
+
+
+def test_groups_assign_adapters_round_robin() -> None:
+    assert groups(5, ["a", "b"]) == [("a", [0, 2, 4]), ("b", [1, 3])]
+    assert groups(1, ["a", "b", "c"]) == [("a", [0])]
+
+
+def test_each_row_of_a_mixed_batch_gets_its_adapters_own_tokens(tiny_model_dir: Path, tmp_path: Path) -> None:
+    names = ["one", "two"]
+    adapters = [
+        random_adapter(spec=spec_of("lora"), model_dir=tiny_model_dir, out=tmp_path / n / "adapter", seed=i)
+        for i, n in enumerate(names)
+    ]
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = PeftModel.from_pretrained(
+        load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), adapters[0], adapter_name="one"
+    )
+    model.load_adapter(adapters[1], adapter_name="two")
+    model.eval()
+    prompt = {"instruction": "Summarize.", "chat_template": True, "max_input_tokens": 64}
+    rows = [Example(id=str(i), input="Words " * (2 + 3 * i), reference="x") for i in range(4)]
+    write_jsonl(tmp_path / "eval.jsonl", [vars(row) for row in rows])
+    requests = request_stream(
+        eval_path=tmp_path / "eval.jsonl", tokenizer=tokenizer, prompt=prompt, max_prompt_tokens=64, count=4
+    )
+    row_adapters = ["one", "two", "two", "one"]
+    mixed = serve_once(
+        calls=[Call(model=model, rows=range(4), label="mixed", generate_kwargs={"adapter_names": row_adapters})],
+        requests=requests,
+        tokenizer=tokenizer,
+        new_tokens=6,
+        device="cpu",
+    )
+    for row, name in enumerate(row_adapters):
+        model.set_adapter(name)
+        alone = serve_once(
+            calls=[Call(model=model, rows=[0], label=name)],
+            requests=[requests[row]],
+            tokenizer=tokenizer,
+            new_tokens=6,
+            device="cpu",
+        )
+        assert mixed["request_token_ids"][row] == alone["request_token_ids"][0]
+    # The adapters differ, so the check above can tell them apart.
+    model.set_adapter("two")
+    other = serve_once(
+        calls=[Call(model=model, rows=[0], label="two")],
+        requests=[requests[0]],
+        tokenizer=tokenizer,
+        new_tokens=6,
+        device="cpu",
+    )
+    assert other["request_token_ids"][0] != mixed["request_token_ids"][0]
+
+
+def test_grouped_requests_wait_for_the_groups_before_them() -> None:
+    runs = [
+        {
+            "seconds": 3.0,
+            "request_latency_seconds": [1.0, 3.0, 1.0],
+            "request_ttft_seconds": [0.5, 2.5, 0.5],
+            "request_decode_tokens_per_second": [4.0, 4.0, 4.0],
+            "calls": [{"other_cores": 0.0, "load_average_1m": 0.1}] * 2,
+        }
+    ] * 2
+    metrics = batch_metrics(runs, batch_size=3, new_tokens=3)
+    assert metrics["request_latency_seconds"]["n"] == 6
+    assert metrics["request_latency_seconds"]["p50"] == 1.0 and metrics["request_latency_seconds"]["max"] == 3.0
+    assert metrics["throughput_tokens_per_second"]["mean"] == pytest.approx(3 * 3 / 3.0)
+    assert metrics["under_load"] is False
+
+
+def _check_batches(batches: list[dict], *, batch_sizes: list[int], calls: list[int]) -> None:
+    assert [b["batch_size"] for b in batches] == batch_sizes
+    for batch, expected_calls in zip(batches, calls, strict=True):
+        assert set(batch["metrics"]) == BATCH_METRICS
+        for key in ("request_latency_seconds", "ttft_seconds", "batch_seconds", "throughput_tokens_per_second"):
+            assert set(batch["metrics"][key]) == SUMMARY
+        assert batch["metrics"]["request_latency_seconds"]["n"] == 2 * batch["batch_size"]  # 2 timed passes
+        assert batch["metrics"]["peak_rss_bytes"] > 0
+        assert len(batch["warmup"]) == 1 and len(batch["runs"]) == 2
+        assert batch["calls_per_batch"] == expected_calls
+        for served in batch["runs"]:
+            assert len(served["calls"]) == expected_calls
+            assert all(set(call) == CALL_FIELDS for call in served["calls"])
+            assert all(len(tokens) == 3 for tokens in served["request_token_ids"])  # exactly new_tokens
+
+
+def test_serving_files_have_every_field(tiny_model_dir: Path, tmp_path: Path, config: dict, eval_file: Path) -> None:
+    spec = spec_of("lora")
+    adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "v" / "adapter")
+    merge_config = {**{k: config[k] for k in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
+    merge_variant(
+        spec=spec,
+        model_dir=tiny_model_dir,
+        adapter=adapter,
+        eval_path=eval_file,
+        config=merge_config,
+        out_dir=tmp_path / "m" / "model",
+        merge_json=tmp_path / "m" / "merge.json",
+    )
+    settings = {k: config[k] for k in ("model", "prompt", "serving")}
+    tokens = {}
+    for mode, weights in (("base", None), ("unmerged", adapter), ("merged", tmp_path / "m" / "model")):
+        out = tmp_path / "serving" / f"{mode}.json"
+        serve_mode(
+            mode=mode,
+            model_dir=tiny_model_dir,
+            eval_path=eval_file,
+            config=settings,
+            out_path=out,
+            spec=None if mode == "base" else spec,
+            weights=weights,
+        )
+        result = read_result(out)
+        assert result["run"]["mode"] == mode
+        assert result["run"]["variant"] == ("base" if mode == "base" else spec.name)
+        metrics = result["metrics"]
+        assert {"load_seconds", "weight_bytes", "rss_after_load_bytes", "cuda_allocated_bytes", "under_load"} <= set(
+            metrics
+        )
+        assert metrics["weight_bytes"] > 0 and metrics["cuda_allocated_bytes"] is None
+        assert result["meta"]["torch_threads"] >= 1 and result["meta"]["dtype"] == "float32"
+        _check_batches(metrics["batches"], batch_sizes=[1, 3], calls=[1, 1])
+        tokens[mode] = metrics["batches"][1]["runs"][0]["request_token_ids"]
+    # The merged export and the unmerged adapter serve the same tokens; the base others.
+    assert tokens["merged"] == tokens["unmerged"] != tokens["base"]
+
+
+def test_multi_adapter_serves_three_ways_and_excludes_dora(
+    tiny_model_dir: Path, tmp_path: Path, config: dict, eval_file: Path
+) -> None:
+    specs, adapters, merged = [], [], []
+    merge_config = {**{k: config[k] for k in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
+    for index, kind in enumerate(["lora", "rslora", "dora"]):
+        spec = spec_of(kind)
+        adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / kind / "adapter", seed=index)
+        merge_variant(
+            spec=spec,
+            model_dir=tiny_model_dir,
+            adapter=adapter,
+            eval_path=eval_file,
+            config=merge_config,
+            out_dir=tmp_path / kind / "merged" / "model",
+            merge_json=tmp_path / kind / "merged" / "merge.json",
+        )
+        specs.append(spec)
+        adapters.append(adapter)
+        merged.append(tmp_path / kind / "merged" / "model")
+    out = tmp_path / "multi_adapter.json"
+    serve_multi_adapter(
+        specs=specs,
+        adapters=adapters,
+        merged=merged,
+        model_dir=tiny_model_dir,
+        eval_path=eval_file,
+        config={k: config[k] for k in ("model", "prompt", "serving")},
+        out_path=out,
+    )
+    result = read_result(out)
+    assert result["run"]["adapters"] == [specs[0].name, specs[1].name]
+    assert set(result["run"]["excluded"]) == {specs[2].name}
+    assert "DoRA" in result["run"]["excluded"][specs[2].name]
+    modes = result["metrics"]["modes"]
+    assert list(modes) == ["mixed", "grouped", "merged"]
+    _check_batches(modes["mixed"]["batches"], batch_sizes=[1, 3], calls=[1, 1])
+    _check_batches(modes["grouped"]["batches"], batch_sizes=[1, 3], calls=[1, 2])
+    _check_batches(modes["merged"]["batches"], batch_sizes=[1, 3], calls=[1, 2])
+    # Two merged models hold twice the base's weights; one base with two adapters far less.
+    assert modes["merged"]["weight_bytes"] > 1.8 * modes["mixed"]["weight_bytes"]
+    # Every way gives each request the tokens of its own adapter.
+    tokens = {mode: modes[mode]["batches"][1]["runs"][0]["request_token_ids"] for mode in modes}
+    assert tokens["mixed"] == tokens["grouped"] == tokens["merged"]
+    assert tokens["mixed"][0] == tokens["mixed"][2]  # e0 and e0#1: the same prompt and adapter
