@@ -46,6 +46,7 @@ include: "rules/compare.smk"
 include: "rules/quantise.smk"
 include: "rules/drift.smk"
 include: "rules/weights.smk"
+include: "rules/serving.smk"
 include: "rules/report.smk"
 
 

@@ -26,9 +26,19 @@ NEW_SIZE_VARIANTS = {
     "score_rouge": 3,
     "measure_drift": 3,
     "measure_weight_drift": 3,
+    **{"merge_adapter": 2, "serve_variant": 4},  # each LoRA variant: merged, served merged and unmerged
 }
 # Jobs that read every variant's results: rerun by any new or changed variant.
-ACROSS_VARIANTS = {"record_subsets": 1, "compare_variants": 1, "summarise_drift": 1, "build_report": 1}
+ACROSS_VARIANTS = {
+    "record_subsets": 1,
+    "compare_variants": 1,
+    "summarise_drift": 1,
+    "serve_multi_adapter": 1,
+    "summarise_serving": 1,
+    "build_report": 1,
+}
+# Every serving job of the tiny config (two LoRA variants).
+SERVING_JOBS = {"serve_base": 1, "serve_variant": 4, "serve_multi_adapter": 1}
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
@@ -116,8 +126,43 @@ def test_temperature_reruns_generation_when_sampling(tmp_path: Path) -> None:
         "score_rouge": 7,
         "compare_variants": 1,
         "summarise_drift": 1,
+        "summarise_serving": 1,  # it reads the comparisons (Study 4's quality leg)
         "build_report": 1,
     }
+
+
+def test_a_serving_setting_reruns_only_the_serving_jobs_and_the_report(built_tiny: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["serving"]["new_tokens"] = 5
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == SERVING_JOBS | {
+        "summarise_serving": 1,
+        "build_report": 1,
+    }
+
+
+def test_the_overhead_limit_reruns_only_the_serving_summary_and_the_report(built_tiny: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["serving"]["max_overhead"] = 0.1
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == {"summarise_serving": 1, "build_report": 1}
+
+
+def test_the_merge_tolerance_reruns_the_merges_and_what_serves_them(built_tiny: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["serving"]["merge"]["tolerance"]["float32"] = 2e-3
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == {
+        "merge_adapter": 2,
+        "serve_variant": 2,  # the merged mode of each; the unmerged adapter is unchanged
+        "serve_multi_adapter": 1,
+        "summarise_serving": 1,
+        "build_report": 1,
+    }
+
+
+def test_serving_disabled_builds_no_serving_file(built_tiny: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["serving"]["enabled"] = False
+    # Only the report changes: its serving inputs are gone.
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == {"build_report": 1}
 
 
 def edit_later(path: Path, text: str) -> None:
@@ -177,6 +222,8 @@ def test_an_edited_local_train_file_reruns_what_reads_the_training_sets(
         "make_heldout_text": 1,
         "measure_base_features": 1,
         "measure_drift": 3,
+        "merge_adapter": 2,
+        "serve_variant": 4,
         **ACROSS_VARIANTS,
     }
 

@@ -222,6 +222,10 @@ GPU_RULES = {
     "measure_base_features",
     "measure_drift",
     "mitigate_intruders",
+    "merge_adapter",
+    "serve_base",
+    "serve_variant",
+    "serve_multi_adapter",
 }
 CPU_RULES = {
     "prepare_model",
@@ -236,6 +240,7 @@ CPU_RULES = {
     "score_rouge",
     "measure_weight_drift",
     "summarise_drift",
+    "summarise_serving",
     "build_report",
 }
 

@@ -22,6 +22,8 @@ TRAINED = ["lora-r2-qv-n4-s1", "lora-r4-qv-n4-s1", "fft-n4-s1"]
 ADAPTER_DIR = "results/adapters/smollm2-135m-instruct/aclsum"
 # Weight-space drift: one job per trained variant (and intruder mitigation when the tiny config enables it).
 WEIGHT_RULES = ["measure_weight_drift"]
+# Serving: log folders (serve_base and serve_variant share logs/serve/).
+SERVING_RULE_LOGS = ["merge_adapter", "serve", "serve_multi_adapter", "summarise_serving"]
 
 
 def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
@@ -81,6 +83,7 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
         "score_rouge": 1 + precisions + trained,
         "compare_variants": 1,
         "summarise_drift": 1,  # its verdicts read the quality comparisons
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
     }
 
@@ -114,6 +117,7 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
         "measure_base_features",
         "summarise_drift",
         *WEIGHT_RULES,
+        *SERVING_RULE_LOGS,
     }
 
 
@@ -136,6 +140,11 @@ def test_every_result_file_is_in_the_result_format(workflow_dir: Path) -> None:
         "drift.json",
         "weights.json",
         "summary.json",
+        "merge.json",
+        "base.json",
+        "merged.json",
+        "unmerged.json",
+        "multi_adapter.json",
     }
 
 
@@ -195,6 +204,7 @@ def test_dropping_a_precision_reruns_only_the_comparisons_and_report(workflow_di
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
         "compare_variants": 1,
         "summarise_drift": 1,
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
     }
 
@@ -208,6 +218,7 @@ def test_adding_a_precision_runs_only_its_jobs(workflow_dir: Path, tmp_path: Pat
         "score_rouge": 1,
         "compare_variants": 1,
         "summarise_drift": 1,
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
     }
 
@@ -233,6 +244,7 @@ def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Pat
         "score_rouge": 1,
         "compare_variants": 1,
         "summarise_drift": 1,
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
     }
     assert f"output: {QUANT_DIR}/int4/latency.json" in output and f"output: {QUANT_DIR}/int8/latency.json" not in output
@@ -267,6 +279,8 @@ def test_report_renders_in_a_real_browser(workflow_dir: Path, tmp_path: Path) ->
         "generation",
         "example-predictions",
         "quantisation",
+        "serving",
+        "study4",
         "provenance",
     ):
         assert f'id="{section}"' in dom
@@ -321,8 +335,10 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
         "compare_variants": 1,
         "measure_drift": 1,
         "summarise_drift": 1,
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
         **{rule: 1 for rule in WEIGHT_RULES},
+        **{"merge_adapter": 1, "serve_variant": 2, "serve_multi_adapter": 1},  # the new adapter served
     }
 
 
@@ -338,8 +354,10 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
         "compare_variants": 1,
         "measure_drift": 3,
         "summarise_drift": 1,
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
         **{rule: 3 for rule in WEIGHT_RULES},
+        **{"merge_adapter": 2, "serve_variant": 4, "serve_multi_adapter": 1},
     }
 
 
@@ -409,7 +427,11 @@ def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Pat
 def test_changed_drift_criterion_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["drift"]["criterion"] = 0.3
-    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"summarise_drift": 1, "build_report": 1}
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
+        "summarise_drift": 1,
+        "summarise_serving": 1,
+        "build_report": 1,
+    }
 
 
 def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, tmp_path: Path) -> None:
@@ -419,5 +441,43 @@ def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, 
         "measure_base_features": 1,
         "measure_drift": len(TRAINED),
         "summarise_drift": 1,
+        "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
     }
+
+
+SERVING_DIR = "results/serving/smollm2-135m-instruct/aclsum"
+MERGED_DIR = "results/merged/smollm2-135m-instruct/aclsum"
+
+
+def test_serving_stage_builds_every_file_and_the_report_shows_it(workflow_dir: Path) -> None:
+    lora = [v for v in TRAINED if v.startswith("lora")]
+    sizes = tiny_config()["serving"]["batch_sizes"]
+    for variant in lora:
+        merge = read_result(workflow_dir / MERGED_DIR / variant / "merge.json")
+        assert merge["metrics"]["max_abs_logit_difference"] <= merge["metrics"]["tolerance"]
+        assert (workflow_dir / MERGED_DIR / variant / "model" / "model.safetensors").is_file()
+        tokens = {}
+        for mode in ("merged", "unmerged"):
+            served = read_result(workflow_dir / SERVING_DIR / variant / f"{mode}.json")
+            assert served["run"]["variant"] == variant and served["run"]["mode"] == mode
+            assert [b["batch_size"] for b in served["metrics"]["batches"]] == sizes
+            tokens[mode] = [run["request_token_ids"] for run in served["metrics"]["batches"][-1]["runs"]]
+        # The real model: the merged export serves the adapter's own tokens.
+        assert tokens["merged"] == tokens["unmerged"]
+    assert read_result(workflow_dir / SERVING_DIR / "base" / "base.json")["run"]["mode"] == "base"
+    multi = read_result(workflow_dir / SERVING_DIR / "multi_adapter.json")
+    assert multi["run"]["adapters"] == lora and list(multi["metrics"]["modes"]) == ["mixed", "grouped", "merged"]
+
+    summary = read_result(workflow_dir / SERVING_DIR / "summary.json")
+    rows = summary["metrics"]["overhead"]
+    assert [(r["variant"], r["batch_size"]) for r in rows] == [(v, b) for v in lora for b in sizes]
+    page = (workflow_dir / "report.html").read_text()
+    serving = page.split('<section id="serving">', 1)[1].split("</section>", 1)[0]
+    assert "<svg" in serving
+    for row in rows:
+        assert row["outcome"] in ("holds", "does not hold", "not supported")
+        assert html.escape(f"{row['overhead']['estimate']:+.1%}") in serving
+    study4 = page.split('<section id="study4">', 1)[1].split("</section>", 1)[0]
+    for row in summary["metrics"]["criteria"]:
+        assert f"{row['variant']} vs {row['fft']}" in study4

@@ -3,7 +3,7 @@ inputs they declare (inputs.check_inputs), so a stage cannot lose a file the rul
 
 from __future__ import annotations
 
-from lora_study.report import compare, drift, foundation, quantisation, summary, training, weights
+from lora_study.report import compare, drift, foundation, quantisation, serving, summary, training, weights
 from lora_study.report.inputs import Stage
 
 STAGES: tuple[Stage, ...] = (
@@ -14,5 +14,6 @@ STAGES: tuple[Stage, ...] = (
     quantisation.STAGE,
     drift.STAGE,
     weights.STAGE,
+    serving.STAGE,
     foundation.PROVENANCE,
 )

@@ -1,0 +1,196 @@
+# Serving (Study 4's deployment half, Study 2's merge): each LoRA-family adapter merged and
+# exported as a plain model, the same requests served by the base, the merged export and
+# the unmerged adapter at every batch size, every adapter of the base served together three
+# ways, and the overhead verdicts. serving.enabled: false builds none of it.
+
+SERVING = config["serving"]
+# Every LoRA-family variant is merged and served (all seeds: serving speed does not depend
+# on the seed, but the files stay one per trained artefact).
+SERVED = [name for name, spec in TRAINED.items() if spec.is_lora] if SERVING["enabled"] else []
+MULTI_ADAPTER = bool(SERVED) and SERVING["multi_adapter"]
+# What changes a merge: how the model is loaded, the prompts its logits are checked on, and
+# the tolerance; the serving settings do not.
+MERGE_SETTINGS = canonical(
+    {
+        "model": config["model"],
+        "prompt": config["prompt"],
+        "evaluation": config["evaluation"],
+        "merge": SERVING["merge"],
+    }
+)
+# What changes a serving file; the verdict's settings rerun only the summary.
+SERVING_SETTINGS = canonical(
+    {
+        "model": config["model"],
+        "prompt": config["prompt"],
+        "serving": {
+            key: SERVING[key] for key in ("batch_sizes", "max_prompt_tokens", "new_tokens", "warmup", "repeats")
+        },
+    }
+)
+SERVING_SUMMARY_SETTINGS = canonical(
+    {
+        "max_overhead": SERVING["max_overhead"],
+        **{key: config["statistics"][key] for key in ("resamples", "seed", "confidence")},
+    }
+)
+
+
+def merged_dir(variant):
+    return f"results/merged/{MODEL}/{DATASET}/{variant}"
+
+
+def serving_dir():
+    return f"results/serving/{MODEL}/{DATASET}"
+
+
+def serving_files():
+    """Every single-mode serving file: the base, then merged and unmerged per variant."""
+    if not SERVED:
+        return []
+    per_variant = [f"{serving_dir()}/{v}/{mode}.json" for v in SERVED for mode in ("merged", "unmerged")]
+    return [f"{serving_dir()}/base/base.json", *per_variant]
+
+
+def serving_weights(wildcards):
+    """What a mode serves: the exported merged model, or the adapter kept separate."""
+    if wildcards.mode == "merged":
+        return f"results/merged/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/model"
+    return variant_weights(wildcards)
+
+
+def serving_record(wildcards):
+    """The record whose hashes the served files are checked against (merge.json, train.json)."""
+    if wildcards.mode == "merged":
+        return f"results/merged/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/merge.json"
+    return variant_record(wildcards)
+
+
+rule merge_adapter:
+    input:
+        model=model_dir,
+        eval="results/data/{dataset}/eval.jsonl",
+        weights=variant_weights,
+        record=variant_record,
+    output:
+        model=directory("results/merged/{model}/{dataset}/{variant}/model"),
+        info="results/merged/{model}/{dataset}/{variant}/merge.json",
+    log:
+        "logs/merge_adapter/{model}/{dataset}/{variant}.log",
+    benchmark:
+        "benchmarks/merge_adapter/{model}/{dataset}/{variant}.tsv"
+    wildcard_constraints:
+        variant=LORA_VARIANT_PATTERN,
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        settings=MERGE_SETTINGS,
+        spec=variant_spec,
+    script:
+        "../scripts/merge_adapter.py"
+
+
+# Serving jobs are timing runs: like measure_latency they take every core the workflow has,
+# so no other job runs beside them (profiles/slurm gives them a GPU node of their own).
+rule serve_base:
+    input:
+        model=model_dir,
+        eval="results/data/{dataset}/eval.jsonl",
+    output:
+        "results/serving/{model}/{dataset}/base/base.json",
+    log:
+        "logs/serve/{model}/{dataset}/base.log",
+    benchmark:
+        "benchmarks/serve/{model}/{dataset}/base.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        settings=SERVING_SETTINGS,
+        mode="base",
+    script:
+        "../scripts/serve.py"
+
+
+rule serve_variant:
+    input:
+        model=model_dir,
+        eval="results/data/{dataset}/eval.jsonl",
+        weights=serving_weights,
+        record=serving_record,
+    output:
+        "results/serving/{model}/{dataset}/{variant}/{mode}.json",
+    log:
+        "logs/serve/{model}/{dataset}/{variant}/{mode}.log",
+    benchmark:
+        "benchmarks/serve/{model}/{dataset}/{variant}/{mode}.tsv"
+    wildcard_constraints:
+        variant=LORA_VARIANT_PATTERN,
+        mode="merged|unmerged",
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        settings=SERVING_SETTINGS,
+        spec=variant_spec,
+    script:
+        "../scripts/serve.py"
+
+
+rule serve_multi_adapter:
+    input:
+        model=model_dir,
+        eval="results/data/{dataset}/eval.jsonl",
+        adapters=[f"{adapter_dir(v)}/adapter" for v in SERVED],
+        records=[f"{adapter_dir(v)}/train.json" for v in SERVED],
+        merged=[f"{merged_dir(v)}/model" for v in SERVED],
+        merge_records=[f"{merged_dir(v)}/merge.json" for v in SERVED],
+    output:
+        "results/serving/{model}/{dataset}/multi_adapter.json",
+    log:
+        "logs/serve_multi_adapter/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/serve_multi_adapter/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=12000,
+        runtime=60,
+    params:
+        settings=SERVING_SETTINGS,
+        specs=[TRAINED[v].to_dict() for v in SERVED],
+    script:
+        "../scripts/serve_multi_adapter.py"
+
+
+rule summarise_serving:
+    input:
+        serving=serving_files(),
+        multi_adapter=[f"{serving_dir()}/multi_adapter.json"] if MULTI_ADAPTER else [],
+        merges=[f"{merged_dir(v)}/merge.json" for v in SERVED],
+        drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
+        comparisons=f"results/compare/{MODEL}/{DATASET}/comparisons.json",
+    output:
+        "results/serving/{model}/{dataset}/summary.json",
+    log:
+        "logs/summarise_serving/{model}/{dataset}.log",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        settings=SERVING_SUMMARY_SETTINGS,
+    script:
+        "../scripts/summarise_serving.py"

@@ -1,0 +1,21 @@
+"""Rule serve_multi_adapter: every LoRA adapter of the base served together, three ways."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
+
+from lora_study.grid import VariantSpec
+from lora_study.logs import logged_job
+from lora_study.multi_adapter import serve_multi_adapter
+
+with logged_job(snakemake.log[0]):
+    serve_multi_adapter(
+        specs=[VariantSpec.from_dict(fields) for fields in snakemake.params.specs],
+        adapters=list(snakemake.input.adapters),
+        merged=list(snakemake.input.merged),
+        model_dir=snakemake.input.model,
+        eval_path=snakemake.input.eval,
+        config=snakemake.params.settings,
+        out_path=snakemake.output[0],
+    )

@@ -1,0 +1,130 @@
+"""Serving overhead intervals and verdicts, and Study 4's criteria, on known numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lora_study.distributions import t_quantile
+from lora_study.serving_summary import (
+    FAILS,
+    HOLDS,
+    UNSUPPORTED,
+    overhead_interval,
+    overhead_table,
+    serving_leg,
+    study4_criteria,
+)
+
+SETTINGS = {"max_overhead": 0.3, "resamples": 2000, "seed": 0, "confidence": 0.95}
+
+
+def serving_file(latencies_per_pass: dict[int, list[float]]) -> dict:
+    """A serving file's metrics: per batch size, timed passes with these mean request latencies."""
+    return {
+        "metrics": {
+            "batches": [
+                {
+                    "batch_size": size,
+                    "runs": [{"request_latency_seconds": [value] * size} for value in values],
+                    "metrics": {"request_latency_seconds": {"p95": max(values)}, "under_load": False},
+                }
+                for size, values in latencies_per_pass.items()
+            ]
+        }
+    }
+
+
+def test_overhead_estimate_is_the_ratio_of_mean_latencies_minus_one() -> None:
+    rng = np.random.default_rng(0)
+    interval = overhead_interval(
+        unmerged=np.array([1.2, 1.2, 1.2]), merged=np.array([1.0, 1.0, 1.0]), resamples=500, rng=rng, confidence=0.95
+    )
+    # Constant passes: no spread, so the interval is the point.
+    assert interval.estimate == pytest.approx(0.2)
+    assert interval.low == pytest.approx(0.2) and interval.high == pytest.approx(0.2)
+
+
+def test_overhead_interval_is_at_least_the_delta_method_t_interval() -> None:
+    unmerged, merged = np.array([1.1, 1.3, 1.2, 1.25, 1.15]), np.array([1.0, 0.95, 1.05, 1.0, 1.02])
+    interval = overhead_interval(
+        unmerged=unmerged, merged=merged, resamples=4000, rng=np.random.default_rng(1), confidence=0.95
+    )
+    assert interval.low < unmerged.mean() / merged.mean() - 1 < interval.high
+    # Delta method by hand: relative variances of the two means, Welch df.
+    ratio = unmerged.mean() / merged.mean()
+    parts = [(v.var(ddof=1) / v.size / v.mean() ** 2, v.size - 1) for v in (unmerged, merged)]
+    se = ratio * np.sqrt(sum(p for p, _ in parts))
+    df = sum(p for p, _ in parts) ** 2 / sum(p**2 / d for p, d in parts)
+    half = t_quantile(0.975, df=df) * se
+    assert interval.low <= ratio - half - 1 + 1e-9
+    assert interval.high >= ratio + half - 1 - 1e-9
+
+
+def test_verdicts_per_batch_size_with_simultaneous_intervals() -> None:
+    serving = {
+        "lora-r8-qv-n100-s1": {
+            "merged": serving_file({1: [1.0, 1.01, 0.99, 1.0], 4: [2.0, 2.02, 1.98, 2.0]}),
+            # batch 1: about 5% overhead, well within; batch 4: about 60%, well above.
+            "unmerged": serving_file({1: [1.05, 1.06, 1.04, 1.05], 4: [3.2, 3.22, 3.18, 3.2]}),
+        },
+        "base": {"base": serving_file({1: [1.0, 1.0]})},
+    }
+    rows = overhead_table(serving=serving, settings=SETTINGS)
+    assert [(r["batch_size"], r["outcome"]) for r in rows] == [(1, HOLDS), (4, FAILS)]
+    assert rows[0]["overhead"]["estimate"] == pytest.approx(0.05)
+    assert rows[1]["overhead"]["estimate"] == pytest.approx(0.6)
+    assert rows[0]["overhead"]["confidence"] == pytest.approx(1 - 0.05 / 2)  # two verdicts: Bonferroni
+    assert serving_leg(rows, ["lora-r8-qv-n100-s1"])["outcome"] == FAILS
+    assert serving_leg(rows[:1], ["lora-r8-qv-n100-s1"])["outcome"] == HOLDS
+    assert serving_leg(rows, ["other"])["outcome"] == "not measured"
+
+
+def test_a_straddling_interval_supports_nothing() -> None:
+    serving = {
+        "v": {
+            "merged": serving_file({1: [1.0, 1.0, 1.0]}),
+            "unmerged": serving_file({1: [1.0, 1.6, 1.3]}),  # 30% on average, wide spread
+        }
+    }
+    (row,) = overhead_table(serving=serving, settings=SETTINGS)
+    assert row["overhead"]["low"] < 0.3 < row["overhead"]["high"]
+    assert row["outcome"] == UNSUPPORTED
+
+
+@pytest.mark.parametrize(
+    ("quality", "drift", "serving", "expected"),
+    [
+        (HOLDS, HOLDS, FAILS, HOLDS),  # quality and less drift
+        (HOLDS, FAILS, HOLDS, HOLDS),  # quality and little overhead
+        (HOLDS, UNSUPPORTED, UNSUPPORTED, UNSUPPORTED),
+        ("not shown", HOLDS, HOLDS, UNSUPPORTED),  # quality not shown: nothing holds
+        ("not shown", FAILS, FAILS, FAILS),  # neither alternative holds
+    ],
+)
+def test_study4_combines_quality_with_drift_or_overhead(quality: str, drift: str, serving: str, expected: str) -> None:
+    summary = {
+        "metrics": {
+            "verdicts": [
+                {
+                    "variant": "lora-r8-qv-n100",
+                    "fft": "fft-n100",
+                    "quality": {"outcome": quality, "difference": None},
+                    "drift": drift,
+                    "ratio": {"estimate": 0.5, "low": 0.4, "high": 0.6, "confidence": 0.95},
+                    "threshold": 0.8,
+                }
+            ]
+        }
+    }
+    overhead = {"estimate": 0.1, "low": 0.0, "high": 0.2, "confidence": 0.95}
+    rows = [{"variant": "lora-r8-qv-n100-s1", "batch_size": 1, "overhead": overhead, "outcome": serving}]
+    (row,) = study4_criteria(
+        rows=rows,
+        groups={"lora-r8-qv-n100": ["lora-r8-qv-n100-s1"]},
+        drift_summary=summary,
+        sources={"comparisons": "c.json", "drift_summary": "d.json", "serving": "s"},
+    )
+    assert row["criterion"] == expected
+    assert row["quality"]["source"] == "c.json" and row["drift"]["source"] == "d.json"
+    assert row["serving"]["outcome"] == serving
