@@ -25,6 +25,7 @@ from lora_study.report.page import write_page
 from lora_study.report.stages import STAGES
 from lora_study.results import read_result, write_result
 from lora_study.rouge import rouge_result
+from lora_study.serving_summary import summarise_serving
 
 LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
 LORA4 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
@@ -131,6 +132,105 @@ def latency_result(name: str, p50: float) -> dict[str, Any]:
             torch_threads=2,
             model={"weights": name, "compute_dtype": "float16", "backend": "torch"},
         ),
+    }
+
+
+SERVING_SETTINGS = {"batch_sizes": [1, 4], "max_prompt_tokens": 128, "new_tokens": 8, "warmup": 1, "repeats": 3}
+
+
+def serving_batches(scale: float) -> list[dict[str, Any]]:
+    """A serving file's `batches`: per batch size, three timed passes of mean latency `scale` x b^0.5."""
+    batches = []
+    for size in SERVING_SETTINGS["batch_sizes"]:
+        passes = [scale * size**0.5 * factor for factor in (0.98, 1.0, 1.02)]
+        summary = {"n": 3 * size, "mean": passes[1], "std": 0.01, "min": passes[0], "p50": passes[1], "p95": passes[2]}
+        batches.append(
+            {
+                "batch_size": size,
+                "calls_per_batch": 1,
+                "runs": [{"request_latency_seconds": [value] * size} for value in passes],
+                "metrics": {
+                    "request_latency_seconds": summary,
+                    "throughput_tokens_per_second": {**summary, "p50": size * 8 / passes[1]},
+                    "peak_rss_bytes": 900_000_000 + size,
+                    "peak_cuda_bytes": None,
+                    "under_load": False,
+                },
+            }
+        )
+    return batches
+
+
+def write_serving(root: Path) -> dict[str, Any]:
+    """The serving stage's files: base, merged and unmerged per LoRA variant (unmerged 10%
+    slower), merge.json per variant, multi_adapter.json, and the real summary of them all."""
+    served = []
+    for name, spec, mode, scale in [
+        ("base", None, "base", 1.0),
+        *(
+            (s.name, s, mode, 1.1 if mode == "unmerged" else 1.0)
+            for s in (LORA2, LORA4)
+            for mode in ("merged", "unmerged")
+        ),
+    ]:
+        path = f"results/serving/{name}/{mode}.json"
+        write_result(
+            root / path,
+            run={
+                "variant": name,
+                "mode": mode,
+                "spec": spec.to_dict() if spec else None,
+                "config": {"serving": SERVING_SETTINGS},
+            },
+            metrics={
+                "load_seconds": 0.5,
+                "weight_bytes": 540_000_000,
+                "under_load": False,
+                "batches": serving_batches(scale),
+            },
+            meta=meta(dtype="float32", torch_threads=2),
+        )
+        served.append(path)
+    merges = []
+    for spec in (LORA2, LORA4):
+        path = f"results/merged/{spec.name}/merge.json"
+        write_result(
+            root / path,
+            run={"variant": spec.name, "spec": spec.to_dict()},
+            metrics={
+                "max_abs_logit_difference": 2.5e-5,
+                "mean_abs_logit_difference": 1e-6,
+                "top_token_agreement": 1.0,
+                "tolerance": 1e-3,
+                "merged_bytes": 540_000_100,
+            },
+            meta=meta(dtype="float32"),
+        )
+        merges.append(path)
+    modes = {
+        mode: {"weight_bytes": 545_000_000 * (2 if mode == "merged" else 1), "batches": serving_batches(1.0)}
+        for mode in ("mixed", "grouped", "merged")
+    }
+    write_result(
+        root / "results/serving/multi_adapter.json",
+        run={"adapters": [LORA2.name, LORA4.name], "excluded": {"dora-r2-qv-n4-s1": "PEFT cannot mix DoRA"}},
+        metrics={"modes": modes, "under_load": False},
+        meta=meta(dtype="float32", torch_threads=2),
+    )
+    with_root = [str(root / path) for path in served]
+    summary = summarise_serving(
+        serving_files=with_root,
+        multi_adapter_file=str(root / "results/serving/multi_adapter.json"),
+        merge_files=[str(root / path) for path in merges],
+        drift_summary_file=str(root / "results/drift/summary.json"),
+        comparisons_file="results/compare/comparisons.json",
+        settings={"max_overhead": 0.3, "resamples": 500, "seed": 0, "confidence": 0.95},
+    )
+    write_result(root / "results/serving/summary.json", **summary, meta=meta())
+    return {
+        "serving": served,
+        "multi_adapter": ["results/serving/multi_adapter.json"],
+        "serving_summary": ["results/serving/summary.json"],
     }
 
 
@@ -269,6 +369,7 @@ def write_tree(root: Path) -> dict[str, Any]:
         },
     )
     write_result(root / "results/drift/summary.json", **summary, meta=meta())
+    serving = write_serving(root)
     names = [name for name, _ in variants]
     return {
         "model": "resources/models/m",
@@ -288,6 +389,7 @@ def write_tree(root: Path) -> dict[str, Any]:
         "weights": [f"results/drift/{s.name}/weights.json" for s in TRAINED],
         "mitigation": [f"results/drift/{LORA2.name}/mitigation.json"],
         "drift_summary": ["results/drift/summary.json"],
+        **serving,
     }
 
 
@@ -340,6 +442,8 @@ def test_every_stage_builds_from_the_files_and_the_summary_opens_the_page(in_tre
         "drift",
         "weight-drift",
         "intruder-mitigation",
+        "serving",
+        "study4",
     } <= set(anchors)
     assert "<script>" not in page and html.escape(EVIL) in page
 
@@ -435,3 +539,22 @@ def test_per_variant_files_are_matched_by_the_variant_they_record(in_tree, tmp_p
             {**named, "predictions": [*named["predictions"], "results/quant/full/predictions.jsonl"]},
             tmp_path / "g.html",
         )
+
+
+def test_serving_and_study4_sections_show_the_summarys_numbers(in_tree, tmp_path: Path) -> None:
+    root, named = in_tree
+    page = build(named, tmp_path / "report.html")
+    summary = read_result(root / named["serving_summary"][0])
+    serving = section(page, "serving")
+    rows = summary["metrics"]["overhead"]
+    assert [(r["variant"], r["batch_size"]) for r in rows] == [(s.name, b) for s in (LORA2, LORA4) for b in (1, 4)]
+    for row in rows:
+        assert row["overhead"]["estimate"] == pytest.approx(0.1)  # unmerged written 10% slower
+        assert f"{row['overhead']['estimate']:+.1%}" in serving
+        assert f"[{row['overhead']['low']:+.1%}, {row['overhead']['high']:+.1%}]" in serving
+    assert serving.count("<svg") == 1 and "Left out: dora-r2-qv-n4-s1" in serving
+    assert "2.50e-05" in serving  # the merge check
+    study4 = section(page, "study4")
+    for row in summary["metrics"]["criteria"]:
+        assert f"{row['variant']} vs {row['fft']}" in study4 and f"<td>{row['criterion']}</td>" in study4
+    assert len(summary["metrics"]["criteria"]) == 2
