@@ -125,6 +125,12 @@ LATENCY_FIELDS = {
     "timed_seconds",
     "runs",
     "warmup",
+    # Whether the timed runs were taken under load (lora_study.conditions).
+    "under_load",
+    "runs_under_load",
+    "max_other_cores",
+    "max_load_average_1m",
+    "under_load_definition",
 }
 
 
@@ -146,7 +152,9 @@ def test_latency_file_has_every_field_and_the_raw_runs(
     metrics = result["metrics"]
     assert set(metrics) == LATENCY_FIELDS
     assert result["run"]["example_ids"] == ["ex0", "ex1", "ex2"]  # the first `examples` of the file
-    assert metrics["warmup_runs"] == len(metrics["warmup"]) == 1
+    # One warm-up pass covers both timed batches (every shape runs before it is timed).
+    assert metrics["warmup_runs"] == len(metrics["warmup"]) == 2
+    assert all(run["cpu_seconds"] > 0 and run["other_cpu_seconds"] is not None for run in metrics["runs"])
     assert metrics["timed_runs"] == len(metrics["runs"]) == 2 * 2  # 3 examples in batches of 2, 2 repeats
     assert all(run["new_tokens"] == 4 for run in metrics["runs"])
     assert metrics["latency_seconds"]["n"] == 2 * 3
