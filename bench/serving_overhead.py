@@ -30,15 +30,14 @@ import numpy as np
 import torch
 
 from lora_study.config import load_config
-from lora_study.finetune import variant_loader
 from lora_study.grid import VariantSpec
 from lora_study.latency import summarise
-from lora_study.modeling import base_loader, load_tokenizer
+from lora_study.modeling import load_tokenizer
 from lora_study.multi_adapter import serve_multi_adapter
 from lora_study.provenance import cpu_model
 from lora_study.results import read_result
 from lora_study.serving import Call, request_stream, serve_once
-from lora_study.serving_modes import load_merged
+from lora_study.serving_modes import load_mode
 from lora_study.serving_summary import multi_adapter_table, outcome, overhead_interval
 
 MODES = ("base", "merged", "unmerged")
@@ -89,15 +88,12 @@ def main() -> None:
         max_prompt_tokens=serving["max_prompt_tokens"],
         count=max(serving["batch_sizes"]),
     )
+    weights = {"base": None, "merged": merged_root / variant / "model", "unmerged": adapters_root / variant / "adapter"}
     models = {
-        "base": base_loader(model_dir=model_dir, model=config["model"])().model,
-        "merged": load_merged(folder=merged_root / variant / "model", model=config["model"]).model,
-        "unmerged": variant_loader(
-            spec=specs[variant],
-            model_dir=model_dir,
-            weights=adapters_root / variant / "adapter",
-            model=config["model"],
-        )().model,
+        mode: load_mode(
+            mode=mode, model_dir=model_dir, weights=weights[mode], spec=specs[variant], model=config["model"]
+        ).model
+        for mode in MODES
     }
     device = str(next(models["base"].parameters()).device)
     record = {"variant": variant, "settings": serving, "batches": []}
@@ -106,6 +102,7 @@ def main() -> None:
     level = 1 - (1 - config["statistics"]["confidence"]) / len(sizes)
     rng = np.random.default_rng(config["statistics"]["seed"])
     print(f"\nOverhead of the unmerged adapter, interleaved passes ({level:.2%} simultaneous intervals):")
+    print("mean request latency over the timed passes; overhead = unmerged / merged - 1")
     print(f"{'batch':>5} {'base s':>8} {'merged s':>9} {'unmerged s':>11} {'overhead':>9}  interval            verdict")
     for size in sizes:
         batch = requests[:size]
@@ -128,11 +125,12 @@ def main() -> None:
             resamples=config["statistics"]["resamples"],
             rng=rng,
             confidence=level,
+            paired=True,  # pass k of every mode ran back to back
         )
         verdict = outcome(interval, limit=serving["max_overhead"])
-        medians = {mode: summarise(values)["p50"] for mode, values in passes.items()}
+        means = {mode: summarise(values)["mean"] for mode, values in passes.items()}
         print(
-            f"{size:>5} {medians['base']:>8.3f} {medians['merged']:>9.3f} {medians['unmerged']:>11.3f} "
+            f"{size:>5} {means['base']:>8.3f} {means['merged']:>9.3f} {means['unmerged']:>11.3f} "
             f"{interval.estimate:>+9.1%}  [{interval.low:+.1%}, {interval.high:+.1%}]  {verdict}"
         )
         record["batches"].append(
@@ -146,8 +144,8 @@ def main() -> None:
             out = Path(scratch) / "multi_adapter.json"
             serve_multi_adapter(
                 specs=[specs[n] for n in names],
-                adapters=[adapters_root / n / "adapter" for n in names],
-                merged=[merged_root / n / "model" for n in names],
+                adapters={n: adapters_root / n / "adapter" for n in names},
+                merged={n: merged_root / n / "model" for n in names},
                 model_dir=model_dir,
                 eval_path=eval_path,
                 config={"model": config["model"], "prompt": config["prompt"], "serving": serving},

@@ -7,7 +7,9 @@ SERVING = config["serving"]
 # Every LoRA-family variant is merged and served (all seeds: serving speed does not depend
 # on the seed, but the files stay one per trained artefact).
 SERVED = [name for name, spec in TRAINED.items() if spec.is_lora] if SERVING["enabled"] else []
-MULTI_ADAPTER = bool(SERVED) and SERVING["multi_adapter"]
+# Served together on one base (multi-adapter): the kinds PEFT can mix in one batch.
+MIXABLE = [name for name in SERVED if TRAINED[name].kind not in MIXED_BATCH_EXCLUDED]
+MULTI_ADAPTER = bool(MIXABLE) and SERVING["multi_adapter"]
 # What changes a merge: how the model is loaded, the prompts its logits are checked on, and
 # the tolerance; the serving settings do not.
 MERGE_SETTINGS = canonical(
@@ -50,20 +52,6 @@ def serving_files():
         return []
     per_variant = [f"{serving_dir()}/{v}/{mode}.json" for v in SERVED for mode in ("merged", "unmerged")]
     return [f"{serving_dir()}/base/base.json", *per_variant]
-
-
-def serving_weights(wildcards):
-    """What a mode serves: the exported merged model, or the adapter kept separate."""
-    if wildcards.mode == "merged":
-        return f"results/merged/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/model"
-    return variant_weights(wildcards)
-
-
-def serving_record(wildcards):
-    """The record whose hashes the served files are checked against (merge.json, train.json)."""
-    if wildcards.mode == "merged":
-        return f"results/merged/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/merge.json"
-    return variant_record(wildcards)
 
 
 rule merge_adapter:
@@ -119,26 +107,31 @@ rule serve_base:
         "../scripts/serve.py"
 
 
+# The merged export and the unmerged adapter of one variant in one job, their timed passes
+# alternating: the overhead of the unmerged adapter is then measured pass by pass under the
+# same conditions (two jobs would compare two moments of the machine).
 rule serve_variant:
     input:
         model=model_dir,
         eval="results/data/{dataset}/eval.jsonl",
-        weights=serving_weights,
-        record=serving_record,
+        merged="results/merged/{model}/{dataset}/{variant}/model",
+        merge_record="results/merged/{model}/{dataset}/{variant}/merge.json",
+        adapter=variant_weights,
+        record=variant_record,
     output:
-        "results/serving/{model}/{dataset}/{variant}/{mode}.json",
+        merged="results/serving/{model}/{dataset}/{variant}/merged.json",
+        unmerged="results/serving/{model}/{dataset}/{variant}/unmerged.json",
     log:
-        "logs/serve/{model}/{dataset}/{variant}/{mode}.log",
+        "logs/serve/{model}/{dataset}/{variant}.log",
     benchmark:
-        "benchmarks/serve/{model}/{dataset}/{variant}/{mode}.tsv"
+        "benchmarks/serve/{model}/{dataset}/{variant}.tsv"
     wildcard_constraints:
         variant=LORA_VARIANT_PATTERN,
-        mode="merged|unmerged",
     conda:
         "../envs/torch.yaml"
     threads: MODEL_THREADS
     resources:
-        mem_mb=6000,
+        mem_mb=8000,
         runtime=60,
     params:
         settings=SERVING_SETTINGS,
@@ -151,10 +144,10 @@ rule serve_multi_adapter:
     input:
         model=model_dir,
         eval="results/data/{dataset}/eval.jsonl",
-        adapters=[f"{adapter_dir(v)}/adapter" for v in SERVED],
-        records=[f"{adapter_dir(v)}/train.json" for v in SERVED],
-        merged=[f"{merged_dir(v)}/model" for v in SERVED],
-        merge_records=[f"{merged_dir(v)}/merge.json" for v in SERVED],
+        adapters=[f"{adapter_dir(v)}/adapter" for v in MIXABLE],
+        records=[f"{adapter_dir(v)}/train.json" for v in MIXABLE],
+        merged=[f"{merged_dir(v)}/model" for v in MIXABLE],
+        merge_records=[f"{merged_dir(v)}/merge.json" for v in MIXABLE],
     output:
         "results/serving/{model}/{dataset}/multi_adapter.json",
     log:
@@ -169,6 +162,7 @@ rule serve_multi_adapter:
         runtime=60,
     params:
         settings=SERVING_SETTINGS,
+        # Every LoRA-family variant: the file lists the ones left out, with the reason.
         specs=[TRAINED[v].to_dict() for v in SERVED],
     script:
         "../scripts/serve_multi_adapter.py"

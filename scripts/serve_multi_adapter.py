@@ -10,10 +10,12 @@ from lora_study.logs import logged_job
 from lora_study.multi_adapter import serve_multi_adapter
 
 with logged_job(snakemake.log[0]):
+    specs = [VariantSpec.from_dict(fields) for fields in snakemake.params.specs]
+    # The inputs hold the mixable variants only; each folder sits in its variant's folder.
     serve_multi_adapter(
-        specs=[VariantSpec.from_dict(fields) for fields in snakemake.params.specs],
-        adapters=list(snakemake.input.adapters),
-        merged=list(snakemake.input.merged),
+        specs=specs,
+        adapters={Path(path).parent.name: path for path in snakemake.input.adapters},
+        merged={Path(path).parent.name: path for path in snakemake.input.merged},
         model_dir=snakemake.input.model,
         eval_path=snakemake.input.eval,
         config=snakemake.params.settings,

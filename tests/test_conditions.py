@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_study.conditions import OTHER_CORES_LIMIT, Snapshot, conditions, load_summary, snapshot
+from lora_study.conditions import OTHER_CORES_LIMIT, Snapshot, any_under_load, conditions, load_summary, snapshot
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
@@ -46,8 +46,18 @@ def test_own_cpu_time_is_taken_out_of_the_machine_busy_time() -> None:
 def test_summary_flags_a_file_with_a_run_under_load() -> None:
     quiet = {"other_cores": 0.05, "load_average_1m": 1.0}
     loaded = {"other_cores": 0.9, "load_average_1m": 3.0}
-    assert load_summary([quiet, quiet])["under_load"] is False
-    summary = load_summary([quiet, loaded, quiet])
+    assert load_summary([quiet, quiet], threads=2, cpus=2)["under_load"] is False
+    summary = load_summary([quiet, loaded, quiet], threads=2, cpus=2)
     assert summary["under_load"] is True and summary["runs_under_load"] == 1
     assert summary["max_other_cores"] == 0.9 and summary["max_load_average_1m"] == 3.0
-    assert load_summary([{"other_cores": None, "load_average_1m": None}])["under_load"] is None
+    assert load_summary([{"other_cores": None, "load_average_1m": None}], threads=2)["under_load"] is None
+    # On a bigger machine the cores this job leaves free may be busy without slowing it.
+    assert load_summary([loaded], threads=2, cpus=4)["under_load"] is False
+    assert load_summary([loaded], threads=2, cpus=4)["other_cores_limit"] == 2.25
+
+
+def test_unknown_load_is_not_reported_as_quiet() -> None:
+    assert any_under_load([False, True, None]) is True
+    assert any_under_load([False, False]) is False
+    assert any_under_load([False, None]) is None
+    assert any_under_load([]) is None

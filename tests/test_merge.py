@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from lora_study.data import Example
 from lora_study.finetune import load_base_for
 from lora_study.grid import VariantSpec, target_modules
 from lora_study.io import write_jsonl
-from lora_study.merge import MergeError, dequantise_linear4bit, max_logit_difference, merge_variant
+from lora_study.merge import MergeError, dequantise_linear4bit, max_logit_difference, merge_variant, model_logits
 from lora_study.modeling import load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.results import read_result
@@ -89,7 +90,9 @@ def test_merged_logits_equal_unmerged(
         merge_json=tmp_path / "merged" / "merge.json",
     )
     metrics = result["metrics"]
-    assert metrics["max_abs_logit_difference"] <= metrics["tolerance"] == 1e-3
+    assert metrics["max_abs_logit_difference"] <= metrics["tolerance"] == 1e-2
+    # The check means something: the adapter moves the logits far more than the tolerance.
+    assert metrics["adapter_max_abs_logit_effect"] > 10 * metrics["tolerance"]
     assert metrics["top_token_agreement"] == 1.0
     assert metrics["dequantised_layers"] == (14 if kind == "qlora" else 0)  # 7 Linear layers x 2 blocks
     verify_merged(out)
@@ -104,12 +107,17 @@ def test_merged_logits_equal_unmerged(
         dequantise_linear4bit(base, dtype=torch.float32)
     unmerged = PeftModel.from_pretrained(base, adapter).eval()
     exported = AutoModelForCausalLM.from_pretrained(out).eval()
-    check = max_logit_difference(first=unmerged, second=exported, prompts=prompts, pad_id=0, batch_size=2)
+    compare = {"prompts": prompts, "pad_id": 0, "batch_size": 2, "device": "cpu"}
+    check = max_logit_difference(first=model_logits(unmerged), second=model_logits(exported), **compare)
     assert check["max_abs_logit_difference"] < 1e-3
-    # ... and the adapter really changed the model (a no-op merge would pass the checks above).
-    plain = load_base_for(spec=spec_of("lora"), model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
-    moved = max_logit_difference(first=plain, second=exported, prompts=prompts, pad_id=0, batch_size=2)
-    assert moved["max_abs_logit_difference"] > 0.01
+    # ... and the adapter really changed the model it was merged into (a no-op merge would
+    # pass the checks above); for QLoRA that is the de-quantised base, whose NF4 rounding
+    # alone moves the logits away from the original weights'.
+    base = load_base_for(spec=spec, model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    if kind == "qlora":
+        dequantise_linear4bit(base, dtype=torch.float32)
+    moved = max_logit_difference(first=model_logits(base), second=model_logits(exported), **compare)
+    assert moved["max_abs_logit_difference"] > 0.1
 
 
 def test_qlora_merges_into_the_dequantised_base_not_the_original(tiny_model_dir: Path) -> None:
@@ -125,8 +133,11 @@ def test_qlora_merges_into_the_dequantised_base_not_the_original(tiny_model_dir:
     assert 0 < float((q - o).abs().max()) < 0.5 * float(o.abs().max().detach())
 
 
-def test_merged_folder_loads_without_peft(tiny_model_dir: Path, tmp_path: Path, merge_config: dict, eval_file: Path):
-    spec = spec_of("lora")
+@pytest.mark.parametrize("kind", ["lora", "qlora"])
+def test_merged_folder_loads_without_peft(
+    kind: str, tiny_model_dir: Path, tmp_path: Path, merge_config: dict, eval_file: Path
+) -> None:
+    spec = spec_of(kind)
     adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "a" / "adapter")
     out = tmp_path / "m" / "model"
     merge_variant(
@@ -164,6 +175,9 @@ def test_merged_folder_loads_without_peft(tiny_model_dir: Path, tmp_path: Path, 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("LlamaForCausalLM ")
+    # A QLoRA export is a plain full-precision model: nothing of the 4-bit load is left.
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] == "float32"
 
 
 def test_a_merge_outside_the_tolerance_fails_and_exports_nothing(

@@ -19,7 +19,7 @@ from lora_study.modeling import load_model, load_tokenizer
 from lora_study.multi_adapter import groups, serve_multi_adapter
 from lora_study.results import read_result
 from lora_study.serving import Call, batch_metrics, request_stream, serve_once
-from lora_study.serving_modes import serve_mode
+from lora_study.serving_modes import serve_modes
 
 SUMMARY = {"n", "mean", "std", "min", "p50", "p95", "max"}
 BATCH_METRICS = {
@@ -34,6 +34,7 @@ BATCH_METRICS = {
     "max_other_cores",
     "max_load_average_1m",
     "under_load_definition",
+    "other_cores_limit",
     "peak_rss_bytes",
     "peak_rss_since_reset",
     "peak_cuda_bytes",
@@ -129,21 +130,29 @@ def test_each_row_of_a_mixed_batch_gets_its_adapters_own_tokens(tiny_model_dir: 
     assert other["request_token_ids"][0] != mixed["request_token_ids"][0]
 
 
-def test_grouped_requests_wait_for_the_groups_before_them() -> None:
-    runs = [
-        {
-            "seconds": 3.0,
-            "request_latency_seconds": [1.0, 3.0, 1.0],
-            "request_ttft_seconds": [0.5, 2.5, 0.5],
-            "request_decode_tokens_per_second": [4.0, 4.0, 4.0],
-            "calls": [{"other_cores": 0.0, "load_average_1m": 0.1}] * 2,
-        }
-    ] * 2
-    metrics = batch_metrics(runs, batch_size=3, new_tokens=3)
-    assert metrics["request_latency_seconds"]["n"] == 6
-    assert metrics["request_latency_seconds"]["p50"] == 1.0 and metrics["request_latency_seconds"]["max"] == 3.0
-    assert metrics["throughput_tokens_per_second"]["mean"] == pytest.approx(3 * 3 / 3.0)
-    assert metrics["under_load"] is False
+def test_grouped_requests_wait_for_the_groups_before_them(tiny_model_dir: Path, eval_file: Path) -> None:
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    prompt = {"instruction": "Summarize.", "chat_template": True, "max_input_tokens": 64}
+    requests = request_stream(eval_path=eval_file, tokenizer=tokenizer, prompt=prompt, max_prompt_tokens=64, count=3)
+    served = serve_once(
+        calls=[Call(model=model, rows=[0, 2], label="a"), Call(model=model, rows=[1], label="b")],
+        requests=requests,
+        tokenizer=tokenizer,
+        new_tokens=3,
+        device="cpu",
+    )
+    first, second = served["calls"]
+    latency, ttft = served["request_latency_seconds"], served["request_ttft_seconds"]
+    # Rows of the first call finish with it; the second call's row waited for the first call.
+    assert latency[0] == latency[2] == pytest.approx(first["start_seconds"] + first["seconds"], abs=0.05)
+    assert latency[1] >= second["start_seconds"] + second["seconds"] - 1e-9
+    assert second["start_seconds"] >= first["seconds"]
+    assert ttft[1] == pytest.approx(latency[1] - second["seconds"] + second["ttft_seconds"])
+    assert ttft[1] > first["seconds"] and served["seconds"] >= latency[1]
+    metrics = batch_metrics([served, served], batch_size=3, new_tokens=3)
+    assert metrics["request_latency_seconds"]["n"] == 6 and metrics["request_latency_seconds"]["max"] == max(latency)
+    assert metrics["throughput_tokens_per_second"]["mean"] == pytest.approx(3 * 3 / served["seconds"])
 
 
 def _check_batches(batches: list[dict], *, batch_sizes: list[int], calls: list[int]) -> None:
@@ -176,21 +185,24 @@ def test_serving_files_have_every_field(tiny_model_dir: Path, tmp_path: Path, co
         merge_json=tmp_path / "m" / "merge.json",
     )
     settings = {k: config[k] for k in ("model", "prompt", "serving")}
+    out = {mode: tmp_path / "serving" / f"{mode}.json" for mode in ("base", "merged", "unmerged")}
+    serve_modes(
+        modes={"base": None}, out_paths=out, model_dir=tiny_model_dir, eval_path=eval_file, config=settings, spec=None
+    )
+    serve_modes(
+        modes={"merged": tmp_path / "m" / "model", "unmerged": adapter},
+        out_paths=out,
+        model_dir=tiny_model_dir,
+        eval_path=eval_file,
+        config=settings,
+        spec=spec,
+    )
     tokens = {}
-    for mode, weights in (("base", None), ("unmerged", adapter), ("merged", tmp_path / "m" / "model")):
-        out = tmp_path / "serving" / f"{mode}.json"
-        serve_mode(
-            mode=mode,
-            model_dir=tiny_model_dir,
-            eval_path=eval_file,
-            config=settings,
-            out_path=out,
-            spec=None if mode == "base" else spec,
-            weights=weights,
-        )
-        result = read_result(out)
+    for mode in ("base", "merged", "unmerged"):
+        result = read_result(out[mode])
         assert result["run"]["mode"] == mode
         assert result["run"]["variant"] == ("base" if mode == "base" else spec.name)
+        assert result["run"]["interleaved_with"] == {"base": [], "merged": ["unmerged"], "unmerged": ["merged"]}[mode]
         metrics = result["metrics"]
         assert {"load_seconds", "weight_bytes", "rss_after_load_bytes", "cuda_allocated_bytes", "under_load"} <= set(
             metrics
@@ -201,6 +213,10 @@ def test_serving_files_have_every_field(tiny_model_dir: Path, tmp_path: Path, co
         tokens[mode] = metrics["batches"][1]["runs"][0]["request_token_ids"]
     # The merged export and the unmerged adapter serve the same tokens; the base others.
     assert tokens["merged"] == tokens["unmerged"] != tokens["base"]
+    # Interleaved: pass k of merged ran just before pass k of unmerged.
+    merged_calls = [run["calls"][0] for run in read_result(out["merged"])["metrics"]["batches"][1]["runs"]]
+    unmerged_calls = [run["calls"][0] for run in read_result(out["unmerged"])["metrics"]["batches"][1]["runs"]]
+    assert len(merged_calls) == len(unmerged_calls) == 2
 
 
 def test_multi_adapter_serves_three_ways_and_excludes_dora(
@@ -226,8 +242,8 @@ def test_multi_adapter_serves_three_ways_and_excludes_dora(
     out = tmp_path / "multi_adapter.json"
     serve_multi_adapter(
         specs=specs,
-        adapters=adapters,
-        merged=merged,
+        adapters={spec.name: path for spec, path in zip(specs[:2], adapters[:2], strict=True)},
+        merged={spec.name: path for spec, path in zip(specs[:2], merged[:2], strict=True)},
         model_dir=tiny_model_dir,
         eval_path=eval_file,
         config={k: config[k] for k in ("model", "prompt", "serving")},

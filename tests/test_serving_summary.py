@@ -10,8 +10,10 @@ from lora_study.serving_summary import (
     FAILS,
     HOLDS,
     UNSUPPORTED,
+    outcome,
     overhead_interval,
     overhead_table,
+    paired_ratio_interval,
     serving_leg,
     study4_criteria,
 )
@@ -19,36 +21,69 @@ from lora_study.serving_summary import (
 SETTINGS = {"max_overhead": 0.3, "resamples": 2000, "seed": 0, "confidence": 0.95}
 
 
-def serving_file(latencies_per_pass: dict[int, list[float]]) -> dict:
-    """A serving file's metrics: per batch size, timed passes with these mean request latencies."""
+def serving_file(latencies_per_pass: dict[int, list[float]], *, under_load: bool | None = False) -> dict:
+    """A serving file: per batch size, timed passes with these mean request latencies."""
     return {
+        "run": {"interleaved_with": []},
+        "meta": {"device_name": "cpu x", "dtype": "float32", "torch_threads": 2},
         "metrics": {
             "batches": [
                 {
                     "batch_size": size,
                     "runs": [{"request_latency_seconds": [value] * size} for value in values],
-                    "metrics": {"request_latency_seconds": {"p95": max(values)}, "under_load": False},
+                    "metrics": {"request_latency_seconds": {"p95": max(values)}, "under_load": under_load},
                 }
                 for size, values in latencies_per_pass.items()
             ]
-        }
+        },
     }
 
 
 def test_overhead_estimate_is_the_ratio_of_mean_latencies_minus_one() -> None:
     rng = np.random.default_rng(0)
-    interval = overhead_interval(
-        unmerged=np.array([1.2, 1.2, 1.2]), merged=np.array([1.0, 1.0, 1.0]), resamples=500, rng=rng, confidence=0.95
+    for paired in (True, False):
+        interval = overhead_interval(
+            unmerged=np.array([1.2, 1.2, 1.2]),
+            merged=np.array([1.0, 1.0, 1.0]),
+            resamples=500,
+            rng=rng,
+            confidence=0.95,
+            paired=paired,
+        )
+        # Constant passes: no spread, so the interval is the point.
+        assert interval.estimate == pytest.approx(0.2)
+        assert interval.low == pytest.approx(0.2) and interval.high == pytest.approx(0.2)
+
+
+def test_paired_passes_cancel_a_shared_drift_of_the_machine() -> None:
+    """Both modes slow down together (load drifting over the passes): paired, the ratio is
+    the same in every pass and the interval is tight; unpaired, the drift widens it."""
+    drift = np.array([1.0, 1.3, 1.6, 1.9, 2.2, 2.5])
+    merged, unmerged = drift, 1.1 * drift
+    paired = overhead_interval(
+        unmerged=unmerged, merged=merged, resamples=2000, rng=np.random.default_rng(0), confidence=0.95, paired=True
     )
-    # Constant passes: no spread, so the interval is the point.
-    assert interval.estimate == pytest.approx(0.2)
-    assert interval.low == pytest.approx(0.2) and interval.high == pytest.approx(0.2)
+    apart = overhead_interval(
+        unmerged=unmerged, merged=merged, resamples=2000, rng=np.random.default_rng(0), confidence=0.95, paired=False
+    )
+    assert paired.estimate == pytest.approx(0.1) == apart.estimate
+    assert paired.high - paired.low < 1e-9  # every pass has ratio 1.1
+    assert apart.low < 0.0 and apart.high > 0.3  # the drift swamps a 10% overhead
+
+
+def test_paired_t_interval_by_hand() -> None:
+    u, m = np.array([1.1, 1.3, 1.2, 1.25]), np.array([1.0, 1.1, 1.05, 1.1])
+    low, high = paired_ratio_interval(numerator=u, denominator=m, confidence=0.9)
+    ratio = u.mean() / m.mean()
+    d = u - ratio * m
+    half = t_quantile(0.95, df=3) * d.std(ddof=1) / (2 * m.mean())
+    assert (low, high) == pytest.approx((ratio - half, ratio + half))
 
 
 def test_overhead_interval_is_at_least_the_delta_method_t_interval() -> None:
     unmerged, merged = np.array([1.1, 1.3, 1.2, 1.25, 1.15]), np.array([1.0, 0.95, 1.05, 1.0, 1.02])
     interval = overhead_interval(
-        unmerged=unmerged, merged=merged, resamples=4000, rng=np.random.default_rng(1), confidence=0.95
+        unmerged=unmerged, merged=merged, resamples=4000, rng=np.random.default_rng(1), confidence=0.95, paired=False
     )
     assert interval.low < unmerged.mean() / merged.mean() - 1 < interval.high
     # Delta method by hand: relative variances of the two means, Welch df.
@@ -128,3 +163,26 @@ def test_study4_combines_quality_with_drift_or_overhead(quality: str, drift: str
     assert row["criterion"] == expected
     assert row["quality"]["source"] == "c.json" and row["drift"]["source"] == "d.json"
     assert row["serving"]["outcome"] == serving
+
+
+def test_a_comparison_under_load_or_across_machines_supports_nothing() -> None:
+    merged = serving_file({1: [1.0, 1.01, 0.99]})
+    serving = {"v": {"merged": merged, "unmerged": serving_file({1: [1.05, 1.06, 1.04]}, under_load=True)}}
+    (row,) = overhead_table(serving=serving, settings=SETTINGS)
+    assert row["under_load"] is True and row["outcome"] == UNSUPPORTED
+    unknown = {"v": {"merged": merged, "unmerged": serving_file({1: [1.05, 1.06, 1.04]}, under_load=None)}}
+    (row,) = overhead_table(serving=unknown, settings=SETTINGS)
+    assert row["under_load"] is None and row["outcome"] == HOLDS  # unknown load: the verdict, flagged unknown
+    other = serving_file({1: [1.05, 1.06, 1.04]})
+    other["meta"] = {**other["meta"], "device_name": "another gpu"}
+    with pytest.raises(ValueError, match="different device_name"):
+        overhead_table(serving={"v": {"merged": merged, "unmerged": other}}, settings=SETTINGS)
+    interval = overhead_interval(
+        unmerged=np.array([1.1, 1.1]),
+        merged=np.array([1.0, 1.0]),
+        resamples=10,
+        rng=np.random.default_rng(0),
+        confidence=0.95,
+        paired=True,
+    )
+    assert outcome(interval, limit=0.3) == HOLDS and outcome(interval, limit=0.3, under_load=True) == UNSUPPORTED

@@ -338,7 +338,7 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
         **{rule: 1 for rule in WEIGHT_RULES},
-        **{"merge_adapter": 1, "serve_variant": 2, "serve_multi_adapter": 1},  # the new adapter served
+        **{"merge_adapter": 1, "serve_variant": 1, "serve_multi_adapter": 1},  # the new adapter served
     }
 
 
@@ -357,7 +357,7 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
         "build_report": 1,
         **{rule: 3 for rule in WEIGHT_RULES},
-        **{"merge_adapter": 2, "serve_variant": 4, "serve_multi_adapter": 1},
+        **{"merge_adapter": 2, "serve_variant": 2, "serve_multi_adapter": 1},
     }
 
 

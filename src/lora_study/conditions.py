@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 _PROC_STAT = Path("/proc/stat")
-# A run counts as taken under load when other processes used more than this many cores
-# on average during it (a quarter core: the scheduler then takes measurable time from a
-# job that uses every core it was given).
+# A run counts as taken under load when other processes used more than this many cores on
+# average during it beyond the cores the job leaves free (a quarter core: the scheduler then
+# takes measurable time from a job that uses every core it was given). On a 2-core machine
+# and a 2-thread job: 0.25; on a 64-core node and a 16-thread job: 48.25.
 OTHER_CORES_LIMIT = 0.25
 
 
@@ -59,23 +60,44 @@ def conditions(*, start: Snapshot, end: Snapshot, seconds: float) -> dict[str, f
     }
 
 
-def load_summary(runs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Over a file's timed runs (dicts with the fields of `conditions`): whether any was taken
-    under load, the largest share of other processes and load average, and the definition."""
+def other_cores_limit(*, threads: int, cpus: int | None = None) -> float:
+    """Other processes' mean cores above which a run of `threads` threads was under load."""
+    cpus = cpus or os.cpu_count() or threads
+    return OTHER_CORES_LIMIT + max(0, cpus - threads)
+
+
+def load_summary(runs: Iterable[Mapping[str, Any]], *, threads: int, cpus: int | None = None) -> dict[str, Any]:
+    """Over a file's timed runs (dicts with the fields of `conditions`) of a job using
+    `threads` threads: whether any was taken under load (None: the OS does not tell), how
+    many, the largest share of other processes and load average, and the definition."""
     runs = list(runs)
+    limit = other_cores_limit(threads=threads, cpus=cpus)
     others = [r["other_cores"] for r in runs if r.get("other_cores") is not None]
     loads = [r["load_average_1m"] for r in runs if r.get("load_average_1m") is not None]
     return {
-        "under_load": (max(others) > OTHER_CORES_LIMIT) if others else None,
-        "runs_under_load": sum(other > OTHER_CORES_LIMIT for other in others) if others else None,
+        "under_load": (max(others) > limit) if others else None,
+        "runs_under_load": sum(other > limit for other in others) if others else None,
         "max_other_cores": max(others) if others else None,
         "max_load_average_1m": max(loads) if loads else None,
+        "other_cores_limit": limit,
         "under_load_definition": (
-            f"a timed run is under load when other processes used more than {OTHER_CORES_LIMIT} cores on average "
-            "during it (machine busy time from /proc/stat minus this process's CPU time); null where the OS "
-            "does not tell"
+            f"a timed run is under load when other processes used more than {limit:g} cores on average during it "
+            f"({OTHER_CORES_LIMIT} beyond the {limit - OTHER_CORES_LIMIT:g} of {cpus or os.cpu_count()} CPUs this "
+            f"job's {threads} threads leave free; machine busy time from /proc/stat minus this process's CPU "
+            "time); null where the OS does not tell"
         ),
     }
+
+
+def any_under_load(flags: Iterable[bool | None]) -> bool | None:
+    """True if any part was under load, False if every part was measured and none was, None
+    if some part could not be measured and none was found under load."""
+    flags = list(flags)
+    if any(flag is True for flag in flags):
+        return True
+    if not flags or any(flag is None for flag in flags):
+        return None
+    return False
 
 
 def _machine_busy_seconds() -> float | None:

@@ -25,6 +25,12 @@ TARGET_PRESETS: dict[str, list[str] | str] = {
     "all-linear": "all-linear",  # PEFT's own preset: every linear layer but the output head
 }
 LORA_KINDS = ("lora", "dora", "rslora", "qlora")
+# LoRA kinds left out of multi-adapter serving (one base, adapters mixed per batch row), why.
+MIXED_BATCH_EXCLUDED = {
+    "dora": "PEFT cannot serve DoRA adapters in a mixed batch (it refuses adapter_names with DoRA layers)",
+    "qlora": "trained on the 4-bit NF4 base; the shared base here is the full-precision model, so it would be "
+    "another model than the one trained and evaluated",
+}
 BASE_VARIANT = "base"  # the untuned model: evaluated like a variant, never trained
 # Names that appear in paths (model, dataset, variant): no slashes, no spaces.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"

@@ -262,7 +262,7 @@ def latency_metrics(runs: Sequence[Run]) -> dict[str, Any]:
         "tokens_per_second": total_tokens / total_seconds,
         "timed_tokens": total_tokens,
         "timed_seconds": total_seconds,
-        **load_summary(run.to_dict() for run in runs),
+        **load_summary((run.to_dict() for run in runs), threads=torch.get_num_threads()),
     }
 
 

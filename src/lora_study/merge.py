@@ -17,14 +17,13 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import PeftModel
 from torch import nn
-from transformers import PreTrainedModel
 
 from lora_study.checksums import MERGE_KEY, folder_hashes, verify_trained
 from lora_study.data import read_examples
@@ -83,25 +82,41 @@ def load_unmerged(*, spec: VariantSpec, model_dir: str | Path, adapter: str | Pa
     return PeftModel.from_pretrained(base, adapter).eval(), dequantised
 
 
+# (input_ids, attention_mask) -> logits: a model, or a PEFT model with its adapter disabled.
+LogitFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def model_logits(model: nn.Module) -> LogitFn:
+    return lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits
+
+
+def base_logits(peft_model: PeftModel) -> LogitFn:
+    """The logits of the base under a PEFT model: the same weights with the adapter off."""
+
+    def logits(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with peft_model.disable_adapter():
+            return peft_model(input_ids=ids, attention_mask=mask).logits
+
+    return logits
+
+
 @torch.inference_mode()
 def max_logit_difference(
-    *, first: PreTrainedModel, second: PreTrainedModel, prompts: Sequence[Prompt], pad_id: int, batch_size: int
+    *, first: LogitFn, second: LogitFn, prompts: Sequence[Prompt], pad_id: int, batch_size: int, device: str
 ) -> dict[str, float]:
     """Largest and mean |logit difference| between two models over every real (not padded)
     position of `prompts`, and the share of positions whose top token agrees."""
-    device = next(first.parameters()).device
-    largest, total, positions, agree = 0.0, 0.0, 0, 0
+    largest, total, positions, agree, vocabulary = 0.0, 0.0, 0, 0, 0
     for start in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(prompts=prompts[start : start + batch_size], pad_id=pad_id, device=str(device))
-        a = first(input_ids=ids, attention_mask=mask).logits.float()
-        b = second(input_ids=ids, attention_mask=mask).logits.float()
+        ids, mask = left_pad(prompts=prompts[start : start + batch_size], pad_id=pad_id, device=device)
+        a, b = first(ids, mask).float(), second(ids, mask).float()
         real = mask.bool()
         difference = (a - b).abs()[real]
         largest = max(largest, float(difference.max()))
         total += float(difference.sum())
         positions += int(real.sum())
         agree += int((a.argmax(-1) == b.argmax(-1))[real].sum())
-    vocabulary = first.config.vocab_size
+        vocabulary = a.shape[-1]
     return {
         "max_abs_logit_difference": largest,
         "mean_abs_logit_difference": total / (positions * vocabulary),
@@ -136,23 +151,25 @@ def merge_variant(
 
     started = time.perf_counter()
     unmerged, dequantised = load_unmerged(spec=spec, model_dir=model_dir, adapter=adapter, device=device, dtype=dtype)
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     # A copy, so both models are there to compare: merging in place and unmerging again
     # would compare the model with itself after two roundings.
     merged = copy.deepcopy(unmerged).merge_and_unload(safe_merge=True)
     merge_seconds = time.perf_counter() - started
-    check = max_logit_difference(
-        first=unmerged,
-        second=merged,
-        prompts=prompts,
-        pad_id=tokenizer.pad_token_id,
-        batch_size=config["evaluation"]["batch_size"],
-    )
+    compare = {"prompts": prompts, "pad_id": tokenizer.pad_token_id, "batch_size": config["evaluation"]["batch_size"]}
+    check = max_logit_difference(first=model_logits(unmerged), second=model_logits(merged), device=device, **compare)
+    # What the adapter itself does to the logits: the tolerance must be far below it, or a
+    # merge that dropped the adapter would pass.
+    effect = max_logit_difference(first=model_logits(unmerged), second=base_logits(unmerged), device=device, **compare)
     log.info(
-        "%s merged in %.1f s: max |logit difference| %.2e (tolerance %.1e), top token agrees at %.2f%% of %d positions",
+        "%s merged in %.1f s: max |logit difference| %.2e (tolerance %.1e; the adapter itself moves logits by up "
+        "to %.2e), top token agrees at %.2f%% of %d positions",
         spec.name,
         merge_seconds,
         check["max_abs_logit_difference"],
         tolerance,
+        effect["max_abs_logit_difference"],
         100 * check["top_token_agreement"],
         check["positions"],
     )
@@ -186,6 +203,9 @@ def merge_variant(
             **check,
             "tolerance": tolerance,
             "within_tolerance": True,
+            "adapter_max_abs_logit_effect": effect["max_abs_logit_difference"],
+            "adapter_top_token_change": 1 - effect["top_token_agreement"],
+            "load_seconds": load_seconds,
             "merge_seconds": merge_seconds,
             "dequantised_layers": dequantised,
             "merged_bytes": sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()),

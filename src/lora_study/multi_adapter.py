@@ -5,7 +5,8 @@ A mixed request stream (request i asks for adapter i mod k) is served three ways
   mixed    one PEFT model holding every adapter; each batch is one generate() call in which
            every row gets its own adapter (PEFT's `adapter_names`)
   grouped  the same PEFT model; each batch is split by adapter, one call per group with that
-           adapter made active first (a request waits for the groups served before its own)
+           adapter made active first (a request waits for the groups served before its own);
+           its passes alternate with the mixed ones, so the two compare pass by pass
   merged   one exported merged model per adapter; each batch is split by adapter, one call
            per group on that adapter's model
 
@@ -26,7 +27,8 @@ import torch
 from peft import PeftModel
 
 from lora_study.checksums import verify_trained
-from lora_study.grid import VariantSpec
+from lora_study.conditions import any_under_load
+from lora_study.grid import MIXED_BATCH_EXCLUDED, VariantSpec
 from lora_study.modeling import base_loader, load_tokenizer
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
@@ -36,16 +38,11 @@ from lora_study.serving_modes import load_merged
 log = logging.getLogger(__name__)
 
 MIXED_MODES = ("mixed", "grouped", "merged")
-EXCLUDED_KINDS = {
-    "dora": "PEFT cannot serve DoRA adapters in a mixed batch (it refuses adapter_names with DoRA layers)",
-    "qlora": "trained on the 4-bit NF4 base; the shared base here is the full-precision model, so it would be "
-    "another model than the one trained and evaluated",
-}
 
 
 def excluded_reason(spec: VariantSpec) -> str | None:
-    """Why `spec` cannot join the mixed batches; None if it can."""
-    return EXCLUDED_KINDS.get(spec.kind)
+    """Why `spec` cannot join the mixed batches; None if it can (grid.MIXED_BATCH_EXCLUDED)."""
+    return MIXED_BATCH_EXCLUDED.get(spec.kind)
 
 
 def adapter_of(index: int, names: Sequence[str]) -> str:
@@ -64,8 +61,8 @@ def groups(batch_size: int, names: Sequence[str]) -> list[tuple[str, list[int]]]
 def serve_multi_adapter(
     *,
     specs: Sequence[VariantSpec],
-    adapters: Sequence[str | Path],
-    merged: Sequence[str | Path],
+    adapters: Mapping[str, str | Path],
+    merged: Mapping[str, str | Path],
     model_dir: str | Path,
     eval_path: str | Path,
     config: Mapping[str, Any],
@@ -73,15 +70,12 @@ def serve_multi_adapter(
 ) -> dict[str, Any]:
     """Serve the mixed stream the three ways at every batch size; write multi_adapter.json.
 
-    `specs`, `adapters` and `merged` are parallel: every LoRA-family variant of the base, its
-    adapter folder and its exported merged folder. `config` holds `model`, `prompt`, `serving`."""
+    `specs`: every LoRA-family variant of the base; `adapters` and `merged`: the adapter folder
+    and the exported merged folder of each that can be mixed, by name (the excluded ones need
+    neither). `config` holds `model`, `prompt`, `serving`."""
     settings = config["serving"]
     excluded = {spec.name: reason for spec in specs if (reason := excluded_reason(spec))}
-    served = [
-        (spec, Path(adapter), Path(folder))
-        for spec, adapter, folder in zip(specs, adapters, merged, strict=True)
-        if spec.name not in excluded
-    ]
+    served = [(spec, Path(adapters[spec.name]), Path(merged[spec.name])) for spec in specs if spec.name not in excluded]
     names = [spec.name for spec, _, _ in served]
     result_run = {
         "adapters": names,
@@ -137,14 +131,14 @@ def serve_multi_adapter(
         "dtype": modes["mixed"]["dtype"],
         "load_seconds": load_seconds,
         **held,
-        "batches": sweep(plan=merged_plan, device=device, **common),
+        "batches": sweep(plans={"merged": merged_plan}, device=device, **common)["merged"],
     }
 
     result = {
         "run": result_run,
         "metrics": {
             "modes": modes,
-            "under_load": any(b["metrics"]["under_load"] for m in modes.values() for b in m["batches"]),
+            "under_load": any_under_load(b["metrics"]["under_load"] for m in modes.values() for b in m["batches"]),
         },
         "meta": {
             **meta_info(device=device),
@@ -192,14 +186,15 @@ def _serve_peft(
             for name, rows in groups(len(batch), names)
         ]
 
-    modes = {}
-    for mode, plan in (("mixed", mixed), ("grouped", grouped)):
-        log.info("serving %d adapters %s", len(names), mode)
-        modes[mode] = {
+    log.info("serving %d adapters, mixed and grouped batches interleaved", len(names))
+    batches = sweep(plans={"mixed": mixed, "grouped": grouped}, device=loaded.device, **common)
+    return {
+        mode: {
             "device": loaded.device,
             "dtype": loaded.dtype,
             "load_seconds": load_seconds,
             **held,
-            "batches": sweep(plan=plan, device=loaded.device, **common),
+            "batches": batches[mode],
         }
-    return modes
+        for mode in ("mixed", "grouped")
+    }

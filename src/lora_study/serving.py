@@ -9,7 +9,8 @@ group where requests are grouped (lora_study.multi_adapter). Every call generate
 `new_tokens` tokens per row (EOS suppressed), greedy, so every mode does equal work.
 
 Per batch size: `warmup` untimed passes over the plan (so each shape has run once), then
-`repeats` timed passes, every call kept raw with its run conditions. A request's latency
+`repeats` timed passes, every call kept raw with its run conditions. Modes measured in one
+job (merged and unmerged of a variant) alternate pass by pass, so their comparison is paired. A request's latency
 is the time from the start of its batch until its call returned (requests grouped behind
 another adapter's call wait for it); its time to first token likewise; its decode speed is
 that of its own call after the first token.
@@ -157,7 +158,7 @@ def serve_once(
 
 def sweep(
     *,
-    plan: Planner,
+    plans: Mapping[str, Planner],
     requests: Sequence[Request],
     tokenizer: PreTrainedTokenizerBase,
     batch_sizes: Sequence[int],
@@ -165,57 +166,59 @@ def sweep(
     warmup: int,
     repeats: int,
     device: str,
-) -> list[dict[str, Any]]:
-    """Per batch size b: the first b requests served by `plan`, warm-up passes then timed
-    passes; the raw passes, their summary and the peak memory while serving them."""
-    results = []
+) -> dict[str, list[dict[str, Any]]]:
+    """Per batch size b: the first b requests served by each of `plans` (mode -> planner),
+    warm-up passes then timed passes, the modes' passes interleaved (mode 1, mode 2, mode 1,
+    ...) so that a change of machine load hits every mode alike and pass k of each mode can
+    be paired. Per mode and batch size: the raw passes, their summary and the process's peak
+    memory while serving that batch size (every mode's model is loaded: one figure for all)."""
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in plans}
     for batch_size in batch_sizes:
         batch = list(requests[:batch_size])
         if len(batch) < batch_size:
             raise ValueError(f"batch size {batch_size} needs {batch_size} requests, got {len(requests)}")
-        calls = plan(batch)
+        calls = {mode: plan(batch) for mode, plan in plans.items()}
         gc.collect()
         peak_reset = reset_peak_rss()
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-
-        passes = [("warmup", -1)] * warmup + [("timed", repeat) for repeat in range(repeats)]
-        served = [
-            {
-                "phase": phase,
-                "repeat": repeat,
-                **serve_once(calls=calls, requests=batch, tokenizer=tokenizer, new_tokens=new_tokens, device=device),
-            }
-            for phase, repeat in passes
-        ]
-        warm, timed = served[:warmup], served[warmup:]
+        passes: dict[str, list[dict[str, Any]]] = {mode: [] for mode in plans}
+        for phase, repeat in [("warmup", -1)] * warmup + [("timed", k) for k in range(repeats)]:
+            for mode in plans:
+                served = serve_once(
+                    calls=calls[mode], requests=batch, tokenizer=tokenizer, new_tokens=new_tokens, device=device
+                )
+                passes[mode].append({"phase": phase, "repeat": repeat, **served})
         cuda = cuda_memory(device)
-        results.append(
-            {
-                "batch_size": batch_size,
-                "request_ids": [request.id for request in batch],
-                "prompt_tokens": [len(request.prompt.input_ids) for request in batch],
-                "calls_per_batch": len(calls),
-                "metrics": {
-                    **batch_metrics(timed, batch_size=batch_size, new_tokens=new_tokens),
-                    # The process's peak while serving this batch size (since a reset of the
-                    # mark where the OS allows one, else since the process started).
-                    "peak_rss_bytes": peak_rss_bytes(),
-                    "peak_rss_since_reset": peak_reset,
-                    "peak_cuda_bytes": cuda["peak_allocated_bytes"] if cuda else None,
-                },
-                "runs": timed,
-                "warmup": warm,
-            }
-        )
-        summary = results[-1]["metrics"]
-        log.info(
-            "batch %d: request latency p50 %.3f s, p95 %.3f s; %.1f tokens/s",
-            batch_size,
-            summary["request_latency_seconds"]["p50"],
-            summary["request_latency_seconds"]["p95"],
-            summary["throughput_tokens_per_second"]["p50"],
-        )
+        for mode in plans:
+            warm, timed = passes[mode][:warmup], passes[mode][warmup:]
+            results[mode].append(
+                {
+                    "batch_size": batch_size,
+                    "request_ids": [request.id for request in batch],
+                    "prompt_tokens": [len(request.prompt.input_ids) for request in batch],
+                    "calls_per_batch": len(calls[mode]),
+                    "metrics": {
+                        **batch_metrics(timed, batch_size=batch_size, new_tokens=new_tokens),
+                        # The process's peak while serving this batch size (since a reset of
+                        # the mark where the OS allows one, else since the process started).
+                        "peak_rss_bytes": peak_rss_bytes(),
+                        "peak_rss_since_reset": peak_reset,
+                        "peak_cuda_bytes": cuda["peak_allocated_bytes"] if cuda else None,
+                    },
+                    "runs": timed,
+                    "warmup": warm,
+                }
+            )
+            summary = results[mode][-1]["metrics"]
+            log.info(
+                "%s batch %d: request latency p50 %.3f s, p95 %.3f s; %.1f tokens/s",
+                mode,
+                batch_size,
+                summary["request_latency_seconds"]["p50"],
+                summary["request_latency_seconds"]["p95"],
+                summary["throughput_tokens_per_second"]["p50"],
+            )
     return results
 
 
@@ -233,7 +236,7 @@ def batch_metrics(runs: Sequence[Mapping[str, Any]], *, batch_size: int, new_tok
         # Per pass: the whole batch.
         "batch_seconds": summarise([run["seconds"] for run in runs]),
         "throughput_tokens_per_second": summarise([batch_size * new_tokens / run["seconds"] for run in runs]),
-        **load_summary(call for run in runs for call in run["calls"]),
+        **load_summary((call for run in runs for call in run["calls"]), threads=torch.get_num_threads()),
     }
 
 

@@ -2,12 +2,13 @@
 criterion per batch size, and Study 4's success criteria in one table.
 
 Overhead at batch size b = mean request latency unmerged / merged - 1, the two modes timed
-in separate jobs on the same requests. Its interval: the percentile bootstrap over the
-timed passes of each mode (resampled independently: passes are not paired across jobs),
-widened to the delta method's t interval with Welch's degrees of freedom where that is
-wider (a few passes give the bootstrap little of the tails). The intervals of all
-(variant, batch size) verdicts are simultaneous (Bonferroni): the chance that any misses
-is at most 1 - confidence.
+in one job on the same requests, their passes alternating (serving.sweep). Its interval:
+the percentile bootstrap over the paired timed passes, widened to the t interval of the
+ratio's linearisation where that is wider (a few passes give the bootstrap little of the
+tails); files timed apart (not interleaved) are resampled per mode with Welch's t instead.
+The intervals of all (variant, batch size) verdicts are simultaneous (Bonferroni): the
+chance that any misses is at most 1 - confidence. A comparison with a timed call taken
+under load (lora_study.conditions) supports no verdict.
 
 The criterion (`serving.max_overhead`, Study 4: 0.30) at one batch size: holds when the
 whole interval is at or below it, does not hold when the whole interval is above it, not
@@ -26,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from lora_study.conditions import any_under_load
+from lora_study.distributions import t_quantile
 from lora_study.drift_stats import Interval, percentile_interval, ratio_seed_interval
 from lora_study.grid import group_of
 from lora_study.results import read_result
@@ -39,19 +42,55 @@ def pass_latencies(batch: Mapping[str, Any]) -> np.ndarray:
 
 
 def overhead_interval(
-    *, unmerged: np.ndarray, merged: np.ndarray, resamples: int, rng: np.random.Generator, confidence: float
+    *,
+    unmerged: np.ndarray,
+    merged: np.ndarray,
+    resamples: int,
+    rng: np.random.Generator,
+    confidence: float,
+    paired: bool,
 ) -> Interval:
-    """Interval of mean(unmerged) / mean(merged) - 1 (see the module's description)."""
-    u = unmerged[rng.integers(0, unmerged.size, size=(resamples, unmerged.size))].mean(axis=1)
-    m = merged[rng.integers(0, merged.size, size=(resamples, merged.size))].mean(axis=1)
-    t_interval = ratio_seed_interval(numerator=unmerged, denominator=merged, confidence=confidence)
-    ratio = percentile_interval(
-        estimate=float(unmerged.mean() / merged.mean()), samples=u / m, confidence=confidence, seeds=t_interval
-    )
+    """Interval of mean(unmerged) / mean(merged) - 1 over timed passes (see the module's
+    description). `paired`: pass k of each mode ran back to back (one job, interleaved), so
+    passes are resampled together and the t interval is the linearised one on their
+    differences; otherwise each mode is resampled alone and the t interval is Welch's."""
+    estimate = float(unmerged.mean() / merged.mean())
+    if paired:
+        if unmerged.size != merged.size:
+            raise ValueError("paired passes need as many unmerged as merged passes")
+        draws = rng.integers(0, unmerged.size, size=(resamples, unmerged.size))
+        samples = unmerged[draws].mean(axis=1) / merged[draws].mean(axis=1)
+        t_interval = paired_ratio_interval(numerator=unmerged, denominator=merged, confidence=confidence)
+    else:
+        u = unmerged[rng.integers(0, unmerged.size, size=(resamples, unmerged.size))].mean(axis=1)
+        m = merged[rng.integers(0, merged.size, size=(resamples, merged.size))].mean(axis=1)
+        samples = u / m
+        t_interval = ratio_seed_interval(numerator=unmerged, denominator=merged, confidence=confidence)
+    ratio = percentile_interval(estimate=estimate, samples=samples, confidence=confidence, seeds=t_interval)
     return Interval(estimate=ratio.estimate - 1, low=ratio.low - 1, high=ratio.high - 1, confidence=confidence)
 
 
-def outcome(interval: Interval, *, limit: float) -> str:
+def paired_ratio_interval(
+    *, numerator: np.ndarray, denominator: np.ndarray, confidence: float
+) -> tuple[float, float] | None:
+    """t interval of mean(numerator) / mean(denominator) over n paired observations: the
+    ratio's linearisation d_k = numerator_k - ratio x denominator_k has standard error
+    sd(d) / (sqrt(n) mean(denominator)), with n - 1 degrees of freedom; None with one pair."""
+    n = numerator.size
+    if n < 2:
+        return None
+    ratio = float(numerator.mean() / denominator.mean())
+    residuals = numerator - ratio * denominator
+    se = float(residuals.std(ddof=1)) / (np.sqrt(n) * float(denominator.mean()))
+    half = t_quantile(1 - (1 - confidence) / 2, df=n - 1) * se
+    return ratio - half, ratio + half
+
+
+def outcome(interval: Interval, *, limit: float, under_load: bool | None = False) -> str:
+    """holds / does not hold / not supported for one overhead interval; a comparison whose
+    timings were taken under load supports nothing (other processes changed them)."""
+    if under_load:
+        return UNSUPPORTED
     if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
         return UNSUPPORTED
     if interval.high <= limit:
@@ -74,15 +113,29 @@ def overhead_table(
     rng = np.random.default_rng(settings["seed"])
     rows = []
     for name, modes in pairs:
-        merged_batches = {b["batch_size"]: b for b in modes["merged"]["metrics"]["batches"]}
-        for batch in modes["unmerged"]["metrics"]["batches"]:
+        merged_file, unmerged_file = modes["merged"], modes["unmerged"]
+        for key in ("device_name", "dtype", "torch_threads"):
+            if merged_file["meta"].get(key) != unmerged_file["meta"].get(key):
+                raise ValueError(
+                    f"{name}: merged and unmerged were timed with different {key} "
+                    f"({merged_file['meta'].get(key)} and {unmerged_file['meta'].get(key)}); they do not compare"
+                )
+        paired = "merged" in unmerged_file["run"].get("interleaved_with", [])
+        merged_batches = {b["batch_size"]: b for b in merged_file["metrics"]["batches"]}
+        for batch in unmerged_file["metrics"]["batches"]:
             size = batch["batch_size"]
             if size not in merged_batches:
                 raise ValueError(f"{name}: batch size {size} was served unmerged but not merged")
             unmerged, merged = pass_latencies(batch), pass_latencies(merged_batches[size])
             interval = overhead_interval(
-                unmerged=unmerged, merged=merged, resamples=settings["resamples"], rng=rng, confidence=level
+                unmerged=unmerged,
+                merged=merged,
+                resamples=settings["resamples"],
+                rng=rng,
+                confidence=level,
+                paired=paired,
             )
+            under_load = any_under_load([batch["metrics"]["under_load"], merged_batches[size]["metrics"]["under_load"]])
             rows.append(
                 {
                     "variant": name,
@@ -91,10 +144,12 @@ def overhead_table(
                     "merged_latency_seconds": float(merged.mean()),
                     "unmerged_p95_seconds": batch["metrics"]["request_latency_seconds"]["p95"],
                     "merged_p95_seconds": merged_batches[size]["metrics"]["request_latency_seconds"]["p95"],
+                    "passes": int(unmerged.size),
+                    "paired": paired,
                     "overhead": interval.to_dict(),
                     "max_overhead": settings["max_overhead"],
-                    "outcome": outcome(interval, limit=settings["max_overhead"]),
-                    "under_load": bool(batch["metrics"]["under_load"] or merged_batches[size]["metrics"]["under_load"]),
+                    "under_load": under_load,
+                    "outcome": outcome(interval, limit=settings["max_overhead"], under_load=under_load),
                 }
             )
     return rows
@@ -208,8 +263,10 @@ def summarise_serving(
             "multi_adapter_file": multi_adapter_file,
             "settings": dict(settings),
             "overhead_definition": (
-                "mean request latency unmerged / merged - 1 at each batch size; interval: percentile bootstrap over "
-                "timed passes widened to the delta-method t interval, simultaneous over all rows (Bonferroni)"
+                "mean request latency unmerged / merged - 1 at each batch size, the modes' passes interleaved in one "
+                "job; interval: paired percentile bootstrap over the timed passes widened to the t interval of the "
+                "ratio's linearisation, simultaneous over all rows (Bonferroni); a row timed under load supports "
+                "no verdict"
             ),
         },
         "metrics": {
@@ -245,7 +302,7 @@ def summarise_serving(
                 }
                 for merge in merges
             ],
-            "under_load": any(
+            "under_load": any_under_load(
                 result["metrics"]["under_load"] for modes in serving.values() for result in modes.values()
             ),
         },
