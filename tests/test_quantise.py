@@ -130,6 +130,7 @@ LATENCY_FIELDS = {
     "runs_under_load",
     "max_other_cores",
     "max_load_average_1m",
+    "other_cores_limit",
     "under_load_definition",
 }
 
