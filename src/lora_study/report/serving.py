@@ -66,8 +66,8 @@ def _conditions(served: Sequence[Mapping[str, Any]], multi: Mapping[str, Any] | 
         f"<p>Every mode served the same requests: the first evaluation prompts, inputs cut to "
         f"{settings['max_prompt_tokens']} prompt tokens; at batch size b the first b of them. Each call generated "
         f"exactly {settings['new_tokens']} tokens per request (greedy, EOS suppressed); {settings['warmup']} untimed "
-        f"and {settings['repeats']} timed passes per batch size, on {escape(first['meta']['device_name'])} "
-        f"({escape(first['meta']['dtype'])}, {first['meta']['torch_threads']} threads). A variant's merged and "
+        f"and {settings['repeats']} timed passes per batch size, on {escape(first['meta']['device_name'])}, "
+        f"{escape(first['meta']['dtype'])}, {first['meta']['torch_threads']} torch threads. A variant's merged and "
         "unmerged modes ran in one job, their passes alternating, so the overhead is measured pass by pass.</p>"
         + load_note
     )
