@@ -1,6 +1,7 @@
 """Per-job overhead: from process start to a job's first real work.
 
     python bench/startup.py --model resources/models/smollm2-135m-instruct --repeats 5
+    python bench/startup.py --repeats 5 --src /tmp/before/src   # the same at an older commit
 
 Each repeat starts a fresh Python (as Snakemake starts one per job) that does what a rule's
 script does before its work: imports its modules, writes nothing. Timed from just before
@@ -43,6 +44,7 @@ stamps["torch imported"] = "torch" in sys.modules
 print(json.dumps(stamps))
 """
 
+# Older sources may import torch here: with --src they are timed, not refused.
 MODEL = """
 import json, sys, time
 stamps = {}
@@ -61,8 +63,8 @@ print(json.dumps(stamps))
 """
 
 
-def run_once(code: str, *args: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+def run_once(code: str, *args: str, src: Path = REPO / "src", torch_free: bool = True) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
     started = time.time()
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
     ended = time.time()
@@ -71,7 +73,7 @@ def run_once(code: str, *args: str) -> dict[str, float]:
     stamps = json.loads(done.stdout.strip().splitlines()[-1])
     seconds = {name: value - started for name, value in stamps.items() if isinstance(value, float)}
     seconds["process exit"] = ended - started
-    if stamps.get("torch imported"):
+    if stamps.get("torch imported") and torch_free:
         raise SystemExit("the torch-free job imported torch")
     return seconds
 
@@ -87,15 +89,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="a prepared model folder (resources/models/...)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--src", type=Path, default=REPO / "src", help="lora_study sources to time (an older checkout's src/: before)"
+    )
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-    run_once(TORCH_FREE)  # warm the page cache for both, as a workflow's later jobs find it
-    run_once(MODEL, "")
-    report("torch-free job (score_rouge's imports)", [run_once(TORCH_FREE) for _ in range(args.repeats)])
+    print(f"sources: {args.src}")
+    source = {"src": args.src, "torch_free": args.src == REPO / "src"}
+    run_once(TORCH_FREE, **source)  # warm the page cache for both, as a workflow's later jobs find it
+    run_once(MODEL, "", **source)
+    report("torch-free job (score_rouge's imports)", [run_once(TORCH_FREE, **source) for _ in range(args.repeats)])
     model = str(args.model or "")
     report(
         "model job (generate_predictions' imports" + (", tokenizer and model load)" if model else ")"),
-        [run_once(MODEL, model) for _ in range(args.repeats)],
+        [run_once(MODEL, model, **source) for _ in range(args.repeats)],
     )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
