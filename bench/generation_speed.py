@@ -15,8 +15,9 @@ config's prompt builder, the model loaded once and shared):
 - `--compile` adds `all, static, compiled` (evaluation.compile true: minutes of compilation
   on a CPU, counted in its time).
 
-For each: generated tokens, seconds, tokens/s, process CPU seconds, and the ratio against the
-per-example loop and against `batch 8`; then whether every path's predictions equal the
+For each: generated tokens, seconds, tokens/s, process CPU seconds, and the ratios against the
+per-example loop and against `batch 8`, by wall clock and by CPU time (which a loaded machine
+distorts less); then whether every path's predictions equal the
 per-example loop's. The load average before and after says whether the machine was quiet.
 `--root` prints, from a run's `benchmarks/{rule}/...tsv` files (Snakemake's `benchmark:`),
 each rule's jobs and seconds and the study's phases.
@@ -125,13 +126,19 @@ def generation_speed(args: argparse.Namespace) -> None:
         results[name] = ([g.text for g in generations], tokens, seconds, cpu)
         print(f"  {name:22} {tokens:5d} tokens {seconds:7.1f} s {tokens / seconds:6.1f} tokens/s  cpu {cpu:7.1f} s")
     reference, today = results["per-example"], results["batch 8"]
-    print(f"{'path':24} {'tokens/s':>8} {'x per-example':>13} {'x batch 8':>9}  same predictions as per-example")
-    for name, (texts, tokens, seconds, _) in results.items():
-        speed = tokens / seconds
+    # Per CPU second too: on a loaded machine the wall clock also counts time spent waiting for
+    # a core, which differs between paths run minutes apart; CPU time does not.
+    print(
+        f"{'path':24} {'tokens/s':>8} {'x per-example':>13} {'x batch 8':>9} "
+        f"{'tokens/cpu-s':>12} {'x per-example':>13} {'x batch 8':>9}  same predictions as per-example"
+    )
+    for name, (texts, tokens, seconds, cpu) in results.items():
+        speed, per_cpu = tokens / seconds, tokens / cpu
         same = sum(a == b for a, b in zip(texts, reference[0], strict=True))
         print(
             f"{name:24} {speed:8.1f} {speed / (reference[1] / reference[2]):13.2f} "
-            f"{speed / (today[1] / today[2]):9.2f}  {same}/{len(texts)}"
+            f"{speed / (today[1] / today[2]):9.2f} {per_cpu:12.1f} {per_cpu / (reference[1] / reference[3]):13.2f} "
+            f"{per_cpu / (today[1] / today[3]):9.2f}  {same}/{len(texts)}"
         )
     print(f"load average after: {load_average()}")
 
