@@ -127,3 +127,27 @@ def test_speed_options_map_the_config() -> None:
     with pytest.raises(ValueError, match="needs evaluation.cache: static"):
         speed_options(cache="dynamic", compile_mode="true")
     assert batch_count("all", 20) == 20 and batch_count(8, 20) == 8 and batch_count("all", 0) == 1
+
+
+@pytest.mark.slow
+def test_compiled_static_cache_gives_the_per_example_predictions(tiny_model_dir: Path) -> None:
+    """evaluation.compile: true on the CPU (torch.compile of the decoding step; about a minute of
+    compilation for this 2-layer model) changes no prediction."""
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
+    prompts = [
+        builder.build(text) for text in ["One.", "A much longer input " * 12, "Medium length input, more words."]
+    ]
+    settings = {**SETTINGS, "max_new_tokens": 8}
+    expected = reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings)
+    compiled = generate(
+        model=model,
+        tokenizer=tokenizer,
+        prompts=prompts,
+        settings=settings,
+        batch_size="all",
+        cache="static",
+        compile_mode="true",
+    )
+    assert compiled == expected
