@@ -13,8 +13,8 @@ Two more speed settings, `evaluation.cache` and `evaluation.compile`:
 - compile: transformers compiles the forward pass of a static-cache generation
   (`torch.compile`, mode reduce-overhead: CUDA graphs on a GPU). `auto` lets transformers do
   it where it does by default (CUDA and other accelerators, never the CPU, where compiling
-  costs minutes and was not measured faster); `true` asks for it on every device; `false`
-  never.
+  cost more than it saved: `bench/generation_speed.py --compile`; on a GPU it is not measured
+  here, no GPU being at hand); `true` asks for it on every device; `false` never.
 """
 
 from __future__ import annotations
