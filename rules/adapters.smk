@@ -22,6 +22,7 @@ rule train_adapter:
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         settings=variant_params,
     script:
@@ -48,6 +49,7 @@ rule train_full:
     resources:
         mem_mb=12000,
         runtime=240,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         settings=variant_params,
     script:
@@ -75,6 +77,7 @@ rule generate_variant_predictions:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
         spec=variant_spec,

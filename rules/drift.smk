@@ -22,6 +22,7 @@ rule measure_base_features:
     resources:
         mem_mb=6000,
         runtime=60,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         settings=DRIFT_SETTINGS,
     script:
@@ -54,6 +55,7 @@ rule measure_drift:
     resources:
         mem_mb=6000,
         runtime=60,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         settings=DRIFT_SETTINGS,
         spec=variant_spec,

@@ -18,6 +18,7 @@ rule generate_predictions:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         # Everything that changes a prediction; a change reruns this rule.
         settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},

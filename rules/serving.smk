@@ -73,6 +73,7 @@ rule merge_adapter:
         "../envs/torch.yaml"
     threads: MODEL_THREADS
     resources:
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=8000,
         runtime=30,
     params:
@@ -98,6 +99,7 @@ rule serve_base:
         "../envs/torch.yaml"
     threads: MODEL_THREADS
     resources:
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=6000,
         runtime=60,
     params:
@@ -131,6 +133,7 @@ rule serve_variant:
         "../envs/torch.yaml"
     threads: MODEL_THREADS
     resources:
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=8000,
         runtime=60,
     params:
@@ -158,6 +161,7 @@ rule serve_multi_adapter:
         "../envs/torch.yaml"
     threads: MODEL_THREADS
     resources:
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=12000,
         runtime=60,
     params:

@@ -55,6 +55,7 @@ rule mitigate_intruders:
     resources:
         mem_mb=6000,
         runtime=60,
+        gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         # The evaluation's own settings (same prompts and decoding), the mitigation block,
         # and the forgetting measure's truncation so its numbers match drift.json's.

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.adapters import parameter_table
 from lora_study.logs import logged_job
+from lora_study.param_counts import parameter_table
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
 
@@ -16,5 +16,5 @@ with logged_job(snakemake.log[0]):
         ranks=snakemake.params.ranks,
         presets=snakemake.params.presets,
     )
-    # The model is built on PyTorch's meta device: no computation on any device.
+    # Counted from the safetensors headers: no torch, no model built, no device.
     write_result(snakemake.output[0], **table, meta=meta_info())

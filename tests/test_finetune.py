@@ -37,6 +37,7 @@ TRAIN_JSON_METRICS = {
     "lora_scaling",
     "padding_share",
     "artefact_sha256",
+    "steady_state",
 }
 
 
@@ -100,6 +101,10 @@ def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path, ca
     assert result["metrics"]["lora_scaling"] == (None if kind == "fft" else 2.0)
     padded, tokens = float(rows[0]["padded_tokens"]), result["metrics"]["tokens"]
     assert padded > 0 and result["metrics"]["padding_share"] == pytest.approx(padded / (tokens + padded))
+    # One step, its batch shape new: no steady-state step to measure, and the file says why.
+    steady = result["metrics"]["steady_state"]
+    assert (steady["steps"], steady["excluded_steps"], steady["tokens_per_second"]) == (0, 1, None)
+    assert "shape" in steady["definition"] and int(rows[0]["first_shapes"]) == 1
     if kind == "fft":
         assert (weights / "model.safetensors").is_file() and (weights / "tokenizer.json").is_file()
     else:

@@ -70,3 +70,84 @@ def test_device_and_dtype_resolution() -> None:
 def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no model manifest"):
         weights_dir(tmp_path)
+
+
+def reference_loop(*, model, tokenizer, prompts, settings) -> list:
+    """The reference studies' loop: one prompt per generate() call, no padding."""
+    return [
+        generate(model=model, tokenizer=tokenizer, prompts=[p], settings=settings, batch_size=1)[0] for p in prompts
+    ]
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+@pytest.mark.parametrize("adapter", [False, True], ids=["base", "peft"])
+def test_whole_set_at_once_gives_the_per_example_predictions(tiny_model_dir: Path, cache: str, adapter: bool) -> None:
+    """Every prompt in one left-padded call, with the growing or the static cache, on the base
+    model and on a PEFT model (an adapter whose B is not zero, so it changes the outputs)."""
+    from lora_study.adapters import attach_adapter
+    from lora_study.grid import VariantSpec
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    if adapter:
+        spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
+        model = attach_adapter(model=model, spec=spec).eval()
+        torch.manual_seed(1)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.data.normal_(std=0.5)
+    builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
+    texts = [
+        "One.",
+        "A much longer input " * 12,
+        "Medium length input here, with more words.",
+        "Two more words, then some",
+        "x " * 40,
+    ]
+    prompts = [builder.build(text) for text in texts]
+    settings = {**SETTINGS, "max_new_tokens": 8}
+    expected = reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings)
+    assert len({len(p.input_ids) for p in prompts}) == len(prompts)  # every row padded differently
+    batched = generate(
+        model=model, tokenizer=tokenizer, prompts=prompts, settings=settings, batch_size="all", cache=cache
+    )
+    assert batched == expected
+    assert sum(g.generated_tokens for g in batched) > len(prompts), batched
+    # The random base mostly emits tokens that decode to nothing; the adapter's outputs have text.
+    assert any(g.text for g in batched) or not adapter
+
+
+def test_speed_options_map_the_config() -> None:
+    from lora_study.generation import batch_count, speed_options
+
+    assert speed_options(cache="dynamic", compile_mode="false") == {"disable_compile": True}
+    assert speed_options(cache="static", compile_mode="auto") == {"cache_implementation": "static"}
+    forced = speed_options(cache="static", compile_mode="true")
+    assert forced["compile_config"]._compile_all_devices is True
+    with pytest.raises(ValueError, match="needs evaluation.cache: static"):
+        speed_options(cache="dynamic", compile_mode="true")
+    assert batch_count("all", 20) == 20 and batch_count(8, 20) == 8 and batch_count("all", 0) == 1
+
+
+@pytest.mark.slow
+def test_compiled_static_cache_gives_the_per_example_predictions(tiny_model_dir: Path) -> None:
+    """evaluation.compile: true on the CPU (torch.compile of the decoding step; about a minute of
+    compilation for this 2-layer model) changes no prediction."""
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
+    prompts = [
+        builder.build(text) for text in ["One.", "A much longer input " * 12, "Medium length input, more words."]
+    ]
+    settings = {**SETTINGS, "max_new_tokens": 8}
+    expected = reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings)
+    compiled = generate(
+        model=model,
+        tokenizer=tokenizer,
+        prompts=prompts,
+        settings=settings,
+        batch_size="all",
+        cache="static",
+        compile_mode="true",
+    )
+    assert compiled == expected

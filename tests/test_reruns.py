@@ -121,7 +121,8 @@ def test_temperature_reruns_generation_when_sampling(tmp_path: Path) -> None:
     config["generation"]["temperature"] = 0.5
     assert planned_after(workdir, config) == {
         "generate_predictions": 1,
-        "generate_quant_predictions": 3,
+        "generate_quant_predictions": 2,  # full takes the base evaluation's predictions
+        "reuse_base_predictions": 1,
         "generate_variant_predictions": 3,
         "score_rouge": 7,
         "compare_variants": 1,

@@ -11,14 +11,14 @@ import pytest
 import torch
 from peft import PeftModel
 
-from conftest import write_manifest
-from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters, lora_config, parameter_table
+from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters, lora_config
 from lora_study.data import Example
 from lora_study.grid import VariantSpec, expand_grid, lora_scaling, target_modules
 from lora_study.modeling import load_model, load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.training import (
     IGNORE,
+    StepRecord,
     accumulate_gradients,
     collate,
     epoch_batches,
@@ -27,6 +27,7 @@ from lora_study.training import (
     megabatch_batches,
     padding_share,
     peak_memory_bytes,
+    steady_state,
     target_loss_sum,
     train_loop,
 )
@@ -120,32 +121,6 @@ def test_trainable_count_is_rank_times_in_plus_out(tiny_model_dir: Path) -> None
         trainable, total = count_parameters(attach_adapter(model=base, spec=spec))
         assert trainable == expected > 0
         assert total == sum(p.numel() for p in fresh(tiny_model_dir).parameters()) + trainable
-
-
-def test_smollm2_parameter_table_matches_known_counts(tmp_path: Path) -> None:
-    """SmolLM2-135M's shapes (no weights needed): r=8 on q,v is 460,800 parameters."""
-    from transformers import LlamaConfig
-
-    config = LlamaConfig(
-        vocab_size=49152,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        tie_word_embeddings=True,
-    )
-    config.architectures = ["LlamaForCausalLM"]
-    config.save_pretrained(tmp_path)
-    write_manifest(tmp_path)
-    table = parameter_table(model_dir=tmp_path, ranks=[4, 8], presets=["qv", "all-linear"])
-    counts = {(row["targets"], row["rank"]): row["trainable_parameters"] for row in table["metrics"]["rows"]}
-    assert counts[("qv", 8)] == 460_800 == 30 * 8 * ((576 + 576) + (576 + 192))
-    assert counts[("qv", 4)] * 2 == counts[("qv", 8)]
-    per_layer_all = (576 + 576) + 2 * (576 + 192) + (576 + 576) + 2 * (576 + 1536) + (1536 + 576)
-    assert counts[("all-linear", 8)] == 30 * 8 * per_layer_all
-    row = next(r for r in table["metrics"]["rows"] if (r["targets"], r["rank"]) == ("qv", 8))
-    assert row["total_parameters"] == 134_515_008 + 460_800
 
 
 def test_same_seed_gives_identical_weights_and_other_seed_does_not(tiny, tiny_model_dir: Path) -> None:
@@ -373,6 +348,42 @@ def test_logged_learning_rate_is_the_one_each_step_used(
     ]
     assert used == pytest.approx(expected)
     assert used[0] == pytest.approx(1e-2 / 4) and used[3] == pytest.approx(1e-2) and min(used) > 0
+    # Batches of one example of four lengths: the first epoch runs each shape for the first time.
+    assert len({len(item.input_ids) for item in items}) == 4
+    assert [r.first_shapes for r in records] == [1] * 4 + [0] * 8
+
+
+def step(number: int, *, tokens: int, seconds: float, first_shapes: int) -> StepRecord:
+    return StepRecord(
+        step=number,
+        epoch=1,
+        loss=1.0,
+        learning_rate=1e-3,
+        tokens=tokens,
+        target_tokens=tokens // 2,
+        padded_tokens=0,
+        seconds=seconds,
+        flops=0.0,
+        first_shapes=first_shapes,
+    )
+
+
+def test_steady_state_leaves_out_first_shape_steps() -> None:
+    records = [
+        step(1, tokens=100, seconds=5.0, first_shapes=1),  # first shape: slow, left out
+        step(2, tokens=100, seconds=1.0, first_shapes=0),
+        step(3, tokens=300, seconds=9.0, first_shapes=2),  # two new shapes (accumulation): left out
+        step(4, tokens=300, seconds=2.0, first_shapes=0),
+    ]
+    steady = steady_state(records)
+    assert steady["tokens_per_second"] == pytest.approx(400 / 3.0)
+    assert (steady["steps"], steady["excluded_steps"], steady["tokens"]) == (2, 2, 400)
+    assert steady["seconds"] == pytest.approx(3.0)
+    assert "first" in steady["definition"] or "already ran" in steady["definition"]
+    whole = sum(r.tokens for r in records) / sum(r.seconds for r in records)
+    assert whole < steady["tokens_per_second"]
+    only_first = steady_state(records[:1])
+    assert only_first["tokens_per_second"] is None and only_first["excluded_steps"] == 1
 
 
 def test_grid_names_and_alpha() -> None:

@@ -78,7 +78,8 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
     trained = len(TRAINED)  # evaluated again, not retrained
     assert jobs == {
         "generate_predictions": 1,
-        "generate_quant_predictions": precisions,
+        "generate_quant_predictions": precisions - 1,  # full takes the base evaluation's predictions
+        "reuse_base_predictions": 1,
         "generate_variant_predictions": trained,
         "score_rouge": 1 + precisions + trained,
         "compare_variants": 1,
@@ -106,6 +107,7 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
         "build_report.log",
         "measure_latency",
         "generate_quant_predictions",
+        "reuse_base_predictions",
         "train_adapter",
         "train_full",
         "count_adapter_parameters",
@@ -178,10 +180,20 @@ def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
     )
 
 
-def test_full_precision_predicts_like_the_base_model(workflow_dir: Path) -> None:
+def test_full_precision_quality_is_the_base_evaluation(workflow_dir: Path) -> None:
+    """The full precision's quality run is the base evaluation's (reuse_base_predictions): same
+    predictions, same ROUGE, and its record says where they came from."""
     base = read_jsonl(workflow_dir / EVAL_DIR / "predictions.jsonl")
     full = read_jsonl(workflow_dir / QUANT_DIR / "full" / "predictions.jsonl")
-    assert [row["prediction"] for row in full] == [row["prediction"] for row in base]
+    assert full == base
+    base_rouge = read_result(workflow_dir / EVAL_DIR / "rouge.json")
+    full_rouge = read_result(workflow_dir / QUANT_DIR / "full" / "rouge.json")
+    assert full_rouge["metrics"] == base_rouge["metrics"]
+    generation = read_result(workflow_dir / QUANT_DIR / "full" / "generation.json")
+    assert generation["run"]["reused_from"]["predictions"].endswith(f"{EVAL_DIR}/predictions.jsonl")
+    assert not (
+        workflow_dir / "logs" / "generate_quant_predictions" / "smollm2-135m-instruct" / "aclsum" / "full.log"
+    ).exists()
 
 
 def test_report_has_the_quantisation_table_and_plot(workflow_dir: Path) -> None:

@@ -14,9 +14,10 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
+from lora_study.checksums import weights_dir
+
 # The grid's names, re-exported: callers that build adapters need both.
 from lora_study.grid import VariantSpec, target_modules
-from lora_study.modeling import weights_dir
 
 
 def lora_config(spec: VariantSpec) -> LoraConfig:
@@ -64,10 +65,10 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return trainable, total
 
 
-def parameter_table(*, model_dir: str | Path, ranks: Sequence[int], presets: Sequence[str]) -> dict[str, Any]:
-    """parameter_counts.json's `run` and `metrics`: trainable parameters of LoRA at each rank
-    and target preset, without training: the model is built on PyTorch's meta device
-    (shapes only, no memory, no weights)."""
+def parameter_table_peft(*, model_dir: str | Path, ranks: Sequence[int], presets: Sequence[str]) -> dict[str, Any]:
+    """`param_counts.parameter_table` the slow way, for a folder without safetensors weights
+    (and the reference its tests compare with): the model built on PyTorch's meta device
+    (shapes only, no memory, no weights) and PEFT's own count."""
     config = AutoConfig.from_pretrained(weights_dir(model_dir))
     rows = []
     for preset in presets:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lora_study.io import MANIFEST
+from lora_study.io import MANIFEST, read_json
 from lora_study.results import read_result
 
 # The files a model folder is made of, as prepare.py downloads them from the hub, plus
@@ -123,3 +123,18 @@ def verify_beside(weights: str | os.PathLike[str], *, record_name: str, key: str
             f"before hashes were recorded, so they cannot be checked; {rebuild}"
         )
     verify_files(folder=weights, recorded=recorded, record=record, when=when, rebuild=rebuild)
+
+
+def weights_dir(model_dir: str | Path) -> Path:
+    """The folder holding the weights, read from the prepared model's manifest, once its
+    files match the hashes the manifest recorded: every loader goes through here, so none
+    loads corrupt weights."""
+    model_dir = Path(model_dir)
+    manifest_path = model_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: no model manifest; run the prepare_model rule first")
+    manifest: dict[str, Any] = read_json(manifest_path)
+    weights = Path(manifest["weights"])
+    weights = weights if weights.is_absolute() else (model_dir / weights).resolve()
+    verify_prepared(model_dir=model_dir, manifest=manifest, weights=weights)
+    return weights

@@ -276,6 +276,12 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
                 "set model.name to a short name such as `my-model`"
             )
     problems += _brace_problems(config)
+    evaluation = config["evaluation"]
+    if evaluation.get("compile") is True and evaluation.get("cache") != "static":
+        problems.append(
+            "evaluation.compile: true needs evaluation.cache: static (transformers compiles a static-cache "
+            "generation only)"
+        )
     data = config["data"]
     for part in ("train", "eval"):
         split, available = data[part].get("split"), DATASET_SPLITS[data["dataset"]][2]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_study.data import read_examples
-from lora_study.generation import generate
+from lora_study.generation import evaluation_options, generate
 from lora_study.io import read_jsonl, write_jsonl
 from lora_study.modeling import ModelLoader, base_loader, load_tokenizer
 from lora_study.prompts import PromptBuilder
@@ -59,7 +59,7 @@ def predict(
         tokenizer=tokenizer,
         prompts=prompts,
         settings=config["generation"],
-        batch_size=config["evaluation"]["batch_size"],
+        **evaluation_options(config["evaluation"]),
     )
     generate_seconds = time.perf_counter() - started
 

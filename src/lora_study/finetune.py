@@ -38,7 +38,15 @@ from lora_study.modeling import (
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.training import StepRecord, make_item, peak_memory_bytes, seed_everything, train_loop, write_loss_csv
+from lora_study.training import (
+    StepRecord,
+    make_item,
+    peak_memory_bytes,
+    seed_everything,
+    steady_state,
+    train_loop,
+    write_loss_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +162,8 @@ def train_variant(
             # Padded positions / all positions of the batches (computed, masked out of the loss).
             "padding_share": padded / (tokens + padded) if tokens else None,
             "tokens_per_second": tokens / train_seconds,
+            # Beside the whole-job figure: steps that ran an already-seen batch shape only.
+            "steady_state": steady_state(records),
             "achieved_gflops": sum(r.flops for r in records) / train_seconds / 1e9,
             "matmul_peak_gflops": peak_gflops,
             "final_loss": records[-1].loss if records else None,

@@ -1,4 +1,21 @@
-"""Batched generation with left padding, returning only what the model generated."""
+"""Batched generation with left padding, returning only what the model generated.
+
+Greedy decoding of a batch gives each row what it gives alone (left padding with the
+attention mask and the position ids derived from it: tests/test_generation.py), so how many
+prompts go into one `generate()` call is a speed setting, never a result: on a CPU the
+per-step cost of a small model is mostly fixed overhead (Python, kernel launches, reading
+the weights), so fewer, larger batches make more tokens per second (bench/generation_speed.py).
+
+Two more speed settings, `evaluation.cache` and `evaluation.compile`:
+- `static`: transformers' StaticCache, preallocated to the batch's prompt width plus
+  max_new_tokens, so every decoding step has the same shapes (what compilation and CUDA
+  graphs need); `dynamic` grows the cache step by step.
+- compile: transformers compiles the forward pass of a static-cache generation
+  (`torch.compile`, mode reduce-overhead: CUDA graphs on a GPU). `auto` lets transformers do
+  it where it does by default (CUDA and other accelerators, never the CPU, where compiling
+  cost more than it saved: `bench/generation_speed.py --compile`; on a GPU it is not measured
+  here, no GPU being at hand); `true` asks for it on every device; `false` never.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import CompileConfig, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from lora_study.prompts import Prompt, generated_token_ids
 
@@ -33,8 +50,29 @@ def stop_token_ids(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     return ids
 
 
-def generation_config(*, settings: Mapping[str, Any], pad_id: int, stop_ids: set[int]) -> GenerationConfig:
-    """An explicit config, so a model's own generation defaults never change the study."""
+def speed_options(*, cache: str = "dynamic", compile_mode: str = "false") -> dict[str, Any]:
+    """GenerationConfig fields for `evaluation.cache` and `evaluation.compile` (module docstring)."""
+    options: dict[str, Any] = {}
+    if cache == "static":
+        options["cache_implementation"] = "static"
+    if compile_mode == "false":
+        options["disable_compile"] = True
+    elif compile_mode == "true":
+        if cache != "static":
+            raise ValueError(
+                "evaluation.compile: true needs evaluation.cache: static (transformers compiles only then)"
+            )
+        config = CompileConfig()
+        config._compile_all_devices = True  # transformers' own switch for devices it skips by default (the CPU)
+        options["compile_config"] = config
+    return options
+
+
+def generation_config(
+    *, settings: Mapping[str, Any], pad_id: int, stop_ids: set[int], speed: Mapping[str, Any] | None = None
+) -> GenerationConfig:
+    """An explicit config, so a model's own generation defaults never change the study.
+    `speed`: speed_options(), fields that change how fast, never what is generated."""
     sampling = {} if settings["greedy"] else {"temperature": settings["temperature"], "top_p": settings["top_p"]}
     return GenerationConfig(
         max_new_tokens=settings["max_new_tokens"],
@@ -42,7 +80,24 @@ def generation_config(*, settings: Mapping[str, Any], pad_id: int, stop_ids: set
         pad_token_id=pad_id,
         eos_token_id=sorted(stop_ids),
         **sampling,
+        **(speed or {}),
     )
+
+
+def evaluation_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """generate()'s batch_size, cache and compile_mode from the config's `evaluation` block
+    (a block written before cache and compile existed means what it meant then)."""
+    return {
+        "batch_size": evaluation["batch_size"],
+        "cache": evaluation.get("cache", "dynamic"),
+        # YAML reads true/false as booleans.
+        "compile_mode": str(evaluation.get("compile", "auto")).lower(),
+    }
+
+
+def batch_count(batch_size: int | str, examples: int) -> int:
+    """Prompts per generate() call for `evaluation.batch_size` (a number, or `all`)."""
+    return max(1, examples) if batch_size == "all" else int(batch_size)
 
 
 def left_pad(*, prompts: Sequence[Prompt], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,14 +119,19 @@ def generate(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[Prompt],
     settings: Mapping[str, Any],
-    batch_size: int,
+    batch_size: int | str,
+    cache: str = "dynamic",
+    compile_mode: str = "false",
 ) -> list[Generation]:
-    """Generate for every prompt, in batches of similar length (less padding), and return
-    the results in the prompts' order."""
+    """Generate for every prompt, in batches of similar length (less padding; `all`: one
+    batch), and return the results in the prompts' order. `cache`, `compile`: speed_options."""
     device = str(model.device)
     pad_id = tokenizer.pad_token_id
     stop_ids = stop_token_ids(model=model, tokenizer=tokenizer)
-    config = generation_config(settings=settings, pad_id=pad_id, stop_ids=stop_ids)
+    config = generation_config(
+        settings=settings, pad_id=pad_id, stop_ids=stop_ids, speed=speed_options(cache=cache, compile_mode=compile_mode)
+    )
+    batch_size = batch_count(batch_size, len(prompts))
     if not settings["greedy"]:
         torch.manual_seed(settings["seed"])
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))

@@ -36,6 +36,7 @@ from lora_study.checksums import verify_trained
 from lora_study.drift import perplexity
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
+from lora_study.generation import batch_count
 from lora_study.grid import VariantSpec
 from lora_study.io import read_jsonl
 from lora_study.modeling import LoadedModel, base_loader, load_model, load_tokenizer, resolve_device
@@ -148,7 +149,7 @@ def evaluate_adapter(
         tokenizer=load_tokenizer(model_dir),
         texts=texts,
         max_tokens=config["forgetting"]["max_tokens"],
-        batch_size=config["evaluation"]["batch_size"],
+        batch_size=batch_count(config["evaluation"]["batch_size"], len(texts)),  # `all`: every text at once
         device=loaded.device,
     )
     return {

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lora_study.checksums import verify_prepared
+# weights_dir lives with the checks (standard library): torch-free jobs read the manifest too.
+from lora_study.checksums import weights_dir
 from lora_study.config import CPU_FLOAT16_REASON
-from lora_study.io import MANIFEST, read_json
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -50,21 +50,6 @@ def resolve_dtype(requested: str, *, device: str, key: str = "model.dtype") -> t
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def weights_dir(model_dir: str | Path) -> Path:
-    """The folder holding the weights, read from the prepared model's manifest, once its
-    files match the hashes the manifest recorded: every loader goes through here, so none
-    loads corrupt weights."""
-    model_dir = Path(model_dir)
-    manifest_path = model_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path}: no model manifest; run the prepare_model rule first")
-    manifest: dict[str, Any] = read_json(manifest_path)
-    weights = Path(manifest["weights"])
-    weights = weights if weights.is_absolute() else (model_dir / weights).resolve()
-    verify_prepared(model_dir=model_dir, manifest=manifest, weights=weights)
-    return weights
 
 
 def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerBase:

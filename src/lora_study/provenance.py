@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,14 @@ def cpu_model() -> str:
 
 
 def device_description(device: str) -> str:
-    """A human-readable name of the device that ran a job."""
-    try:
-        import torch  # here, not at the top: the report environment has no torch
-    except ImportError:  # a job of the report environment (comparisons, summaries): no torch, so CPU
+    """A human-readable name of the device that ran a job.
+
+    torch is asked only when the job already imported it: a job that computed with torch
+    has, and a torch-free job (ROUGE, comparisons, summaries) computed on the CPU without
+    it; importing torch here just to say so cost those jobs seconds of start-up each, and
+    fails in the report environment, which has no torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
         return f"{cpu_model()} (no torch)"
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))

@@ -74,6 +74,10 @@ class StepRecord:
     padded_tokens: int  # padding positions in this step's batches (computed, no loss)
     seconds: float
     flops: float  # forward + backward FLOPs executed (see flops.py)
+    # Batches of this step whose shape (rows x padded width) the job had not run before: such
+    # a step also pays one-off costs (kernel selection, allocator growth; 1-1.7 s on a GPU
+    # against 0.014-0.027 s in steady state), so steady-state throughput leaves it out.
+    first_shapes: int = 0
 
 
 def make_item(
@@ -250,6 +254,7 @@ def train_loop(
     model.train()
     records: list[StepRecord] = []
     lengths = [len(item.input_ids) for item in items]
+    seen_shapes: set[tuple[int, int]] = set()
     for epoch in range(epochs):
         batches = epoch_batches(
             lengths=lengths, batch_size=batch_size, megabatch=settings["megabatch"], seed=seed, epoch=epoch
@@ -272,6 +277,9 @@ def train_loop(
                 torch.cuda.synchronize()
             sequence_lengths = [len(item.input_ids) for batch in window for item in batch]
             widths = [len(batch) * max(len(item.input_ids) for item in batch) for batch in window]
+            shapes = [(len(batch), max(len(item.input_ids) for item in batch)) for batch in window]
+            first_shapes = len(set(shapes) - seen_shapes)
+            seen_shapes.update(shapes)
             record = StepRecord(
                 step=len(records) + 1,
                 epoch=epoch + 1,
@@ -282,11 +290,36 @@ def train_loop(
                 padded_tokens=sum(widths) - sum(sequence_lengths),
                 seconds=time.perf_counter() - started,
                 flops=step_flops(costs=costs, sequence_lengths=sequence_lengths, target_tokens=window_targets),
+                first_shapes=first_shapes,
             )
             records.append(record)
             on_step(record)
     model.eval()
     return records
+
+
+STEADY_STATE_DEFINITION = (
+    "non-padding tokens over seconds of the optimizer steps none of whose batches has a shape "
+    "(rows x padded width) that an earlier step of the job already ran; a step with a first-seen "
+    "shape also pays one-off costs (kernel selection, allocator growth). The whole-job "
+    "tokens_per_second beside it counts every step, and train_seconds also the time between steps."
+)
+
+
+def steady_state(records: Sequence[StepRecord]) -> dict[str, Any]:
+    """Throughput without the steps that ran a batch shape for the first time (train.json's
+    `steady_state`, STEADY_STATE_DEFINITION); tokens_per_second None when every step did."""
+    steady = [record for record in records if record.first_shapes == 0]
+    seconds = sum(record.seconds for record in steady)
+    tokens = sum(record.tokens for record in steady)
+    return {
+        "tokens_per_second": tokens / seconds if steady and seconds > 0 else None,
+        "steps": len(steady),
+        "excluded_steps": len(records) - len(steady),
+        "tokens": tokens,
+        "seconds": seconds,
+        "definition": STEADY_STATE_DEFINITION,
+    }
 
 
 def write_loss_csv(path: str | Path, records: Sequence[StepRecord]) -> None:
