@@ -107,8 +107,10 @@ def max_logit_difference(
     """Largest and mean |logit difference| between two models over every real (not padded)
     position of `prompts`, and the share of positions whose top token agrees."""
     largest, total, positions, agree, vocabulary = 0.0, 0.0, 0, 0, 0
-    for start in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(prompts=prompts[start : start + batch_size], pad_id=pad_id, device=device)
+    # By length, so a batch pads little (the figures do not depend on the order).
+    ordered = sorted(prompts, key=lambda prompt: len(prompt.input_ids))
+    for start in range(0, len(ordered), batch_size):
+        ids, mask = left_pad(prompts=ordered[start : start + batch_size], pad_id=pad_id, device=device)
         a, b = first(ids, mask).float(), second(ids, mask).float()
         real = mask.bool()
         difference = (a - b).abs()[real]
