@@ -26,9 +26,9 @@ rule build_report:
             [f"{drift_dir(v)}/mitigation.json" for v in MITIGATED] if config["drift"]["mitigation"]["enabled"] else []
         ),
         drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
-        serving=serving_files(),
-        multi_adapter=[f"{serving_dir()}/multi_adapter.json"] if MULTI_ADAPTER else [],
-        serving_summary=[f"{serving_dir()}/summary.json"] if SERVED else [],
+        serving=SERVING_FILES,
+        multi_adapter=[f"{SERVING_DIR}/multi_adapter.json"] if MULTI_ADAPTER else [],
+        serving_summary=[f"{SERVING_DIR}/summary.json"] if SERVED else [],
     output:
         # Also a result of `snakemake --report` (the page, its caption and the workflow's runtimes).
         report("report.html", caption="../report/study.rst", category="Study"),

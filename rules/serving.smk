@@ -38,20 +38,15 @@ SERVING_SUMMARY_SETTINGS = canonical(
 )
 
 
-def merged_dir(variant):
-    return f"results/merged/{MODEL}/{DATASET}/{variant}"
-
-
-def serving_dir():
-    return f"results/serving/{MODEL}/{DATASET}"
-
-
-def serving_files():
-    """Every single-mode serving file: the base, then merged and unmerged per variant."""
-    if not SERVED:
-        return []
-    per_variant = [f"{serving_dir()}/{v}/{mode}.json" for v in SERVED for mode in ("merged", "unmerged")]
-    return [f"{serving_dir()}/base/base.json", *per_variant]
+MERGED_DIR = f"results/merged/{MODEL}/{DATASET}"
+SERVING_DIR = f"results/serving/{MODEL}/{DATASET}"
+# Every single-mode serving file: the base, then merged and unmerged per variant.
+SERVING_FILES = (
+    [f"{SERVING_DIR}/base/base.json"]
+    + [f"{SERVING_DIR}/{v}/{mode}.json" for v in SERVED for mode in ("merged", "unmerged")]
+    if SERVED
+    else []
+)
 
 
 rule merge_adapter:
@@ -149,8 +144,8 @@ rule serve_multi_adapter:
         eval="results/data/{dataset}/eval.jsonl",
         adapters=[f"{adapter_dir(v)}/adapter" for v in MIXABLE],
         records=[f"{adapter_dir(v)}/train.json" for v in MIXABLE],
-        merged=[f"{merged_dir(v)}/model" for v in MIXABLE],
-        merge_records=[f"{merged_dir(v)}/merge.json" for v in MIXABLE],
+        merged=[f"{MERGED_DIR}/{v}/model" for v in MIXABLE],
+        merge_records=[f"{MERGED_DIR}/{v}/merge.json" for v in MIXABLE],
     output:
         "results/serving/{model}/{dataset}/multi_adapter.json",
     log:
@@ -174,9 +169,9 @@ rule serve_multi_adapter:
 
 rule summarise_serving:
     input:
-        serving=serving_files(),
-        multi_adapter=[f"{serving_dir()}/multi_adapter.json"] if MULTI_ADAPTER else [],
-        merges=[f"{merged_dir(v)}/merge.json" for v in SERVED],
+        serving=SERVING_FILES,
+        multi_adapter=[f"{SERVING_DIR}/multi_adapter.json"] if MULTI_ADAPTER else [],
+        merges=[f"{MERGED_DIR}/{v}/merge.json" for v in SERVED],
         drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
         comparisons=f"results/compare/{MODEL}/{DATASET}/comparisons.json",
     output:
