@@ -163,7 +163,12 @@ def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
         runs = latency_settings["repeats"] * latency_settings["examples"]  # batch size 1
         metrics = latency["metrics"]
         assert metrics["timed_runs"] == len(metrics["runs"]) == runs
-        assert metrics["warmup_runs"] == len(metrics["warmup"]) == latency_settings["warmup"]
+        # Each warm-up pass covers every timed batch (batch size 1: one run per example).
+        assert (
+            metrics["warmup_runs"]
+            == len(metrics["warmup"])
+            == latency_settings["warmup"] * latency_settings["examples"]
+        )
         assert all(run["new_tokens"] == latency_settings["new_tokens"] for run in metrics["runs"])
         assert latency["meta"]["model"]["precision"] == precision
         rouge = read_result(folder / "rouge.json")
