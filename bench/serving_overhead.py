@@ -32,11 +32,10 @@ import torch
 from lora_study.config import load_config
 from lora_study.grid import VariantSpec
 from lora_study.latency import summarise
-from lora_study.modeling import load_tokenizer
 from lora_study.multi_adapter import serve_multi_adapter
 from lora_study.provenance import cpu_model
 from lora_study.results import read_result
-from lora_study.serving import Call, request_stream, serve_once
+from lora_study.serving import Call, serve_once, served_requests
 from lora_study.serving_modes import load_mode
 from lora_study.serving_summary import multi_adapter_table, outcome, overhead_interval
 
@@ -80,14 +79,7 @@ def main() -> None:
         f"run: {root}; variant {variant}; settings {json.dumps({k: serving[k] for k in sorted(serving) if k != 'merge'})}"
     )
 
-    tokenizer = load_tokenizer(model_dir)
-    requests = request_stream(
-        eval_path=eval_path,
-        tokenizer=tokenizer,
-        prompt=config["prompt"],
-        max_prompt_tokens=serving["max_prompt_tokens"],
-        count=max(serving["batch_sizes"]),
-    )
+    tokenizer, requests = served_requests(model_dir=model_dir, eval_path=eval_path, config=config)
     weights = {"base": None, "merged": merged_root / variant / "model", "unmerged": adapters_root / variant / "adapter"}
     models = {
         mode: load_mode(

@@ -29,10 +29,10 @@ from peft import PeftModel
 from lora_study.checksums import verify_trained
 from lora_study.conditions import any_under_load
 from lora_study.grid import MIXED_BATCH_EXCLUDED, VariantSpec
-from lora_study.modeling import base_loader, load_tokenizer
+from lora_study.modeling import base_loader
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.serving import DECODING, Call, Request, memory_held, request_stream, sweep
+from lora_study.serving import DECODING, Call, Request, memory_held, served_requests, sweep
 from lora_study.serving_modes import load_merged
 
 log = logging.getLogger(__name__)
@@ -95,15 +95,8 @@ def serve_multi_adapter(
         )
         return {}
 
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer, requests = served_requests(model_dir=model_dir, eval_path=eval_path, config=config)
     batch_sizes = list(settings["batch_sizes"])
-    requests = request_stream(
-        eval_path=eval_path,
-        tokenizer=tokenizer,
-        prompt=config["prompt"],
-        max_prompt_tokens=settings["max_prompt_tokens"],
-        count=max(batch_sizes),
-    )
     common = {
         "requests": requests,
         "tokenizer": tokenizer,

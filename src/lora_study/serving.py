@@ -40,6 +40,7 @@ from lora_study.latency import (
     synchroniser,
     timed_generate,
 )
+from lora_study.modeling import load_tokenizer
 from lora_study.prompts import Prompt, PromptBuilder, PromptError
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,23 @@ def request_stream(
         suffix = f"#{lap}" if lap else ""
         requests.append(Request(id=f"{examples[position].id}{suffix}", prompt=built[position]))
     return requests
+
+
+def served_requests(
+    *, model_dir: str | Path, eval_path: str | Path, config: Mapping[str, Any]
+) -> tuple[PreTrainedTokenizerBase, list[Request]]:
+    """The tokenizer and the request stream of a serving job: as many requests as the largest
+    of `config["serving"]["batch_sizes"]`. `config` holds the `prompt` and `serving` blocks."""
+    settings = config["serving"]
+    tokenizer = load_tokenizer(model_dir)
+    requests = request_stream(
+        eval_path=eval_path,
+        tokenizer=tokenizer,
+        prompt=config["prompt"],
+        max_prompt_tokens=settings["max_prompt_tokens"],
+        count=max(settings["batch_sizes"]),
+    )
+    return tokenizer, requests
 
 
 def serve_once(

@@ -22,10 +22,10 @@ from lora_study.conditions import any_under_load
 from lora_study.finetune import variant_loader
 from lora_study.grid import VariantSpec
 from lora_study.merge import load_unmerged
-from lora_study.modeling import LoadedModel, base_loader, dtype_name, load_tokenizer, resolve_device, resolve_dtype
+from lora_study.modeling import LoadedModel, base_loader, dtype_name, resolve_device, resolve_dtype
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.serving import DECODING, SINGLE_MODES, Call, memory_held, request_stream, sweep
+from lora_study.serving import DECODING, SINGLE_MODES, Call, memory_held, served_requests, sweep
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,8 @@ def serve_modes(
 
     `config` holds the `model`, `prompt` and `serving` blocks."""
     settings = config["serving"]
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer, requests = served_requests(model_dir=model_dir, eval_path=eval_path, config=config)
     batch_sizes = list(settings["batch_sizes"])
-    requests = request_stream(
-        eval_path=eval_path,
-        tokenizer=tokenizer,
-        prompt=config["prompt"],
-        max_prompt_tokens=settings["max_prompt_tokens"],
-        count=max(batch_sizes),
-    )
     loaded, load_seconds, held = {}, {}, {}
     for mode, weights in modes.items():
         started = time.perf_counter()
