@@ -58,6 +58,24 @@ def random_adapter(*, spec: VariantSpec, model_dir: Path, out: Path, seed: int =
     return out
 
 
+def merge_settings(config: dict) -> dict:
+    """The blocks rule merge_adapter passes, from a whole config."""
+    return {**{key: config[key] for key in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
+
+
+def merge_into(folder: Path, *, spec: VariantSpec, adapter: Path, model_dir: Path, eval_path: Path, config: dict):
+    """merge_variant writing `folder`/model and `folder`/merge.json, as rule merge_adapter lays them out."""
+    return merge_variant(
+        spec=spec,
+        model_dir=model_dir,
+        adapter=adapter,
+        eval_path=eval_path,
+        config=config,
+        out_dir=folder / "model",
+        merge_json=folder / "merge.json",
+    )
+
+
 @pytest.fixture()
 def merge_config() -> dict:
     config = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
@@ -80,14 +98,13 @@ def test_merged_logits_equal_unmerged(
     spec = spec_of(kind)
     adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "adapter" / "adapter")
     out = tmp_path / "merged" / "model"
-    result = merge_variant(
+    result = merge_into(
+        tmp_path / "merged",
         spec=spec,
-        model_dir=tiny_model_dir,
         adapter=adapter,
+        model_dir=tiny_model_dir,
         eval_path=eval_file,
         config=merge_config,
-        out_dir=out,
-        merge_json=tmp_path / "merged" / "merge.json",
     )
     metrics = result["metrics"]
     assert metrics["max_abs_logit_difference"] <= metrics["tolerance"] == 1e-2
@@ -140,14 +157,13 @@ def test_merged_folder_loads_without_peft(
     spec = spec_of(kind)
     adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "a" / "adapter")
     out = tmp_path / "m" / "model"
-    merge_variant(
+    merge_into(
+        tmp_path / "m",
         spec=spec,
-        model_dir=tiny_model_dir,
         adapter=adapter,
+        model_dir=tiny_model_dir,
         eval_path=eval_file,
         config=merge_config,
-        out_dir=out,
-        merge_json=tmp_path / "m" / "merge.json",
     )
     script = textwrap.dedent(
         f"""
@@ -188,14 +204,13 @@ def test_a_merge_outside_the_tolerance_fails_and_exports_nothing(
     merge_config["merge"] = {"tolerance": {**merge_config["merge"]["tolerance"], "float32": 0.0}}
     out = tmp_path / "m" / "model"
     with pytest.raises(MergeError, match=r"above the tolerance 0 for float32 \(merge.tolerance.float32"):
-        merge_variant(
+        merge_into(
+            tmp_path / "m",
             spec=spec,
-            model_dir=tiny_model_dir,
             adapter=adapter,
+            model_dir=tiny_model_dir,
             eval_path=eval_file,
             config=merge_config,
-            out_dir=out,
-            merge_json=tmp_path / "m" / "merge.json",
         )
     assert not out.exists() and not (tmp_path / "m" / "merge.json").exists()
 
@@ -204,14 +219,13 @@ def test_a_changed_merged_file_is_refused(tiny_model_dir: Path, tmp_path: Path, 
     spec = spec_of("lora")
     adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "a" / "adapter")
     out = tmp_path / "m" / "model"
-    merge_variant(
+    merge_into(
+        tmp_path / "m",
         spec=spec,
-        model_dir=tiny_model_dir,
         adapter=adapter,
+        model_dir=tiny_model_dir,
         eval_path=eval_file,
         config=merge_config,
-        out_dir=out,
-        merge_json=tmp_path / "m" / "merge.json",
     )
     assert read_result(tmp_path / "m" / "merge.json")["metrics"]["merged_bytes"] > 0
     (out / "config.json").write_text((out / "config.json").read_text().replace("silu", "gelu"))

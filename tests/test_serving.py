@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
-from test_merge import random_adapter, spec_of
+from test_merge import merge_into, merge_settings, random_adapter, spec_of
 
 from conftest import REPO
 from lora_study.config import load_config
 from lora_study.data import Example
 from lora_study.io import write_jsonl
-from lora_study.merge import merge_variant
 from lora_study.modeling import load_model, load_tokenizer
 from lora_study.multi_adapter import groups, serve_multi_adapter
 from lora_study.results import read_result
@@ -174,15 +173,14 @@ def _check_batches(batches: list[dict], *, batch_sizes: list[int], calls: list[i
 def test_serving_files_have_every_field(tiny_model_dir: Path, tmp_path: Path, config: dict, eval_file: Path) -> None:
     spec = spec_of("lora")
     adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "v" / "adapter")
-    merge_config = {**{k: config[k] for k in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
-    merge_variant(
+    merge_config = merge_settings(config)
+    merge_into(
+        tmp_path / "m",
         spec=spec,
-        model_dir=tiny_model_dir,
         adapter=adapter,
+        model_dir=tiny_model_dir,
         eval_path=eval_file,
         config=merge_config,
-        out_dir=tmp_path / "m" / "model",
-        merge_json=tmp_path / "m" / "merge.json",
     )
     settings = {k: config[k] for k in ("model", "prompt", "serving")}
     out = {mode: tmp_path / "serving" / f"{mode}.json" for mode in ("base", "merged", "unmerged")}
@@ -223,18 +221,17 @@ def test_multi_adapter_serves_three_ways_and_excludes_dora(
     tiny_model_dir: Path, tmp_path: Path, config: dict, eval_file: Path
 ) -> None:
     specs, adapters, merged = [], [], []
-    merge_config = {**{k: config[k] for k in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
+    merge_config = merge_settings(config)
     for index, kind in enumerate(["lora", "rslora", "dora"]):
         spec = spec_of(kind)
         adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / kind / "adapter", seed=index)
-        merge_variant(
+        merge_into(
+            tmp_path / kind / "merged",
             spec=spec,
-            model_dir=tiny_model_dir,
             adapter=adapter,
+            model_dir=tiny_model_dir,
             eval_path=eval_file,
             config=merge_config,
-            out_dir=tmp_path / kind / "merged" / "model",
-            merge_json=tmp_path / kind / "merged" / "merge.json",
         )
         specs.append(spec)
         adapters.append(adapter)
