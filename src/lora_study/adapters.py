@@ -18,6 +18,7 @@ from lora_study.checksums import weights_dir
 
 # The grid's names, re-exported: callers that build adapters need both.
 from lora_study.grid import VariantSpec, target_modules
+from lora_study.param_counts import parameter_result, parameter_row
 
 
 def lora_config(spec: VariantSpec) -> LoraConfig:
@@ -79,22 +80,6 @@ def parameter_table_peft(*, model_dir: str | Path, ranks: Sequence[int], presets
                     model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target_modules(preset))
                 )
             trainable, total = count_parameters(peft_model)
-            rows.append(
-                {
-                    "targets": preset,
-                    "rank": rank,
-                    "trainable_parameters": trainable,
-                    "total_parameters": total,
-                    "trainable_percent": 100 * trainable / total,
-                    "adapter_megabytes_fp32": trainable * 4 / 1e6,
-                }
-            )
-    return {
-        "run": {
-            "model_dir": str(model_dir),
-            "architecture": (config.architectures or ["?"])[0],
-            "ranks": list(ranks),
-            "presets": list(presets),
-        },
-        "metrics": {"rows": rows},
-    }
+            rows.append(parameter_row(preset=preset, rank=rank, trainable=trainable, total=total))
+    architecture = (config.architectures or ["?"])[0]
+    return parameter_result(model_dir=model_dir, architecture=architecture, ranks=ranks, presets=presets, rows=rows)

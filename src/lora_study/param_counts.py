@@ -111,24 +111,41 @@ def parameter_table(*, model_dir: str | Path, ranks: Sequence[int], presets: Seq
     for preset in presets:
         for rank in ranks:
             trainable = lora_parameters(shapes=shapes, rank=rank, preset=preset)
-            total = base + trainable
-            rows.append(
-                {
-                    "targets": preset,
-                    "rank": rank,
-                    "trainable_parameters": trainable,
-                    "total_parameters": total,
-                    "trainable_percent": 100 * trainable / total,
-                    "adapter_megabytes_fp32": trainable * 4 / 1e6,
-                }
-            )
+            rows.append(parameter_row(preset=preset, rank=rank, trainable=trainable, total=base + trainable))
+    architecture = (config.get("architectures") or ["?"])[0]
+    return parameter_result(
+        model_dir=model_dir,
+        architecture=architecture,
+        ranks=ranks,
+        presets=presets,
+        rows=rows,
+        counted_from="tensor shapes in the safetensors headers: r * (in + out) per targeted Linear layer",
+    )
+
+
+def parameter_row(*, preset: str, rank: int, trainable: int, total: int) -> dict[str, Any]:
+    """One row of parameter_counts.json, however the counts were obtained."""
     return {
-        "run": {
-            "model_dir": str(model_dir),
-            "architecture": (config.get("architectures") or ["?"])[0],
-            "ranks": list(ranks),
-            "presets": list(presets),
-            "counted_from": "tensor shapes in the safetensors headers: r * (in + out) per targeted Linear layer",
-        },
-        "metrics": {"rows": rows},
+        "targets": preset,
+        "rank": rank,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "trainable_percent": 100 * trainable / total,
+        "adapter_megabytes_fp32": trainable * 4 / 1e6,
     }
+
+
+def parameter_result(
+    *,
+    model_dir: str | Path,
+    architecture: str,
+    ranks: Sequence[int],
+    presets: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    counted_from: str | None = None,
+) -> dict[str, Any]:
+    """parameter_counts.json's `run` and `metrics`; `counted_from` says how, where it is not PEFT."""
+    run = {"model_dir": str(model_dir), "architecture": architecture, "ranks": list(ranks), "presets": list(presets)}
+    if counted_from is not None:
+        run["counted_from"] = counted_from
+    return {"run": run, "metrics": {"rows": list(rows)}}
