@@ -152,7 +152,7 @@ class RunLayout:
         for variant in self.variants:
             generator = "generate_predictions" if variant == BASE_VARIANT else "generate_variant_predictions"
             files[f"generation/{variant}"] = (f"{self.eval_dir(variant)}/generation.json", generator)
-            files[f"rouge/{variant}"] = (f"{self.eval_dir(variant)}/rouge.json", "score_rouge")
+            files[f"rouge/{variant}"] = (f"{self.eval_dir(variant)}/scores.json", "score_predictions")
         for variant, spec in self.trained.items():
             trainer = "train_full" if spec.kind == "fft" else "train_adapter"
             files[f"train/{variant}"] = (f"{self.adapter_dir(variant)}/train.json", trainer)
@@ -168,7 +168,7 @@ class RunLayout:
                 f"{self.quant_dir(precision)}/generation.json",
                 "generate_quant_predictions",
             )
-            files[f"quant_rouge/{precision}"] = (f"{self.quant_dir(precision)}/rouge.json", "score_rouge")
+            files[f"quant_scores/{precision}"] = (f"{self.quant_dir(precision)}/scores.json", "score_predictions")
         return files
 
 

@@ -7,7 +7,7 @@ Each repeat starts a fresh Python (as Snakemake starts one per job) that does wh
 script does before its work: imports its modules, writes nothing. Timed from just before
 the parent starts the process to stamps the child prints (wall clock, shared by both):
 
-- torch-free job (score_rouge): its modules imported and `meta_info` built, the last thing
+- torch-free job (score_predictions): its modules imported and `meta_info` built, the last thing
   it does besides scoring;
 - model job (generate_predictions): its modules imported (torch, transformers, PEFT), then,
   with --model, the tokenizer and the model loaded: the moment generation could start.
@@ -98,7 +98,7 @@ def main() -> None:
     source = {"src": args.src, "torch_free": args.src == REPO / "src"}
     run_once(TORCH_FREE, **source)  # warm the page cache for both, as a workflow's later jobs find it
     run_once(MODEL, "", **source)
-    report("torch-free job (score_rouge's imports)", [run_once(TORCH_FREE, **source) for _ in range(args.repeats)])
+    report("torch-free job (score_predictions's imports)", [run_once(TORCH_FREE, **source) for _ in range(args.repeats)])
     model = str(args.model or "")
     report(
         "model job (generate_predictions' imports" + (", tokenizer and model load)" if model else ")"),

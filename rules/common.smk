@@ -161,7 +161,7 @@ def variant_spec(wildcards):
 
 
 def scored_spec(wildcards):
-    """The spec rouge.json records: a trained variant's; None for the base model and precisions."""
+    """The spec scores.json records: a trained variant's; None for the base model and precisions."""
     is_trained = wildcards.stage == "eval" and wildcards.variant in TRAINED
     return TRAINED[wildcards.variant].to_dict() if is_trained else None
 

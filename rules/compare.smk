@@ -6,10 +6,10 @@
 rule compare_variants:
     input:
         eval="results/data/{dataset}/eval.jsonl",
-        rouge=result_files("eval", "rouge.json", VARIANTS),
+        rouge=result_files("eval", "scores.json", VARIANTS),
         predictions=result_files("eval", "predictions.jsonl", VARIANTS),
         # The quality runs of quantisation.precisions (none configured: no inputs).
-        quant_rouge=result_files("quant", "rouge.json", QUANT_PRECISIONS),
+        quant_scores=result_files("quant", "scores.json", QUANT_PRECISIONS),
         quant_predictions=result_files("quant", "predictions.jsonl", QUANT_PRECISIONS),
     output:
         "results/compare/{model}/{dataset}/comparisons.json",

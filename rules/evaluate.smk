@@ -26,15 +26,15 @@ rule generate_predictions:
         "../scripts/generate_predictions.py"
 
 
-rule score_rouge:
+rule score_predictions:
     # Every stage's predictions: results/eval/... (base, trained variants) and
     # results/quant/... (one per precision), scored by the same code.
     input:
         predictions="results/{stage}/{model}/{dataset}/{variant}/predictions.jsonl",
     output:
-        rouge="results/{stage}/{model}/{dataset}/{variant}/rouge.json",
+        rouge="results/{stage}/{model}/{dataset}/{variant}/scores.json",
     log:
-        "logs/score_rouge/{stage}/{model}/{dataset}/{variant}.log",
+        "logs/score_predictions/{stage}/{model}/{dataset}/{variant}.log",
     wildcard_constraints:
         stage="eval|quant",
     conda:
@@ -45,4 +45,4 @@ rule score_rouge:
     params:
         spec=scored_spec,
     script:
-        "../scripts/score_rouge.py"
+        "../scripts/score_predictions.py"

@@ -1,6 +1,6 @@
 # Study 1, Part 1: the base model at each precision of quantisation.precisions.
 # Per precision: latency.json (forced-length generation, timed) and the quality run
-# (predictions through the evaluation's own code, then score_rouge), in
+# (predictions through the evaluation's own code, then score_predictions), in
 # results/quant/{model}/{dataset}/{precision}/.
 
 # `full` loads the model as the base evaluation does, so its quality run is that evaluation

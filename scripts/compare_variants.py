@@ -15,7 +15,7 @@ from lora_study.results import read_result, write_result
 
 
 def scores(rouge_paths, prediction_paths):
-    """Each variant's scores, named and specified by what its rouge.json records; the two
+    """Each variant's scores, named and specified by what its scores.json records; the two
     inputs come from one comprehension over the same names, so they pair up (strict)."""
     found = []
     for rouge_path, predictions in zip(rouge_paths, prediction_paths, strict=True):
@@ -35,7 +35,7 @@ with logged_job(snakemake.log[0]):
     inputs, params = snakemake.input, snakemake.params
     result = compare_variants(
         variants=scores(inputs.rouge, inputs.predictions),
-        precisions=scores(inputs.quant_rouge, inputs.quant_predictions),
+        precisions=scores(inputs.quant_scores, inputs.quant_predictions),
         eval_inputs={row["id"]: row["input"] for row in read_jsonl(inputs.eval)},
         instruction=params.prompt["instruction"],
         statistics=params.statistics,

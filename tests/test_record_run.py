@@ -107,11 +107,11 @@ Finished jobid: 3 (Rule: train_adapter)
 1 of 2 steps (50%) done
 Execute 1 jobs...
 [Fri Nov 20 10:01:41 2026]
-localrule score_rouge:
-    output: results/eval/{MODEL}/{DATASET}/base/rouge.json
+localrule score_predictions:
+    output: results/eval/{MODEL}/{DATASET}/base/scores.json
     jobid: 5
 [Fri Nov 20 10:01:44 2026]
-Finished jobid: 5 (Rule: score_rouge)
+Finished jobid: 5 (Rule: score_predictions)
 2 of 2 steps (100%) done
 Complete log(s): /somewhere/run/.snakemake/log/2026-11-20T100000.000000.snakemake.log
 Elapsed time: 0:01:45.500000
@@ -181,7 +181,7 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
             f"{ev}/{variant}/generation.json",
             metrics={"generate_seconds": 60.0, "tokens_per_second": tokens_per_second},
         )
-        _write(root, f"{ev}/{variant}/rouge.json", metrics={"mean": {}, "per_example": []})
+        _write(root, f"{ev}/{variant}/scores.json", metrics={"mean": {}, "per_example": []})
     for variant, params, loss, seconds in ((LORA, 7777, 1.2345, 98.7), (FFT, 134515008, 0.9876, 321.0)):
         _write(
             root,
@@ -273,7 +273,7 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
             meta={**_meta(), "model": {"weights": precision, "compute_dtype": "float32"}},
         )
         _write(root, f"{qu}/{precision}/generation.json", metrics={})
-        _write(root, f"{qu}/{precision}/rouge.json", metrics={})
+        _write(root, f"{qu}/{precision}/scores.json", metrics={})
 
     (root / "benchmarks" / "train_adapter").mkdir(parents=True)
     (root / "benchmarks" / "train_adapter" / f"{LORA}.tsv").write_text(
@@ -310,7 +310,7 @@ def test_record_holds_the_numbers_of_the_run_files(tmp_path: Path) -> None:
     # wall time: the log's elapsed time and its two jobs, the benchmark file of one
     assert summary["wall_time"]["total_seconds"] == 105.5
     rules = summary["wall_time"]["per_rule"]
-    assert rules["train_adapter"]["seconds"] == 100 and rules["score_rouge"]["seconds"] == 3
+    assert rules["train_adapter"]["seconds"] == 100 and rules["score_predictions"]["seconds"] == 3
     assert rules["train_adapter"]["benchmark_seconds"] == 99.5
     assert rules["train_adapter"]["benchmark_max_rss_mb"] == 4321.5
     assert "| train_adapter | 1 | 100 s | 100 s | 100 s | 4,322 |" in readme

@@ -78,7 +78,7 @@ def prediction(name: str, index: int, rng: np.random.Generator) -> str:
 def write_variant(
     root: Path, folder: str, *, name: str, spec: VariantSpec | None, rng: np.random.Generator, dtype: str
 ) -> list[dict[str, Any]]:
-    """predictions.jsonl, rouge.json and generation.json of one evaluated variant or precision."""
+    """predictions.jsonl, scores.json and generation.json of one evaluated variant or precision."""
     rows = [
         {"id": e["id"], "prediction": prediction(name, i, rng), "reference": e["reference"]}
         for i, e in enumerate(examples())
@@ -87,7 +87,7 @@ def write_variant(
     write_jsonl(root / predictions, rows)
     spec_dict = None if spec is None else spec.to_dict()
     write_result(
-        root / folder / "rouge.json",
+        root / folder / "scores.json",
         **rouge_result(rows=rows, variant=name, spec=spec_dict, predictions_file=predictions),
         meta=meta(),
     )
@@ -257,14 +257,14 @@ def write_tree(root: Path) -> dict[str, Any]:
     scores = []
     for name, spec in variants:
         rows = write_variant(root, f"results/eval/{name}", name=name, spec=spec, rng=rng, dtype="bfloat16")
-        rouge = read_result(root / f"results/eval/{name}/rouge.json")
+        rouge = read_result(root / f"results/eval/{name}/scores.json")
         scores.append(
             VariantScores(name=name, spec=spec, per_example=rouge["metrics"]["per_example"], predictions=rows)
         )
     precisions = []
     for name in PRECISIONS:
         rows = write_variant(root, f"results/quant/{name}", name=name, spec=None, rng=rng, dtype="float16")
-        rouge = read_result(root / f"results/quant/{name}/rouge.json")
+        rouge = read_result(root / f"results/quant/{name}/scores.json")
         precisions.append(
             VariantScores(name=name, spec=None, per_example=rouge["metrics"]["per_example"], predictions=rows)
         )
@@ -375,7 +375,7 @@ def write_tree(root: Path) -> dict[str, Any]:
         "model": "resources/models/m",
         "subsets": "results/data/subsets.json",
         "eval": "results/data/eval.jsonl",
-        "rouge": [f"results/eval/{v}/rouge.json" for v in names],
+        "scores": [f"results/eval/{v}/scores.json" for v in names],
         "predictions": [f"results/eval/{v}/predictions.jsonl" for v in names],
         "generation": [f"results/eval/{v}/generation.json" for v in names],
         "train": [f"results/adapters/{s.name}/train.json" for s in TRAINED],
@@ -383,7 +383,7 @@ def write_tree(root: Path) -> dict[str, Any]:
         "parameter_counts": "results/adapters/parameter_counts.json",
         "comparisons": "results/compare/comparisons.json",
         "quant_latency": [f"results/quant/{p}/latency.json" for p in PRECISIONS],
-        "quant_rouge": [f"results/quant/{p}/rouge.json" for p in PRECISIONS],
+        "quant_scores": [f"results/quant/{p}/scores.json" for p in PRECISIONS],
         "quant_generation": [f"results/quant/{p}/generation.json" for p in PRECISIONS],
         "drift": [f"results/drift/{s.name}/drift.json" for s in TRAINED],
         "weights": [f"results/drift/{s.name}/weights.json" for s in TRAINED],
@@ -487,8 +487,8 @@ def test_an_input_no_stage_reads_or_a_stage_input_the_rule_lacks_raises(in_tree)
     _, named = in_tree
     with pytest.raises(ReportInputError, match="no report stage reads: extra"):
         check_inputs(rule_inputs=[*named, "extra"], stages=STAGES)
-    with pytest.raises(ReportInputError, match="quantisation reads quant_rouge"):
-        check_inputs(rule_inputs=[name for name in named if name != "quant_rouge"], stages=STAGES)
+    with pytest.raises(ReportInputError, match="quantisation reads quant_scores"):
+        check_inputs(rule_inputs=[name for name in named if name != "quant_scores"], stages=STAGES)
     check_inputs(rule_inputs=named, stages=STAGES)
 
 
@@ -507,7 +507,7 @@ def test_a_stage_gets_only_the_inputs_it_declares() -> None:
         return []
 
     Stage(name="probe", inputs=("comparisons",), sections=sections).build(
-        files={"comparisons": (Path("c.json"),), "rouge": (Path("r.json"),)}, config={}
+        files={"comparisons": (Path("c.json"),), "scores": (Path("r.json"),)}, config={}
     )
     assert seen == {"comparisons": (Path("c.json"),)}
 
@@ -516,7 +516,7 @@ def test_per_variant_files_are_matched_by_the_variant_they_record(in_tree, tmp_p
     _, named = in_tree
     shuffled = {
         **named,
-        **{key: list(reversed(named[key])) for key in ("rouge", "generation", "quant_latency", "drift")},
+        **{key: list(reversed(named[key])) for key in ("scores", "generation", "quant_latency", "drift")},
     }
     for anchor in ("quality", "generation", "quantisation"):  # the same rows, in the order of the inputs
         rows = [

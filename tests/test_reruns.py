@@ -23,7 +23,7 @@ NEW_SIZE_VARIANTS = {
     "make_train_subset": 1,
     **TRAINED_PER_SIZE,
     "generate_variant_predictions": 3,
-    "score_rouge": 3,
+    "score_predictions": 3,
     "measure_drift": 3,
     "measure_weight_drift": 3,
     **{"merge_adapter": 2, "serve_variant": 2},  # each LoRA variant: merged, then served merged and unmerged
@@ -124,7 +124,7 @@ def test_temperature_reruns_generation_when_sampling(tmp_path: Path) -> None:
         "generate_quant_predictions": 2,  # full takes the base evaluation's predictions
         "reuse_base_predictions": 1,
         "generate_variant_predictions": 3,
-        "score_rouge": 7,
+        "score_predictions": 7,
         "compare_variants": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # it reads the comparisons (Study 4's quality leg)
@@ -217,7 +217,7 @@ def test_an_edited_local_train_file_reruns_what_reads_the_training_sets(
         "make_train_subset": 1,
         **TRAINED_PER_SIZE,
         "generate_variant_predictions": 3,
-        "score_rouge": 3,
+        "score_predictions": 3,
         "measure_weight_drift": 3,
         "make_drift_prompts": 1,
         "make_heldout_text": 1,

@@ -20,7 +20,7 @@ def written(path: Path, obj: object) -> Path:
 
 
 def test_round_trip_keeps_sections_in_order(tmp_path: Path) -> None:
-    path = tmp_path / "out" / "rouge.json"
+    path = tmp_path / "out" / "scores.json"
     write_result(path, run={"variant": "base"}, metrics={"per_example": [{"id": "a"}]}, meta=meta_info())
     result = read_result(path)
     assert list(result) == ["run", "metrics", "meta"]

@@ -237,7 +237,7 @@ CPU_RULES = {
     "make_general_text",
     "count_adapter_parameters",
     "compare_variants",
-    "score_rouge",
+    "score_predictions",
     "measure_weight_drift",
     "summarise_drift",
     "summarise_serving",
@@ -260,7 +260,7 @@ def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:
     )
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
-    assert {"prepare_model", "make_eval_subset", "generate_predictions", "score_rouge", "build_report"} <= set(plan)
+    assert {"prepare_model", "make_eval_subset", "generate_predictions", "score_predictions", "build_report"} <= set(plan)
     for rule, resources in plan.items():
         if rule not in profile["set-resources"]:
             continue  # a rule added since: its own resources, else the profile's defaults
@@ -299,7 +299,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
     assert plan["generate_predictions"]["gpu"] == "1"
-    assert all("gpu" not in plan[rule] for rule in ("prepare_model", "make_eval_subset", "score_rouge", "build_report"))
+    assert all("gpu" not in plan[rule] for rule in ("prepare_model", "make_eval_subset", "score_predictions", "build_report"))
     overrides = one_node_overrides(plan, cpus=node_cpus, mem_mb=node_mem_mb)
     threads = one_node_threads(plan, cpus=node_cpus)
     run_args = (*SLURM_ARGS, "report.html", "--set-resources", *overrides, "--set-threads", *threads)
@@ -310,7 +310,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert first.returncode != 0, first.output[-4000:]
     submitted = {rule for rule, _, _ in first_jobs}
     assert {"prepare_model", "make_eval_subset"} <= submitted, first.output[-4000:]
-    assert not submitted & {"generate_predictions", "train_adapter", "score_rouge", "build_report"}, (
+    assert not submitted & {"generate_predictions", "train_adapter", "score_predictions", "build_report"}, (
         "they need the subsets"
     )
     for rule, slurm_id, slurm_log in first_jobs:
@@ -354,7 +354,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
         assert slurm_log.is_file(), slurm_log
     assert ran == expected, "every missing job ran, each as a SLURM job, and nothing else"
     assert "<th>ROUGE-L</th>" in (workdir / "report.html").read_text()
-    assert read_json(workdir / "results/eval/smollm2-135m-instruct/local/base/rouge.json")["run"]["examples"] == 4
+    assert read_json(workdir / "results/eval/smollm2-135m-instruct/local/base/scores.json")["run"]["examples"] == 4
     # Every stage ran on the cluster: trained variants, their drift, the quantised model.
     assert {"train_adapter", "train_full", "measure_drift", "measure_latency", "compare_variants"} <= set(ran)
     assert (workdir / "results/drift/smollm2-135m-instruct/local/fft-n4-s1/drift.json").is_file()

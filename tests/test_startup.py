@@ -31,7 +31,7 @@ TORCH_ENV_RULES = (
     "make_drift_prompts",
     "make_general_text",
     "make_heldout_text",
-    "score_rouge",
+    "score_predictions",
     "count_adapter_parameters",
 )
 TORCH_FREE_RULES = tuple(sorted({*REPORT_RULES, *TORCH_ENV_RULES}))
@@ -73,7 +73,7 @@ def blocker_path(tmp_path: Path) -> dict[str, str]:
 def test_torch_free_rules_exist() -> None:
     blocks = rule_blocks()
     assert set(TORCH_FREE_RULES) <= set(blocks)
-    assert {"score_rouge", "compare_variants", "build_report", "summarise_drift"} <= set(TORCH_FREE_RULES)
+    assert {"score_predictions", "compare_variants", "build_report", "summarise_drift"} <= set(TORCH_FREE_RULES)
 
 
 @pytest.mark.parametrize("rule", TORCH_FREE_RULES)
@@ -134,7 +134,7 @@ def test_torch_free_jobs_run_without_model_packages(workflow_dir: Path, tmp_path
     first: the data jobs rewrite eval.jsonl, which the predictions that ROUGE reads depend on."""
     workdir = tmp_path / "work"
     shutil.copytree(workflow_dir, workdir, copy_function=os.link, symlinks=True)
-    run_blocked(workdir, tmp_path, rules=("score_rouge",), targets=sorted(workdir.glob("results/*/*/*/*/rouge.json")))
+    run_blocked(workdir, tmp_path, rules=("score_predictions",), targets=sorted(workdir.glob("results/*/*/*/*/scores.json")))
     data = sorted(
         {
             *workdir.glob("results/data/*/*.json*"),
@@ -142,5 +142,5 @@ def test_torch_free_jobs_run_without_model_packages(workflow_dir: Path, tmp_path
             *workdir.glob("results/adapters/*/parameter_counts.json"),
         }
     )
-    rules = tuple(rule for rule in TORCH_ENV_RULES if rule != "score_rouge")
+    rules = tuple(rule for rule in TORCH_ENV_RULES if rule != "score_predictions")
     run_blocked(workdir, tmp_path / "data", rules=rules, targets=data)

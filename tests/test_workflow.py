@@ -35,7 +35,7 @@ def dry_run_with(workflow_dir: Path, tmp_path: Path, config: dict) -> str:
 
 def test_report_has_the_rouge_table_from_the_results(workflow_dir: Path) -> None:
     page = (workflow_dir / "report.html").read_text()
-    rouge = read_result(workflow_dir / EVAL_DIR / "rouge.json")
+    rouge = read_result(workflow_dir / EVAL_DIR / "scores.json")
     assert "<th>ROUGE-L</th>" in page
     for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
         assert f"{rouge['metrics']['mean'][kind]['fmeasure']:.4f}" in page
@@ -81,7 +81,7 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
         "generate_quant_predictions": precisions - 1,  # full takes the base evaluation's predictions
         "reuse_base_predictions": 1,
         "generate_variant_predictions": trained,
-        "score_rouge": 1 + precisions + trained,
+        "score_predictions": 1 + precisions + trained,
         "compare_variants": 1,
         "summarise_drift": 1,  # its verdicts read the quality comparisons
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
@@ -103,7 +103,7 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
         "make_train_subset",
         "record_subsets",
         "generate_predictions",
-        "score_rouge",
+        "score_predictions",
         "build_report.log",
         "measure_latency",
         "generate_quant_predictions",
@@ -135,7 +135,7 @@ def test_every_result_file_is_in_the_result_format(workflow_dir: Path) -> None:
         "parameter_counts.json",
         "train.json",
         "generation.json",
-        "rouge.json",
+        "scores.json",
         "latency.json",
         "comparisons.json",
         "forgetting.json",
@@ -171,7 +171,7 @@ def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
         )
         assert all(run["new_tokens"] == latency_settings["new_tokens"] for run in metrics["runs"])
         assert latency["meta"]["model"]["precision"] == precision
-        rouge = read_result(folder / "rouge.json")
+        rouge = read_result(folder / "scores.json")
         assert (
             rouge["run"]["variant"] == precision and [row["id"] for row in rouge["metrics"]["per_example"]] == eval_ids
         )
@@ -191,8 +191,8 @@ def test_full_precision_quality_is_the_base_evaluation(workflow_dir: Path) -> No
     base = read_jsonl(workflow_dir / EVAL_DIR / "predictions.jsonl")
     full = read_jsonl(workflow_dir / QUANT_DIR / "full" / "predictions.jsonl")
     assert full == base
-    base_rouge = read_result(workflow_dir / EVAL_DIR / "rouge.json")
-    full_rouge = read_result(workflow_dir / QUANT_DIR / "full" / "rouge.json")
+    base_rouge = read_result(workflow_dir / EVAL_DIR / "scores.json")
+    full_rouge = read_result(workflow_dir / QUANT_DIR / "full" / "scores.json")
     assert full_rouge["metrics"] == base_rouge["metrics"]
     generation = read_result(workflow_dir / QUANT_DIR / "full" / "generation.json")
     assert generation["run"]["reused_from"]["predictions"].endswith(f"{EVAL_DIR}/predictions.jsonl")
@@ -207,7 +207,7 @@ def test_report_has_the_quantisation_table_and_plot(workflow_dir: Path) -> None:
     assert "<th>latency p50 s</th>" in section and "<th>ROUGE-L</th>" in section
     assert "<svg" in section and "Latency vs quality" in section
     for precision in tiny_config()["quantisation"]["precisions"]:
-        rouge = read_result(workflow_dir / QUANT_DIR / precision / "rouge.json")
+        rouge = read_result(workflow_dir / QUANT_DIR / precision / "scores.json")
         latency = read_result(workflow_dir / QUANT_DIR / precision / "latency.json")
         assert f"<td>{precision}</td>" in section
         assert f"{rouge['metrics']['mean']['rougeL']['fmeasure']:.4f}" in section
@@ -232,7 +232,7 @@ def test_adding_a_precision_runs_only_its_jobs(workflow_dir: Path, tmp_path: Pat
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
         "measure_latency": 1,
         "generate_quant_predictions": 1,
-        "score_rouge": 1,
+        "score_predictions": 1,
         "compare_variants": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
@@ -258,7 +258,7 @@ def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Pat
     assert planned_jobs(output) == {
         "measure_latency": 1,
         "generate_quant_predictions": 1,
-        "score_rouge": 1,
+        "score_predictions": 1,
         "compare_variants": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
@@ -322,7 +322,7 @@ def test_every_trained_variant_has_artefacts_and_rouge(workflow_dir: Path) -> No
             assert set(config.target_modules) == {"q_proj", "v_proj"}
         else:
             assert (folder / "model" / "model.safetensors").is_file()
-        rouge = read_result(workflow_dir / "results/eval/smollm2-135m-instruct/aclsum" / variant / "rouge.json")
+        rouge = read_result(workflow_dir / "results/eval/smollm2-135m-instruct/aclsum" / variant / "scores.json")
         assert (
             rouge["run"]["variant"] == rouge["run"]["spec"]["name"] == variant
             and len(rouge["metrics"]["per_example"]) == 4
@@ -348,7 +348,7 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
     assert jobs == {
         "train_adapter": 1,
         "generate_variant_predictions": 1,
-        "score_rouge": 1,
+        "score_predictions": 1,
         "compare_variants": 1,
         "measure_drift": 1,
         "summarise_drift": 1,
@@ -367,7 +367,7 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
         "train_adapter": 2,
         "train_full": 1,
         "generate_variant_predictions": 3,
-        "score_rouge": 3,
+        "score_predictions": 3,
         "compare_variants": 1,
         "measure_drift": 3,
         "summarise_drift": 1,

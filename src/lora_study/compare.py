@@ -31,8 +31,8 @@ Groups = Mapping[str, VariantSpec | None]  # group name -> the spec of its first
 @dataclass(frozen=True)
 class VariantScores:
     name: str
-    spec: VariantSpec | None  # from rouge.json's run.spec; None for the base model and precisions
-    per_example: Sequence[Mapping[str, Any]]  # rouge.json's metrics.per_example rows
+    spec: VariantSpec | None  # from scores.json's run.spec; None for the base model and precisions
+    per_example: Sequence[Mapping[str, Any]]  # scores.json's metrics.per_example rows
     predictions: Sequence[Mapping[str, Any]]  # predictions.jsonl rows
 
 

@@ -1,7 +1,7 @@
 """The evaluation stage shared by every variant: prompts -> predictions -> ROUGE.
 
 `predict` writes predictions.jsonl (one row per eval example) and generation.json (how
-they were made); `score` turns predictions into rouge.json. Base model, quantised models
+they were made); `score` turns predictions into scores.json. Base model, quantised models
 and adapters all go through these two functions, so their numbers are comparable.
 """
 
@@ -110,7 +110,7 @@ def score(
 ) -> dict[str, Any]:
     """ROUGE of a predictions file: per example and the mean over examples. `spec` as in `predict`."""
     rows = read_jsonl(predictions_path)
-    # As scripts/score_rouge.py, which cannot import this torch-bound module.
+    # As scripts/score_predictions.py, which cannot import this torch-bound module.
     result = {
         **rouge_result(rows=rows, variant=variant, spec=spec, predictions_file=str(predictions_path)),
         "meta": meta_info(device="cpu"),

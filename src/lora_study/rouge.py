@@ -7,7 +7,7 @@ are computed from the per-example scores, seeded, elsewhere.
 
 The headline scores use the Porter stemmer ("models" matches "model"). Hugging Face
 `evaluate`'s ROUGE does not stem by default, and the reference Study 1 used that default,
-so every rouge.json also carries the unstemmed scores (`metrics.mean_unstemmed`,
+so every scores.json also carries the unstemmed scores (`metrics.mean_unstemmed`,
 `metrics.per_example[i].unstemmed`) for a like-for-like comparison.
 """
 
@@ -114,7 +114,7 @@ def mean_scores(per_example: Sequence[Scores]) -> Scores:
 def rouge_result(
     *, rows: Sequence[Mapping[str, Any]], variant: str, spec: Mapping[str, Any] | None, predictions_file: str
 ) -> dict[str, Any]:
-    """rouge.json's `run` and `metrics` for predictions.jsonl rows: Porter-stemmed scores
+    """scores.json's `run` and `metrics` for predictions.jsonl rows: Porter-stemmed scores
     under the usual keys, unstemmed ones beside them. `spec`: the trained variant's
     (VariantSpec.to_dict()), None for the base model or a precision."""
     predictions, references = [row["prediction"] for row in rows], [row["reference"] for row in rows]

@@ -33,8 +33,8 @@ class VariantResult:
 
 
 def load_variants(files: Files) -> list[VariantResult]:
-    """The evaluated variants in input order; predictions matched by the file each rouge.json scored."""
-    rouge = by_variant(files["rouge"])
+    """The evaluated variants in input order; predictions matched by the file each scores.json scored."""
+    rouge = by_variant(files["scores"])
     generation = by_variant(files["generation"])
     same_variants(rouge=rouge, generation=generation)
     predictions = recorded_files(
@@ -64,7 +64,7 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
 
 STAGE = Stage(
     name="foundation",
-    inputs=("model", "subsets", "eval", "rouge", "predictions", "generation", "comparisons"),
+    inputs=("model", "subsets", "eval", "scores", "predictions", "generation", "comparisons"),
     sections=sections,
 )
 

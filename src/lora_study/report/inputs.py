@@ -130,7 +130,7 @@ def paired(files: Files, first: str, second: str) -> list[tuple[Path, Path]]:
 
 def recorded_files(*, paths: Sequence[Path], recorded: Mapping[str, str], name: str) -> dict[str, Path]:
     """Files matched to variants by the path another result file records for each
-    (rouge.json's `run.predictions_file`): variant -> path; an input nobody records, or a
+    (scores.json's `run.predictions_file`): variant -> path; an input nobody records, or a
     recorded path that is not an input, raises."""
     given = {Path(os.path.normpath(path)): path for path in paths}
     matched = {variant: Path(os.path.normpath(path)) for variant, path in recorded.items()}

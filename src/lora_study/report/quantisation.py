@@ -1,5 +1,5 @@
 """The quantisation stage's section (Study 1, Part 1): per precision latency.json (timing,
-memory) and rouge.json (quality), and the paired tests against full from comparisons.json."""
+memory) and scores.json (quality), and the paired tests against full from comparisons.json."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ class PrecisionResult:
 
 def load_precisions(files: Files) -> list[PrecisionResult]:
     """Per precision, matched by the precision each file records; in input order."""
-    latency, rouge = by_variant(files["quant_latency"]), by_variant(files["quant_rouge"])
-    same_variants(quant_latency=latency, quant_rouge=rouge)
+    latency, rouge = by_variant(files["quant_latency"]), by_variant(files["quant_scores"])
+    same_variants(quant_latency=latency, quant_scores=rouge)
     return [PrecisionResult(name=name, latency=latency[name], rouge=rouge[name]) for name in latency]
 
 
@@ -75,7 +75,7 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
     )
 
 
-STAGE = Stage(name="quantisation", inputs=("quant_latency", "quant_rouge", "comparisons"), sections=sections)
+STAGE = Stage(name="quantisation", inputs=("quant_latency", "quant_scores", "comparisons"), sections=sections)
 
 
 def quantisation_sections(

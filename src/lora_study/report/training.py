@@ -48,19 +48,19 @@ def load_trained(files: Files) -> list[TrainedResult]:
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
-    rouge = {name: result["metrics"]["mean"] for name, result in by_variant(files["rouge"]).items()}
+    rouge = {name: result["metrics"]["mean"] for name, result in by_variant(files["scores"]).items()}
     return training_sections(
         trained=load_trained(files), rouge=rouge, parameter_counts=read_result(one(files, "parameter_counts"))
     )
 
 
-STAGE = Stage(name="training", inputs=("train", "loss", "rouge", "parameter_counts"), sections=sections)
+STAGE = Stage(name="training", inputs=("train", "loss", "scores", "parameter_counts"), sections=sections)
 
 
 def training_sections(
     *, trained: Sequence[TrainedResult], rouge: Mapping[str, Mapping[str, Any]], parameter_counts: Mapping[str, Any]
 ) -> list[Section]:
-    """`rouge`: variant -> rouge.json's `metrics.mean`."""
+    """`rouge`: variant -> scores.json's `metrics.mean`."""
     sections = []
     if trained:
         sections.append(Section("adapters", "Trained variants", _variant_table(trained, rouge)))

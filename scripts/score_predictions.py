@@ -1,4 +1,4 @@
-"""Rule score_rouge: ROUGE of one variant's predictions, per example and mean, with the
+"""Rule score_predictions: ROUGE of one variant's predictions, per example and mean, with the
 Porter stemmer (headline) and without (Hugging Face evaluate's default). No torch here."""
 
 import sys
