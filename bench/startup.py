@@ -98,7 +98,9 @@ def main() -> None:
     source = {"src": args.src, "torch_free": args.src == REPO / "src"}
     run_once(TORCH_FREE, **source)  # warm the page cache for both, as a workflow's later jobs find it
     run_once(MODEL, "", **source)
-    report("torch-free job (score_predictions's imports)", [run_once(TORCH_FREE, **source) for _ in range(args.repeats)])
+    report(
+        "torch-free job (score_predictions's imports)", [run_once(TORCH_FREE, **source) for _ in range(args.repeats)]
+    )
     model = str(args.model or "")
     report(
         "model job (generate_predictions' imports" + (", tokenizer and model load)" if model else ")"),

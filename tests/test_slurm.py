@@ -260,7 +260,9 @@ def test_profile_plan_shows_each_rules_request(tmp_path: Path) -> None:
     )
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
-    assert {"prepare_model", "make_eval_subset", "generate_predictions", "score_predictions", "build_report"} <= set(plan)
+    assert {"prepare_model", "make_eval_subset", "generate_predictions", "score_predictions", "build_report"} <= set(
+        plan
+    )
     for rule, resources in plan.items():
         if rule not in profile["set-resources"]:
             continue  # a rule added since: its own resources, else the profile's defaults
@@ -299,7 +301,9 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path: Path, capsys:
     assert dry.returncode == 0, dry.output[-4000:]
     plan = planned_resources(dry.output)
     assert plan["generate_predictions"]["gpu"] == "1"
-    assert all("gpu" not in plan[rule] for rule in ("prepare_model", "make_eval_subset", "score_predictions", "build_report"))
+    assert all(
+        "gpu" not in plan[rule] for rule in ("prepare_model", "make_eval_subset", "score_predictions", "build_report")
+    )
     overrides = one_node_overrides(plan, cpus=node_cpus, mem_mb=node_mem_mb)
     threads = one_node_threads(plan, cpus=node_cpus)
     run_args = (*SLURM_ARGS, "report.html", "--set-resources", *overrides, "--set-threads", *threads)

@@ -134,7 +134,9 @@ def test_torch_free_jobs_run_without_model_packages(workflow_dir: Path, tmp_path
     first: the data jobs rewrite eval.jsonl, which the predictions that ROUGE reads depend on."""
     workdir = tmp_path / "work"
     shutil.copytree(workflow_dir, workdir, copy_function=os.link, symlinks=True)
-    run_blocked(workdir, tmp_path, rules=("score_predictions",), targets=sorted(workdir.glob("results/*/*/*/*/scores.json")))
+    run_blocked(
+        workdir, tmp_path, rules=("score_predictions",), targets=sorted(workdir.glob("results/*/*/*/*/scores.json"))
+    )
     data = sorted(
         {
             *workdir.glob("results/data/*/*.json*"),
