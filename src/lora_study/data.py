@@ -22,7 +22,7 @@ import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,25 @@ _SHUFFLE = "numpy.random.default_rng(seed).permutation(len(pool)), as datasets.D
 
 @dataclass(frozen=True)
 class Example:
+    """One example of any task. `input` is the long text, the only part of a prompt that may
+    be cut; `fields` are the fixed parts (a second sentence, a question), never cut; `reference`
+    is the gold answer as text (a summary, a label's name, a first gold answer); `answers`,
+    for extractive QA only, every gold answer (empty: the question has no answer)."""
+
     id: str
     input: str
     reference: str
+    fields: dict[str, str] = field(default_factory=dict)
+    answers: list[str] | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The example as a subset-file row; a summarisation example keeps its three keys."""
+        row: dict[str, Any] = {"id": self.id, "input": self.input, "reference": self.reference}
+        if self.fields:
+            row["fields"] = dict(self.fields)
+        if self.answers is not None:
+            row["answers"] = list(self.answers)
+        return row
 
 
 @dataclass(frozen=True)
@@ -167,7 +183,7 @@ def subsets_meta(
 def write_draw(*, draw: Draw, dataset: str, path: str | os.PathLike[str], info_path: str | os.PathLike[str]) -> None:
     """A subset job's outputs: the subset file, and beside it in `info_path` how it was drawn
     (read back by `read_draw` for subsets.json)."""
-    write_jsonl(path, (asdict(e) for e in draw.examples))
+    write_jsonl(path, (e.to_row() for e in draw.examples))
     write_result(
         info_path,
         run={"dataset": dataset, "file": Path(path).name, "source": draw.source, "shuffle": _SHUFFLE},
@@ -205,7 +221,7 @@ def write_subsets(*, subsets: Subsets, out_dir: str | os.PathLike[str]) -> None:
     out = Path(out_dir)
     files = {"eval.jsonl": subsets.eval} | {f"train-n{n}.jsonl": ex for n, ex in sorted(subsets.train.items())}
     for name, examples in files.items():
-        write_jsonl(out / name, (asdict(e) for e in examples))
+        write_jsonl(out / name, (e.to_row() for e in examples))
     write_subsets_info(meta=subsets.meta, files={name: out / name for name in files}, out_path=out / "subsets.json")
 
 
@@ -305,7 +321,14 @@ def read_examples(path: str | os.PathLike[str]) -> list[Example]:
         missing = [k for k in ("id", "input", "reference") if not isinstance(row, dict) or k not in row]
         if missing:
             raise DataError(f"{path}: example {number} has no {', '.join(missing)}")
-        examples.append(Example(id=str(row["id"]), input=row["input"], reference=row["reference"]))
+        fields, answers = row.get("fields", {}), row.get("answers")
+        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+            raise DataError(f"{path}: example {number}: `fields` is not an object of strings")
+        if answers is not None and (not isinstance(answers, list) or not all(isinstance(a, str) for a in answers)):
+            raise DataError(f"{path}: example {number}: `answers` is not a list of strings")
+        examples.append(
+            Example(id=str(row["id"]), input=row["input"], reference=row["reference"], fields=fields, answers=answers)
+        )
     return examples
 
 
