@@ -299,3 +299,33 @@ def verdict(
 def _seed_std(scores: np.ndarray) -> float:
     means = scores.mean(axis=1)
     return float(means.std(ddof=1)) if means.size > 1 else 0.0
+
+
+def mcnemar_exact(*, correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, int | float | str]:
+    """McNemar's exact test of two models' accuracy on the same examples.
+
+    Only discordant examples (one model right, the other wrong) carry information about
+    which is better; under the null each is equally likely to favour either model, so
+    the count favouring a is Binomial(n, 1/2). Two-sided p = min(1, 2 P(X <= min count)).
+    The tail is summed in integers (binomial coefficients) and divided by 2^n once, so
+    nothing underflows on the way, even for thousands of discordant pairs; only a p
+    below ~1e-308 rounds to 0.0 at the final division. No discordant pair gives p = 1.
+    """
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"{len(correct_a)} results for a but {len(correct_b)} for b")
+    a_only = sum(bool(a) and not bool(b) for a, b in zip(correct_a, correct_b, strict=True))
+    b_only = sum(bool(b) and not bool(a) for a, b in zip(correct_a, correct_b, strict=True))
+    n, smaller = a_only + b_only, min(a_only, b_only)
+    # Sum of C(n, k) for k <= smaller, each coefficient from the previous one (exact integers).
+    tail, coefficient = 0, 1
+    for k in range(smaller + 1):
+        tail += coefficient
+        coefficient = coefficient * (n - k) // (k + 1)
+    p_value = min(2 * tail, 2**n) / 2**n
+    return {
+        "a_only_correct": a_only,
+        "b_only_correct": b_only,
+        "discordant": n,
+        "p_value": float(p_value),
+        "test": "McNemar exact (two-sided binomial on discordant pairs)",
+    }

@@ -1,0 +1,1 @@
+"""Metrics for the study's evaluation tasks."""
