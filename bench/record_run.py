@@ -540,9 +540,9 @@ def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) ->
         figures["rouge"][variant] = {
             "group": record.get("group") or _group(name=variant, trained=layout.trained),
             **{
-                kind: _interval(record["rouge"][kind])
+                kind: _interval(record["intervals"][kind])
                 for kind in ("rouge1", "rouge2", "rougeL")
-                if kind in record["rouge"]
+                if kind in record["intervals"]
             },
             "failure_rates": record.get("failure_modes", {}).get("rates", {}),
             "generate_seconds": generation.get("generate_seconds"),
@@ -607,7 +607,7 @@ def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) ->
     for precision in layout.precisions:
         latency = results[f"latency/{precision}"]
         metrics = latency.metrics
-        quality = compare.get("precision_variants", {}).get(precision, {}).get("rouge", {}).get("rougeL")
+        quality = compare.get("precision_variants", {}).get(precision, {}).get("intervals", {}).get("rougeL")
         delta = deltas.get(precision)
         model = latency.meta.get("model", {})
         figures["quantisation"][precision] = {
@@ -728,7 +728,7 @@ def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) ->
                 "curve": [
                     {
                         "strength": point["strength"],
-                        "rougeL": point["rouge"]["rougeL"]["fmeasure"],
+                        "rougeL": point["quality"]["values"].get("rougeL"),
                         "general_nll": point["forgetting"]["mean_nll"],
                         "update_remaining": point.get("update_remaining"),
                     }

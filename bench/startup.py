@@ -37,7 +37,7 @@ from lora_study.io import read_jsonl
 from lora_study.logs import logged_job
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.rouge import rouge_result
+from lora_study.scores import predictions_result
 meta_info(device="cpu")
 stamps["imports done"] = time.time()
 stamps["torch imported"] = "torch" in sys.modules

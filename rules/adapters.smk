@@ -79,7 +79,7 @@ rule generate_variant_predictions:
         runtime=60,
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
-        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation", "task")},
         spec=variant_spec,
     script:
         "../scripts/generate_predictions.py"

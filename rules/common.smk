@@ -183,6 +183,7 @@ def variant_params(wildcards):
             "spec": TRAINED[wildcards.variant].to_dict(),
             "model": {key: config["model"][key] for key in ("device", "dtype")},
             "prompt": config["prompt"],
+            "task": config["task"],
             "training": TRAINING_SHARED,
         }
     )

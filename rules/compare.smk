@@ -22,6 +22,7 @@ rule compare_variants:
         runtime=20,
     params:
         statistics=config["statistics"],
+        task=config["task"],
         # Inside a dict: Snakemake formats a plain string param as a wildcard pattern, so
         # braces in the instruction would fail the workflow or be replaced.
         prompt={"instruction": config["prompt"]["instruction"]},

@@ -1,4 +1,4 @@
-# Evaluation shared by every variant: predictions from one prompt builder, then ROUGE.
+# Evaluation shared by every variant: predictions from one prompt builder, then the task's scores.
 
 
 rule generate_predictions:
@@ -21,7 +21,7 @@ rule generate_predictions:
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         # Everything that changes a prediction; a change reruns this rule.
-        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation", "task")},
     script:
         "../scripts/generate_predictions.py"
 
@@ -32,7 +32,7 @@ rule score_predictions:
     input:
         predictions="results/{stage}/{model}/{dataset}/{variant}/predictions.jsonl",
     output:
-        rouge="results/{stage}/{model}/{dataset}/{variant}/scores.json",
+        scores="results/{stage}/{model}/{dataset}/{variant}/scores.json",
     log:
         "logs/score_predictions/{stage}/{model}/{dataset}/{variant}.log",
     wildcard_constraints:
@@ -44,5 +44,6 @@ rule score_predictions:
         runtime=10,
     params:
         spec=scored_spec,
+        task=config["task"],
     script:
         "../scripts/score_predictions.py"

@@ -63,7 +63,7 @@ rule generate_quant_predictions:
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
     params:
         # The same settings as the base model's predictions, plus this precision's own.
-        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+        settings={key: config[key] for key in ("model", "prompt", "generation", "evaluation", "task")},
         options=quant_options,
     script:
         "../scripts/generate_quant_predictions.py"

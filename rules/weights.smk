@@ -61,7 +61,7 @@ rule mitigate_intruders:
         # and the forgetting measure's truncation so its numbers match drift.json's.
         settings=canonical(
             {
-                **{key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+                **{key: config[key] for key in ("model", "prompt", "generation", "evaluation", "task")},
                 "mitigation": config["drift"]["mitigation"],
                 "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
             }

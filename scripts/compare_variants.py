@@ -39,5 +39,6 @@ with logged_job(snakemake.log[0]):
         eval_inputs={row["id"]: row["input"] for row in read_jsonl(inputs.eval)},
         instruction=params.prompt["instruction"],
         statistics=params.statistics,
+        task=params.task,
     )
     write_result(snakemake.output[0], **result, meta=meta_info(device="cpu"))

@@ -1,5 +1,5 @@
-"""Rule score_predictions: ROUGE of one variant's predictions, per example and mean, with the
-Porter stemmer (headline) and without (Hugging Face evaluate's default). No torch here."""
+"""Rule score_predictions: one variant's predictions scored by the configured task (ROUGE,
+accuracy and F1, SQuAD v2 exact match and F1), per example and mean. No torch here."""
 
 import sys
 from pathlib import Path
@@ -10,14 +10,15 @@ from lora_study.io import read_jsonl
 from lora_study.logs import logged_job
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.rouge import rouge_result
+from lora_study.scores import predictions_result
 
 with logged_job(snakemake.log[0]):
     predictions = snakemake.input.predictions
-    result = rouge_result(
+    result = predictions_result(
         rows=read_jsonl(predictions),
+        task=snakemake.params.task,
         variant=snakemake.wildcards.variant,
         spec=snakemake.params.spec,  # None: the base model or a precision
         predictions_file=str(predictions),
     )
-    write_result(snakemake.output.rouge, **result, meta=meta_info(device="cpu"))
+    write_result(snakemake.output.scores, **result, meta=meta_info(device="cpu"))

@@ -48,8 +48,7 @@ def variant(
     spec = of if isinstance(of, VariantSpec) else None
     name = of.name if isinstance(of, VariantSpec) else of
     per_example = [
-        {"id": i, **{k: {"fmeasure": float(v), "precision": float(v), "recall": float(v)} for k in ROUGE_TYPES}}
-        for i, v in zip(IDS, values, strict=True)
+        {"id": i, "values": {k: float(v) for k in ROUGE_TYPES}} for i, v in zip(IDS, values, strict=True)
     ]
     predictions = [{"id": i, "prediction": prediction, "reference": "Adapters are summarised here."} for i in IDS]
     return VariantScores(name=name, spec=spec, per_example=per_example, predictions=predictions)
@@ -82,7 +81,7 @@ def test_rank_verdict_uses_all_seeds_and_reads_plainly() -> None:
     json.dumps(result, allow_nan=False)
     (rank,) = result["metrics"]["verdicts"]
     assert (rank["a"], rank["b"]) == ("lora-r8-qv-n100", "lora-r32-qv-n100")
-    assert rank["text"].startswith("lora-r32-qv-n100 vs lora-r8-qv-n100: rougeL F difference")
+    assert rank["text"].startswith("lora-r32-qv-n100 vs lora-r8-qv-n100: ROUGE-L difference")
     assert "over 3 seeds: not supported" in rank["text"]
     # The lone primary question is tested at alpha, unadjusted, and the text says so.
     assert rank["family"] == "primary" and rank["adjustment"] == "none" and rank["p_adjusted"] == rank["p_value"]
@@ -257,7 +256,7 @@ def test_configured_primary_question() -> None:
 def test_precisions_are_tested_against_full_in_the_secondary_family() -> None:
     variants = lora_and_fft(0.02)
     rng = np.random.default_rng(8)
-    full_scores = np.array([row["rougeL"]["fmeasure"] for row in variants[0].per_example])
+    full_scores = np.array([row["values"]["rougeL"] for row in variants[0].per_example])
     precisions = [
         variant("full", full_scores),
         variant("int8", full_scores + rng.normal(0, 0.002, 30)),

@@ -149,7 +149,7 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
         run={"metric": "rougeL", "examples": 20},
         metrics={
             "variants": {
-                variant: {"group": group, "rouge": _rouge(rouge_l), "failure_modes": {"rates": {"continuation": rate}}}
+                variant: {"group": group, "intervals": _rouge(rouge_l), "failure_modes": {"rates": {"continuation": rate}}}
                 for variant, group, rouge_l, rate in (
                     ("base", "base", 0.2468, 0.25),
                     (LORA, "lora-r2-qv-n4", 0.3579, 0.1),
@@ -171,7 +171,7 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
             ],
             "verdicts": [{"text": "fft-n4 vs lora-r2-qv-n4: the primary verdict sentence"}],
             "precisions": [_comparison("full", "int8", -0.0135, 0.7777, 1.0, False)],
-            "precision_variants": {"full": {"rouge": _rouge(0.2468)}, "int8": {"rouge": _rouge(0.2333)}},
+            "precision_variants": {"full": {"intervals": _rouge(0.2468)}, "int8": {"intervals": _rouge(0.2333)}},
         },
         meta=_meta("2026-11-20T10:09:00+00:00"),
     )

@@ -37,7 +37,11 @@ def make_report(tmp_path: Path) -> tuple[str, dict]:
     )
     predictions = [{"id": "ex<1>", "prediction": EVIL, "reference": "The reference."}]
     per_example = score_examples(predictions=[EVIL], references=["The reference."])
-    rouge = {"run": {"examples": 1}, "metrics": {"mean": mean_scores(per_example)}}
+    means = mean_scores(per_example)
+    rouge = {
+        "run": {"examples": 1, "task": "summarisation"},
+        "metrics": {"mean": means, "mean_values": {kind: value["fmeasure"] for kind, value in means.items()}},
+    }
     generation = {
         "run": {"examples": 1},
         "metrics": {
@@ -56,7 +60,7 @@ def make_report(tmp_path: Path) -> tuple[str, dict]:
             "versions": {"torch": "2.13.0"},
         },
     }
-    variants = [VariantResult(name="base", rouge=rouge, predictions=predictions, generation=generation)]
+    variants = [VariantResult(name="base", scores=rouge, predictions=predictions, generation=generation)]
     sections = foundation_sections(
         config=config,
         manifest={

@@ -30,8 +30,7 @@ def lora(rank: int) -> VariantSpec:
 
 def variant(spec: VariantSpec | None, values: np.ndarray) -> VariantScores:
     per_example = [
-        {"id": i, **{k: {"fmeasure": float(v), "precision": float(v), "recall": float(v)} for k in ROUGE_TYPES}}
-        for i, v in zip(IDS, values, strict=True)
+        {"id": i, "values": {k: float(v) for k in ROUGE_TYPES}} for i, v in zip(IDS, values, strict=True)
     ]
     predictions = [{"id": i, "prediction": "A summary.", "reference": "The reference."} for i in IDS]
     return VariantScores(

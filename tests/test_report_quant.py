@@ -35,8 +35,9 @@ def result(
             "model": {"weights": weights, "compute_dtype": "float32", "backend": backend},
         },
     }
-    mean = {kind: {"fmeasure": rouge_l} for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
-    return PrecisionResult(name=name, latency=latency, rouge={"run": {"examples": 20}, "metrics": {"mean": mean}})
+    mean = {kind: rouge_l for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+    scores = {"run": {"examples": 20, "task": "summarisation"}, "metrics": {"mean_values": mean}}
+    return PrecisionResult(name=name, latency=latency, scores=scores)
 
 
 def test_no_precision_no_section() -> None:

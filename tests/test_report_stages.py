@@ -24,7 +24,7 @@ from lora_study.report.inputs import ReportInputError, Stage, check_inputs, name
 from lora_study.report.page import write_page
 from lora_study.report.stages import STAGES
 from lora_study.results import read_result, write_result
-from lora_study.rouge import rouge_result
+from lora_study.scores import predictions_result
 from lora_study.serving_summary import summarise_serving
 
 LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
@@ -88,7 +88,7 @@ def write_variant(
     spec_dict = None if spec is None else spec.to_dict()
     write_result(
         root / folder / "scores.json",
-        **rouge_result(rows=rows, variant=name, spec=spec_dict, predictions_file=predictions),
+        **predictions_result(rows=rows, task=None, variant=name, spec=spec_dict, predictions_file=predictions),
         meta=meta(),
     )
     write_result(
@@ -525,7 +525,7 @@ def test_per_variant_files_are_matched_by_the_variant_they_record(in_tree, tmp_p
         ]
         assert rows[0] == rows[1]
     missing = {**named, "generation": named["generation"][:-1]}
-    with pytest.raises(ReportInputError, match="only in rouge: fft-n4-s1"):
+    with pytest.raises(ReportInputError, match="only in scores: fft-n4-s1"):
         build(missing, tmp_path / "c.html")
     twice = {**named, "quant_latency": [*named["quant_latency"], named["quant_latency"][0]]}
     with pytest.raises(ReportInputError, match="both hold results of full"):

@@ -92,12 +92,15 @@ FFT = WeightResult(
 def mitigation_metrics() -> dict[str, Any]:
     """mitigation.json's `run` settings and `metrics`."""
 
+    def _quality(rouge_l: float) -> dict:
+        return {"metric": "rougeL", "label": "ROUGE-L", "value": rouge_l, "values": {"rougeL": rouge_l}}
+
     def point(strength: float, rouge_l: float, nll: float, kept: float) -> dict:
         return {
             "strength": strength,
             "mitigation_lambda": 1 - strength,
             "update_remaining": kept,
-            "rouge": {"rougeL": {"fmeasure": rouge_l}},
+            "quality": _quality(rouge_l),
             "forgetting": {"mean_nll": nll, "texts": 3},
         }
 
@@ -105,7 +108,7 @@ def mitigation_metrics() -> dict[str, Any]:
         "run": {"settings": {"top_k": 10, "threshold_epsilon": 0.5, "strengths": [0.5, 1.0]}},
         "metrics": {
             "intruders": {"modules": 4, "modules_with_intruders": 2, "total": 3},
-            "base": {"rouge": {"rougeL": {"fmeasure": 0.2}}, "forgetting": {"mean_nll": 3.0, "texts": 3}},
+            "base": {"quality": _quality(0.2), "forgetting": {"mean_nll": 3.0, "texts": 3}},
             "curve": [point(0.0, 0.2468, 3.25, 1.0), point(0.5, 0.2357, 3.125, 0.8), point(1.0, 0.2111, 3.0625, 0.6)],
         },
     }

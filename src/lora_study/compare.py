@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.failure_modes import measure, summarise
 from lora_study.grid import BASE_VARIANT, VariantSpec, group_of, group_specs
-from lora_study.rouge import ROUGE_TYPES
 from lora_study.stats import PairedComparison, bootstrap_ci, holm_adjust, paired_comparison, verdict
+from lora_study.tasks import metric_of, summarise_failures, task_of
 
 REFERENCE_PRECISION = "full"  # quantised precisions are tested against this one
-DEFAULT_MAX_GAP = 0.03  # Study 4: LoRA within 3 ROUGE points of full fine-tuning
+DEFAULT_MAX_GAP = 0.03  # Study 4: LoRA within 3 points (of the metric, on a 0-1 scale) of full fine-tuning
 
 
 Groups = Mapping[str, VariantSpec | None]  # group name -> the spec of its first seed (base: None)
@@ -32,7 +31,7 @@ Groups = Mapping[str, VariantSpec | None]  # group name -> the spec of its first
 class VariantScores:
     name: str
     spec: VariantSpec | None  # from scores.json's run.spec; None for the base model and precisions
-    per_example: Sequence[Mapping[str, Any]]  # scores.json's metrics.per_example rows
+    per_example: Sequence[Mapping[str, Any]]  # scores.json's metrics.per_example rows (each with `values`)
     predictions: Sequence[Mapping[str, Any]]  # predictions.jsonl rows
 
 
@@ -97,15 +96,18 @@ def compare_variants(
     instruction: str,
     statistics: Mapping[str, Any],
     precisions: Sequence[VariantScores] = (),
+    task: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the report needs to say whether differences are real, as comparisons.json's
-    `run` (the settings and the questions asked) and `metrics`.
+    `run` (the settings and the questions asked) and `metrics`. `task`: the config's task
+    block (None: summarisation), whose metrics, failure modes and own statistics are used.
 
     Two families of tests (docs/STATISTICS.md): the primary question, tested alone at
     alpha (several rank questions: Holm among themselves), and every other comparison,
     quantised precisions against `full` included, under one Holm correction."""
+    chosen, task_settings = task_of({"task": task} if task else {})
     metric, resamples, seed, confidence = (
-        statistics["metric"],
+        metric_of(task=chosen, statistics=statistics),
         statistics["resamples"],
         statistics["seed"],
         statistics["confidence"],
@@ -117,23 +119,22 @@ def compare_variants(
             raise ValueError(f"{variant.name} was scored on other examples than {variants[0].name}")
 
     def f_scores(variant: VariantScores, kind: str = metric) -> list[float]:
-        return [row[kind]["fmeasure"] for row in variant.per_example]
+        return [float(row["values"][kind]) for row in variant.per_example]
 
     def describe(variant: VariantScores) -> tuple[dict[str, Any], list[dict[str, float]]]:
         intervals = {
             kind: bootstrap_ci(f_scores(variant, kind), resamples=resamples, seed=seed, confidence=confidence).to_dict()
-            for kind in ROUGE_TYPES
+            for kind in chosen.metrics
         }
         measures = [
-            measure(
-                prediction=row["prediction"],
-                source=eval_inputs[row["id"]],
-                reference=row["reference"],
-                instruction=instruction,
+            chosen.failure_measure(
+                row=row, source=eval_inputs[row["id"]], instruction=instruction, settings=task_settings
             )
             for row in variant.predictions
         ]
-        return {"rouge": intervals, "failure_modes": summarise(measures)}, measures
+        own = chosen.variant_statistics(per_example=variant.per_example, statistics=statistics, settings=task_settings)
+        info = {"intervals": intervals, "failure_modes": summarise_failures(task=chosen, per_example=measures)}
+        return info | ({"task_statistics": own} if own else {}), measures
 
     per_variant, failures = {}, {}
     for variant in variants:
@@ -185,12 +186,23 @@ def compare_variants(
             "supported": supported,
             "reason": reason,
         }
+        own = chosen.paired_statistics(
+            a=[v.per_example for v in by_name[a]],
+            b=[v.per_example for v in by_name[b]],
+            statistics=statistics,
+            seed=seed + len(asked) + len(records),
+            settings=task_settings,
+        )
+        if own:
+            record["task_statistics"] = own
         gap = quality_gap(record, groups=specs, max_gap=max_gap)
         records.append({**record, **({"quality_gap": gap} if gap else {})})
     comparisons = [r for r, q in zip(records, asked, strict=True) if not q[0].startswith("precision:")]
     return {
         "run": {
+            "task": chosen.name,
             "metric": metric,
+            "metric_label": chosen.metric_labels[metric],
             "resamples": resamples,
             "seed": seed,
             "confidence": confidence,
@@ -208,7 +220,9 @@ def compare_variants(
             },
             "comparisons": comparisons,
             "verdicts": [
-                {**r, "text": verdict_text(r, metric=metric)} for r in comparisons if r["family"] == "primary"
+                {**r, "text": verdict_text(r, metric=chosen.metric_labels[metric])}
+                for r in comparisons
+                if r["family"] == "primary"
             ],
             "precisions": [r for r, q in zip(records, asked, strict=True) if q[0].startswith("precision:")],
             "precision_variants": {p.name: describe(p)[0] for p in precisions},
@@ -278,7 +292,7 @@ def verdict_text(comparison: Mapping[str, Any], *, metric: str) -> str:
     status = "supported" if comparison["supported"] else "not supported"
     return (
         f"{comparison['b']} vs {comparison['a']}: "
-        f"{metric} F difference {difference['mean']:+.4f} "
+        f"{metric} difference {difference['mean']:+.4f} "
         f"[{difference['low']:+.4f}, {difference['high']:+.4f}], p={comparison['p_value']:.3g}, "
         f"over {seeds} seed{'s' if seeds != 1 else ''}: {status} ({comparison['reason']})"
     )

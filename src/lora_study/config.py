@@ -307,6 +307,57 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
     problems += _quantisation_problems(config)
     problems += _cpu_float16_problems(config)
     problems += _grid_problems(config)
+    problems += _task_problems(config)
+    return problems
+
+
+# The fixed fields each dataset's examples carry (`required`: a prompt without them asks
+# nothing: the second sentence of a pair, the question about a context).
+DATASET_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "glue": {"required": ("sentence2",), "available": ("sentence2",)},
+    "squad_v2": {"required": ("question",), "available": ("question",)},
+    "commons": {"required": (), "available": ("agenda",)},
+}
+
+
+def _task_problems(config: Mapping[str, Any]) -> list[str]:
+    """The task block against the prompt template, the dataset and the statistics."""
+    from lora_study.tasks import TaskError, metric_of, task_named  # imports the tasks' scorers: on use only
+    from lora_study.templates import template_names, template_problem
+
+    task, prompt, data = config["task"], config["prompt"], config["data"]
+    problems = []
+    template = prompt.get("template", "{input}")
+    problem = template_problem(template)
+    if problem:
+        problems.append(f"prompt.template: {problem}")
+    else:
+        used = [name for name in template_names(template) if name != "input"]
+        if data["dataset"] == "local":
+            known = {"required": (), "available": tuple((data.get("local") or {}).get("fields") or {})}
+        else:
+            known = DATASET_FIELDS.get(data["dataset"], {"required": (), "available": ()})
+        for name in used:
+            if name not in known["available"]:
+                have = ", ".join(f"{{{f}}}" for f in known["available"]) or "none (only {input})"
+                problems.append(f"prompt.template: {{{name}}} is not a field of data.dataset {data['dataset']}: {have}")
+        for name in known["required"]:
+            if name not in used:
+                problems.append(
+                    f"prompt.template: {data['dataset']} examples need {{{name}}} in the template, or the prompt "
+                    f"never shows it, e.g. {template!r} -> add {{{name}}}"
+                )
+    if task["name"] == "classification":
+        labels = task.get("labels") or {}
+        if len(labels) < 2:
+            problems.append("task.labels: classification needs at least two labels, as label: words to answer with")
+        positive = task.get("positive_label")
+        if positive is not None and positive not in labels:
+            problems.append(f"task.positive_label: {positive!r} is not one of task.labels ({', '.join(labels)})")
+    try:
+        metric_of(task=task_named(task["name"]), statistics=config["statistics"])
+    except TaskError as error:
+        problems.append(str(error))
     return problems
 
 

@@ -45,7 +45,7 @@ def drift_prompts(
     if len(rows) < 4:
         raise ValueError(f"{prompts_path}: {len(rows)} drift prompts; debiased CKA needs at least 4 (drift.examples)")
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
-    prompts = [builder.build(row["text"]) for row in rows]
+    prompts = [builder.build(row["text"], fields=row.get("fields")) for row in rows]
     return prompts, scope_masks(builder=builder, prompts=prompts, scope=config["drift"]["tokens"])
 
 

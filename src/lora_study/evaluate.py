@@ -1,8 +1,9 @@
-"""The evaluation stage shared by every variant: prompts -> predictions -> ROUGE.
+"""The evaluation stage shared by every variant: prompts -> predictions -> the task's scores.
 
 `predict` writes predictions.jsonl (one row per eval example) and generation.json (how
-they were made); `score` turns predictions into scores.json. Base model, quantised models
-and adapters all go through these two functions, so their numbers are comparable.
+they were made); `score` turns predictions into scores.json (`predictions_result`, torch-free,
+is what the scoring job runs). Base model, quantised models and adapters all go through
+these functions, so their numbers are comparable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from lora_study.modeling import ModelLoader, base_loader, load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.rouge import rouge_result
+from lora_study.scores import predictions_result
+from lora_study.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,10 @@ def predict(
     load_seconds = time.perf_counter() - started
     log.info("loaded %s on %s as %s in %.1f s", model_dir, loaded.device, loaded.dtype, load_seconds)
 
+    task, task_settings = task_of(config)
     examples = read_examples(eval_path)
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
-    prompts = [builder.build(example.input) for example in examples]
+    prompts = [builder.build(example.input, fields=example.fields) for example in examples]
     started = time.perf_counter()
     generations = generate(
         model=model,
@@ -62,6 +65,19 @@ def predict(
         **evaluation_options(config["evaluation"]),
     )
     generate_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    extras = (
+        task.extra_predictions(
+            model=model,
+            builder=builder,
+            prompts=prompts,
+            settings=task_settings,
+            batch_size=config["evaluation"]["batch_size"],
+        )
+        if task.extra_predictions
+        else [{} for _ in examples]
+    )
+    extra_seconds = time.perf_counter() - started
 
     write_jsonl(
         predictions_path,
@@ -74,8 +90,10 @@ def predict(
                 "generated_tokens": generation.generated_tokens,
                 "stopped": generation.stopped,
                 "input_truncated": prompt.truncated,
+                **task.prediction_fields(example),
+                **extra,
             }
-            for example, prompt, generation in zip(examples, prompts, generations, strict=True)
+            for example, prompt, generation, extra in zip(examples, prompts, generations, extras, strict=True)
         ),
     )
     new_tokens = sum(g.generated_tokens for g in generations)
@@ -88,10 +106,13 @@ def predict(
             "eval_file": str(eval_path),
             "examples": len(examples),
             "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
+            "task": task_settings,
         },
         metrics={
             "load_seconds": load_seconds,
             "generate_seconds": generate_seconds,
+            # The task's own model work after generation (classification: scoring each label).
+            "task_seconds": extra_seconds,
             "generated_tokens": new_tokens,
             "tokens_per_second": new_tokens / generate_seconds if generate_seconds else None,
             "truncated_inputs": sum(p.truncated for p in prompts),
@@ -104,16 +125,19 @@ def predict(
 def score(
     *,
     predictions_path: str | Path,
-    rouge_path: str | Path,
+    scores_path: str | Path,
+    task: Mapping[str, Any] | None = None,
     variant: str = "base",
     spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """ROUGE of a predictions file: per example and the mean over examples. `spec` as in `predict`."""
-    rows = read_jsonl(predictions_path)
-    # As scripts/score_predictions.py, which cannot import this torch-bound module.
-    result = {
-        **rouge_result(rows=rows, variant=variant, spec=spec, predictions_file=str(predictions_path)),
-        "meta": meta_info(device="cpu"),
-    }
-    write_result(rouge_path, **result)
+    """The task's scores of a predictions file, per example and the mean over examples.
+    `task`: the config's task block (None: summarisation); `spec` as in `predict`."""
+    result = predictions_result(
+        rows=read_jsonl(predictions_path),
+        task=task,
+        variant=variant,
+        spec=spec,
+        predictions_file=str(predictions_path),
+    )
+    write_result(scores_path, **result, meta=meta_info(device="cpu"))
     return result

@@ -97,7 +97,11 @@ def train_variant(
     examples = read_examples(train_path)
     items = [
         make_item(
-            builder=builder, tokenizer=tokenizer, example=example, max_target_tokens=settings["max_target_tokens"]
+            builder=builder,
+            tokenizer=tokenizer,
+            example=example,
+            max_target_tokens=settings["max_target_tokens"],
+            task=config.get("task"),
         )
         for example in examples
     ]
@@ -144,6 +148,7 @@ def train_variant(
             "train_file": str(train_path),
             "examples": len(items),
             "config": {key: config[key] for key in ("model", "prompt", "training")},
+            "task": config.get("task"),
         },
         "metrics": {
             "trainable_parameters": trainable,

@@ -149,7 +149,7 @@ def merge_variant(
     tolerance = float(config["merge"]["tolerance"][dtype_name(dtype)])
     tokenizer = load_tokenizer(model_dir)
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
-    prompts = [builder.build(example.input) for example in read_examples(eval_path)]
+    prompts = [builder.build(example.input, fields=example.fields) for example in read_examples(eval_path)]
 
     started = time.perf_counter()
     unmerged, dequantised = load_unmerged(spec=spec, model_dir=model_dir, adapter=adapter, device=device, dtype=dtype)

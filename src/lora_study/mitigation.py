@@ -5,7 +5,7 @@ the top-k singular vectors of W + dW that are nearly orthogonal to every pre-tra
 and scales them down in the merged weight, then refits a rank-r adapter to the result. At
 each strength the mitigated adapter goes through the project's own evaluation code
 (`evaluate.predict`: the same prompts, decoding and loading as the main evaluation, a
-4-bit base for QLoRA) for quality (ROUGE) and is scored for forgetting (mean token
+4-bit base for QLoRA) for quality (the task's headline metric) and is scored for forgetting (mean token
 cross-entropy on general text from outside the task's domain). Strength 0 is the adapter
 as trained.
 
@@ -42,7 +42,8 @@ from lora_study.io import read_jsonl
 from lora_study.modeling import LoadedModel, base_loader, load_model, load_tokenizer, resolve_device
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.rouge import mean_scores, score_examples
+from lora_study.scores import predictions_result
+from lora_study.tasks import task_named
 from lora_study.weight_drift import count_intruders, intruder_cosines, left_singular_vectors
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def evaluate_adapter(
     config: Mapping[str, Any],
     work_dir: Path,
 ) -> dict[str, Any]:
-    """ROUGE of the evaluation set through `evaluate.predict` and forgetting on `texts`, for
+    """The task's quality on the evaluation set through `evaluate.predict` and forgetting on `texts`, for
     the adapter at `weights` (None: the base model, the reference for forgetting)."""
     loader = (
         base_loader(model_dir=model_dir, model=config["model"])
@@ -142,7 +143,10 @@ def evaluate_adapter(
         load=load_and_keep,
     )
     rows = read_jsonl(predictions_path)
-    scores = score_examples(predictions=[r["prediction"] for r in rows], references=[r["reference"] for r in rows])
+    scored = predictions_result(
+        rows=rows, task=config.get("task"), variant=spec.name, spec=None, predictions_file=str(predictions_path)
+    )
+    task = task_named(scored["run"]["task"])
     loaded = kept[-1]
     forgetting = perplexity(
         model=loaded.model,
@@ -153,7 +157,13 @@ def evaluate_adapter(
         device=loaded.device,
     )
     return {
-        "rouge": mean_scores(scores),
+        # The task's headline metric (summarisation: ROUGE-L F), and every metric's mean beside it.
+        "quality": {
+            "metric": task.default_metric,
+            "label": task.metric_labels[task.default_metric],
+            "value": scored["metrics"]["mean_values"][task.default_metric],
+            "values": scored["metrics"]["mean_values"],
+        },
         "forgetting": forgetting,
         "predictions": [{"id": r["id"], "prediction": r["prediction"]} for r in rows],
     }
@@ -231,9 +241,10 @@ def mitigate_intruders(
                 }
             )
             log.info(
-                "strength %.2f: ROUGE-L F %.4f, general-text NLL %.4f, update %.3g",
+                "strength %.2f: %s %.4f, general-text NLL %.4f, update %.3g",
                 strength,
-                point["rouge"]["rougeL"]["fmeasure"],
+                point["quality"]["label"],
+                point["quality"]["value"],
                 point["forgetting"]["mean_nll"],
                 adapter["update_norm"],
             )
@@ -247,11 +258,12 @@ def mitigate_intruders(
             "general_file": str(general_path),
             "settings": dict(settings),
             "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation", "forgetting")},
+            "task": config.get("task"),
             "seconds": time.perf_counter() - started,
         },
         "metrics": {
             "intruders": intruders,
-            "base": {"rouge": base["rouge"], "forgetting": base["forgetting"]},
+            "base": {"quality": base["quality"], "forgetting": base["forgetting"]},
             "curve": curve,
         },
         "meta": meta_info(device=device),

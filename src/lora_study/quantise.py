@@ -292,7 +292,7 @@ def benchmark_latency(
     tokenizer = load_tokenizer(model_dir)
     examples = read_examples(eval_path)[: settings["examples"]]
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
-    prompts = [(example.id, builder.build(example.input)) for example in examples]
+    prompts = [(example.id, builder.build(example.input, fields=example.fields)) for example in examples]
 
     gc.collect()
     rss_before = current_rss_bytes()

@@ -88,7 +88,7 @@ def request_stream(
         builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt={**prompt, "max_input_tokens": limit})
     except PromptError as error:
         raise PromptError(f"serving.max_prompt_tokens={max_prompt_tokens}: {error}") from None
-    built = [builder.build(example.input) for example in examples]
+    built = [builder.build(example.input, fields=example.fields) for example in examples]
     requests = []
     for index in range(count):
         lap, position = divmod(index, len(examples))

@@ -33,7 +33,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from lora_study.data import Example
 from lora_study.flops import linear_costs, step_flops
 from lora_study.latency import peak_rss_bytes
 from lora_study.prompts import PromptBuilder
+from lora_study.tasks import task_of
 
 log = logging.getLogger(__name__)
 IGNORE = -100  # label of positions that carry no loss
@@ -81,11 +82,20 @@ class StepRecord:
 
 
 def make_item(
-    *, builder: PromptBuilder, tokenizer: PreTrainedTokenizerBase, example: Example, max_target_tokens: int
+    *,
+    builder: PromptBuilder,
+    tokenizer: PreTrainedTokenizerBase,
+    example: Example,
+    max_target_tokens: int,
+    task: Mapping[str, Any] | None = None,
 ) -> TrainItem:
-    """Prompt ids (masked) followed by the completion ids (the reference and end marker)."""
-    prompt = builder.build(example.input)
-    completion = tokenizer(builder.completion_text(example.reference), add_special_tokens=False).input_ids
+    """Prompt ids (masked) followed by the completion ids: the task's target for the example
+    (a summary, a label's verbaliser, an answer or the abstention answer) and the end marker.
+    `task`: the config's task block (None: summarisation)."""
+    prompt = builder.build(example.input, fields=example.fields)
+    chosen, settings = task_of({"task": task} if task else {})
+    target = chosen.target(example=example, settings=settings)
+    completion = tokenizer(builder.completion_text(target), add_special_tokens=False).input_ids
     completion = completion[:max_target_tokens]
     return TrainItem(
         input_ids=prompt.input_ids + completion,

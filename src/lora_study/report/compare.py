@@ -147,7 +147,9 @@ def _forest_plot(comparisons: Mapping[str, Any]) -> str:
             )
         axes.axvline(0, color="black", linewidth=1)
         axes.set_yticks(range(len(against_base)), [c["b"] for c in reversed(against_base)])
-        axes.set_xlabel(f"{comparisons['run']['metric']} F difference against the base model")
+        axes.set_xlabel(
+            f"{comparisons['run'].get('metric_label', comparisons['run']['metric'])} difference against the base model"
+        )
         axes.set_title("Variants against the base model (colour: supported after Holm)")
 
     return plot_svg(draw, figsize=(8, 0.5 * len(against_base) + 1.2))

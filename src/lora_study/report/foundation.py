@@ -1,5 +1,5 @@
-"""The foundation stage's sections: configuration, model, data, ROUGE, generation and example
-predictions, and the provenance that closes the page."""
+"""The foundation stage's sections: configuration, model, data, quality (the task's metrics),
+generation and example predictions, and the provenance that closes the page."""
 
 from __future__ import annotations
 
@@ -15,38 +15,37 @@ from lora_study.provenance import package_versions
 from lora_study.report.inputs import Files, Stage, by_variant, one, recorded_files, same_variants
 from lora_study.report.page import Section, escape, table
 from lora_study.results import read_result
-from lora_study.rouge import ROUGE_TYPES
+from lora_study.tasks import task_named
 
-ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 FOLD_INPUT_CHARS = 700  # a longer input folds away behind its beginning
 INPUT_PREVIEW_CHARS = 300
 
 
 @dataclass(frozen=True)
 class VariantResult:
-    """One evaluated variant: its ROUGE file, predictions and generation info."""
+    """One evaluated variant: its scores file, predictions and generation info."""
 
     name: str
-    rouge: Mapping[str, Any]
+    scores: Mapping[str, Any]
     predictions: Sequence[Mapping[str, Any]]
     generation: Mapping[str, Any]
 
 
 def load_variants(files: Files) -> list[VariantResult]:
     """The evaluated variants in input order; predictions matched by the file each scores.json scored."""
-    rouge = by_variant(files["scores"])
+    scores = by_variant(files["scores"])
     generation = by_variant(files["generation"])
-    same_variants(rouge=rouge, generation=generation)
+    same_variants(scores=scores, generation=generation)
     predictions = recorded_files(
         paths=files["predictions"],
-        recorded={name: r["run"]["predictions_file"] for name, r in rouge.items()},
+        recorded={name: r["run"]["predictions_file"] for name, r in scores.items()},
         name="predictions",
     )
     return [
         VariantResult(
-            name=name, rouge=rouge[name], predictions=read_jsonl(predictions[name]), generation=generation[name]
+            name=name, scores=scores[name], predictions=read_jsonl(predictions[name]), generation=generation[name]
         )
-        for name in rouge
+        for name in scores
     ]
 
 
@@ -58,7 +57,7 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
         subsets=read_result(one(files, "subsets")),
         variants=load_variants(files),
         eval_examples=read_jsonl(one(files, "eval")),
-        intervals={name: v["rouge"] for name, v in comparisons["metrics"]["variants"].items()},
+        intervals={name: v["intervals"] for name, v in comparisons["metrics"]["variants"].items()},
     )
 
 
@@ -84,9 +83,7 @@ def foundation_sections(
         Section("configuration", "Configuration", _config_summary(config)),
         Section("model", "Model", _model_section(manifest)),
         Section("data", "Data", _data_section(subsets)),
-        Section(
-            "quality", "Quality: ROUGE (F-measure, mean over evaluation examples)", _rouge_table(variants, intervals)
-        ),
+        Section("quality", f"Quality: {_quality_title(variants)}", _quality_table(variants, intervals)),
         Section("generation", "Generation", _generation_table(variants)),
         Section("example-predictions", "Example predictions", _examples(config, variants, eval_examples)),
     ]
@@ -136,18 +133,45 @@ def _data_section(subsets: Mapping[str, Any]) -> str:
     return table(["", ""], rows, numeric_from=99)
 
 
-def _rouge_table(variants: Sequence[VariantResult], intervals: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-    header = ["variant", "examples"] + [ROUGE_LABELS[kind] for kind in ROUGE_TYPES]
+QUALITY_TITLES = {
+    "summarisation": "ROUGE (F-measure, mean over evaluation examples)",
+    "classification": "accuracy (mean over evaluation examples)",
+    "extractive_qa": "SQuAD v2 F1 and exact match (mean over evaluation questions)",
+}
+QUALITY_NOTES = {
+    "summarisation": "ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?",
+    "classification": "the prediction is the label whose answer the model scores highest (never unparseable)",
+    "extractive_qa": "official SQuAD v2 normalisation, maximum over gold answers; an unanswerable question's "
+    "gold answer is the empty one, which the abstention answer matches",
+}
+
+
+def _quality_title(variants: Sequence[VariantResult]) -> str:
+    return QUALITY_TITLES[_task_name(variants)]
+
+
+def _task_name(variants: Sequence[VariantResult]) -> str:
+    names = {v.scores["run"].get("task", "summarisation") for v in variants}
+    if len(names) != 1:
+        raise ValueError(f"the evaluated variants were scored for different tasks: {', '.join(sorted(names))}")
+    return names.pop()
+
+
+def _quality_table(
+    variants: Sequence[VariantResult], intervals: Mapping[str, Mapping[str, Mapping[str, float]]]
+) -> str:
+    task = task_named(_task_name(variants))
+    header = ["variant", "examples"] + [task.metric_labels[kind] for kind in task.metrics]
     rows = []
     for v in variants:
         cells = []
-        for kind in ROUGE_TYPES:
-            cell = f"{v.rouge['metrics']['mean'][kind]['fmeasure']:.4f}"
+        for kind in task.metrics:
+            cell = f"{v.scores['metrics']['mean_values'][kind]:.4f}"
             if v.name in intervals:
                 cell += f" [{intervals[v.name][kind]['low']:.4f}, {intervals[v.name][kind]['high']:.4f}]"
             cells.append(cell)
-        rows.append([v.name, v.rouge["run"]["examples"], *cells])
-    note = "ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?"
+        rows.append([v.name, v.scores["run"]["examples"], *cells])
+    note = QUALITY_NOTES[task.name]
     if intervals:
         confidence = next(iter(next(iter(intervals.values())).values()))["confidence"]
         note += f"; brackets: {confidence:.0%} seeded bootstrap interval of the mean over examples"
@@ -195,21 +219,43 @@ def _examples(
     chosen = sorted(
         np.random.default_rng(config["report"].get("seed", 0)).choice(len(eval_examples), size=count, replace=False)
     )
-    predictions = {v.name: {row["id"]: row["prediction"] for row in v.predictions} for v in variants}
+    predictions = {v.name: {row["id"]: row for row in v.predictions} for v in variants}
     blocks = []
     for example_index in chosen:
         example = eval_examples[example_index]
         rows = "".join(
-            f"<tr><th>{escape(v.name)}</th><td>{escape(predictions[v.name][example['id']]) or '<i>(empty)</i>'}</td></tr>"
+            f"<tr><th>{escape(v.name)}</th><td>{_prediction(predictions[v.name][example['id']])}</td></tr>"
             for v in variants
         )
+        fields = "".join(
+            f'<p><b>{escape(name)}</b></p><p class="text">{escape(value)}</p>'
+            for name, value in example.get("fields", {}).items()
+        )
         blocks.append(
-            f'<div class="example-block"><h3>{escape(example["id"])}</h3>{_input(example["input"])}'
-            f'<p><b>reference</b></p><p class="text">{escape(example["reference"])}</p>'
+            f'<div class="example-block"><h3>{escape(example["id"])}</h3>{_input(example["input"])}{fields}'
+            f'<p><b>reference</b></p><p class="text">{_reference(example)}</p>'
             f'<table class="example"><thead><tr><th>variant</th><th>prediction</th></tr></thead>'
             f"<tbody>{rows}</tbody></table></div>"
         )
     return "".join(blocks) or "<p>No examples requested (report.examples = 0).</p>"
+
+
+def _prediction(row: Mapping[str, Any]) -> str:
+    """A prediction as the task made it: the generated text and, for a label task, the label
+    the model scored highest (the one that counts)."""
+    text = escape(row["prediction"]) or "<i>(empty)</i>"
+    if "label" in row:
+        return f"<b>{escape(row['label'])}</b> <span class=muted>(scored label; generated: {text})</span>"
+    return text
+
+
+def _reference(example: Mapping[str, Any]) -> str:
+    answers = example.get("answers")
+    if answers is None:
+        return escape(example["reference"])
+    if not answers:
+        return "<i>(no answer in the context)</i>"
+    return " | ".join(escape(a) for a in dict.fromkeys(answers))
 
 
 def _input(text: str) -> str:

@@ -16,6 +16,7 @@ from lora_study.report.inputs import Files, Stage, by_variant, one, same_variant
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import plot_svg
 from lora_study.results import read_result
+from lora_study.tasks import Task, task_named
 
 MB = 1e6
 
@@ -26,10 +27,19 @@ class PrecisionResult:
 
     name: str
     latency: Mapping[str, Any]
-    rouge: Mapping[str, Any]
+    scores: Mapping[str, Any]
 
-    def rouge_f(self, kind: str) -> float:
-        return float(self.rouge["metrics"]["mean"][kind]["fmeasure"])
+    def quality(self, kind: str | None = None) -> float:
+        """The mean of a metric of the task (None: the task's headline metric)."""
+        return float(self.scores["metrics"]["mean_values"][kind or self.task.default_metric])
+
+    @property
+    def task(self) -> Task:
+        return task_named(self.scores["run"].get("task", "summarisation"))
+
+    @property
+    def headline(self) -> str:
+        return self.task.metric_labels[self.task.default_metric]
 
     @property
     def p50(self) -> float:
@@ -61,9 +71,9 @@ class PrecisionResult:
 
 def load_precisions(files: Files) -> list[PrecisionResult]:
     """Per precision, matched by the precision each file records; in input order."""
-    latency, rouge = by_variant(files["quant_latency"]), by_variant(files["quant_scores"])
-    same_variants(quant_latency=latency, quant_scores=rouge)
-    return [PrecisionResult(name=name, latency=latency[name], rouge=rouge[name]) for name in latency]
+    latency, scores = by_variant(files["quant_latency"]), by_variant(files["quant_scores"])
+    same_variants(quant_latency=latency, quant_scores=scores)
+    return [PrecisionResult(name=name, latency=latency[name], scores=scores[name]) for name in latency]
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
@@ -181,9 +191,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         "weights MB",
         "peak RSS MB",
         *(["peak CUDA MB"] if gpu else []),
-        "ROUGE-1",
-        "ROUGE-2",
-        "ROUGE-L",
+        *(results[0].task.metric_labels[kind] for kind in results[0].task.metrics),
     ]
     rows = []
     for r in results:
@@ -203,9 +211,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
                 _mb(metrics["weight_bytes"]),
                 _mb(metrics["peak_rss_bytes"]),
                 *([_mb(metrics.get("peak_cuda_bytes"))] if gpu else []),
-                f"{r.rouge_f('rouge1'):.4f}",
-                f"{r.rouge_f('rouge2'):.4f}",
-                f"{r.rouge_f('rougeL'):.4f}",
+                *(f"{r.quality(kind):.4f}" for kind in r.task.metrics),
             ]
         )
     note = (
@@ -213,8 +219,8 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         "tokens/s: all timed new tokens over all timed seconds; decode tokens/s: after the first "
         "token (median over runs). Weights: bytes of the tensors the loaded model holds (quantised "
         "weights with their scales; embeddings and output head stay at full precision). Peak RSS: "
-        "the process's peak resident memory, loading included. ROUGE: F-measure, mean over "
-        f"{results[0].rouge['run']['examples']} evaluation examples, from predictions that stop "
+        "the process's peak resident memory, loading included. Quality: mean over "
+        f"{results[0].scores['run']['examples']} evaluation examples, from predictions that stop "
         "naturally (the quality run, separate from the timed runs).</p>"
     )
     return table(header, rows, numeric_from=3) + note
@@ -222,15 +228,15 @@ def _table(results: Sequence[PrecisionResult]) -> str:
 
 def _ordering(results: Sequence[PrecisionResult]) -> str:
     """The finding, computed: the order by median latency (within each device: a CPU timing
-    is never ranked against GPU timings) and the spread of ROUGE-L."""
+    is never ranked against GPU timings) and the spread of the headline metric."""
     groups = by_device(results)
-    rouge_l = [r.rouge_f("rougeL") for r in results]
+    rouge_l = [r.quality() for r in results]
     spread = max(rouge_l) - min(rouge_l)
     orders = " ".join(
         _latency_order(group, where="" if len(groups) == 1 else f" on {escape(device)}")
         for device, group in groups.items()
     )
-    return f"<p>{orders} ROUGE-L ranges over {spread:.4f} ({min(rouge_l):.4f} to {max(rouge_l):.4f}).</p>"
+    return f"<p>{orders} {results[0].headline} ranges over {spread:.4f} ({min(rouge_l):.4f} to {max(rouge_l):.4f}).</p>"
 
 
 def _latency_order(results: Sequence[PrecisionResult], *, where: str) -> str:
@@ -247,7 +253,7 @@ def _latency_order(results: Sequence[PrecisionResult], *, where: str) -> str:
 
 
 def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
-    """Latency (p50, whisker to p95) against ROUGE-L, one labelled point per precision, as inline SVG."""
+    """Latency (p50, whisker to p95) against the headline metric, one labelled point per precision, as inline SVG."""
     mixed = len(by_device(results)) > 1
     frame = pd.DataFrame(
         {
@@ -255,10 +261,10 @@ def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
             "precision": [f"{r.name} ({r.device})" if mixed else r.name for r in results],
             "latency p50 (s per example)": [r.p50 for r in results],
             "p95": [r.p95 for r in results],
-            "ROUGE-L (F)": [r.rouge_f("rougeL") for r in results],
+            results[0].headline: [r.quality() for r in results],
         }
     )
-    x, y = "latency p50 (s per example)", "ROUGE-L (F)"
+    x, y = "latency p50 (s per example)", results[0].headline
 
     def draw(figure: Figure, axes: Axes) -> None:
         axes.hlines(frame[y], frame[x], frame["p95"], colors="0.6", linewidth=1.5, zorder=1)

@@ -17,6 +17,7 @@ from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant,
 from lora_study.report.page import Section, table
 from lora_study.report.plotting import plot_svg
 from lora_study.results import read_result
+from lora_study.tasks import Task, task_named
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,14 @@ def load_trained(files: Files) -> list[TrainedResult]:
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
-    rouge = {name: result["metrics"]["mean"] for name, result in by_variant(files["scores"]).items()}
+    scores = by_variant(files["scores"])
+    quality = {name: result["metrics"]["mean_values"] for name, result in scores.items()}
+    task = task_named(next(iter(scores.values()))["run"].get("task", "summarisation")) if scores else None
     return training_sections(
-        trained=load_trained(files), rouge=rouge, parameter_counts=read_result(one(files, "parameter_counts"))
+        trained=load_trained(files),
+        quality=quality,
+        task=task,
+        parameter_counts=read_result(one(files, "parameter_counts")),
     )
 
 
@@ -58,12 +64,16 @@ STAGE = Stage(name="training", inputs=("train", "loss", "scores", "parameter_cou
 
 
 def training_sections(
-    *, trained: Sequence[TrainedResult], rouge: Mapping[str, Mapping[str, Any]], parameter_counts: Mapping[str, Any]
+    *,
+    trained: Sequence[TrainedResult],
+    quality: Mapping[str, Mapping[str, float]],
+    task: Task | None,
+    parameter_counts: Mapping[str, Any],
 ) -> list[Section]:
-    """`rouge`: variant -> scores.json's `metrics.mean`."""
+    """`quality`: variant -> scores.json's `metrics.mean_values` (the task's metrics)."""
     sections = []
     if trained:
-        sections.append(Section("adapters", "Trained variants", _variant_table(trained, rouge)))
+        sections.append(Section("adapters", "Trained variants", _variant_table(trained, quality, task)))
         sections.append(Section("loss-curves", "Training loss", _loss_curves(trained)))
     sections.append(
         Section("parameter-counts", "Trainable parameters by rank and targets", _parameter_table(parameter_counts))
@@ -71,12 +81,13 @@ def training_sections(
     return sections
 
 
-def _variant_table(trained: Sequence[TrainedResult], rouge: Mapping[str, Mapping[str, Any]]) -> str:
+def _variant_table(
+    trained: Sequence[TrainedResult], quality: Mapping[str, Mapping[str, float]], task: Task | None
+) -> str:
+    metrics = list(task.metrics[:3]) if task else []
     header = [
         "variant",
-        "ROUGE-1",
-        "ROUGE-2",
-        "ROUGE-L",
+        *(task.metric_labels[kind] for kind in metrics),
         "trainable params",
         "% of total",
         "LoRA scaling",
@@ -92,11 +103,11 @@ def _variant_table(trained: Sequence[TrainedResult], rouge: Mapping[str, Mapping
     rows = []
     for result in trained:
         metrics = result.train["metrics"]
-        scores = rouge.get(result.name, {})
+        scores = quality.get(result.name, {})
         rows.append(
             [
                 result.name,
-                *(f"{scores[k]['fmeasure']:.4f}" if k in scores else "-" for k in ("rouge1", "rouge2", "rougeL")),
+                *(f"{scores[k]:.4f}" if k in scores else "-" for k in metrics),
                 f"{metrics['trainable_parameters']:,}",
                 f"{metrics['trainable_percent']:.3f}",
                 _optional(metrics.get("lora_scaling"), "{:.3g}"),
