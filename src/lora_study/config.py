@@ -33,7 +33,8 @@ def general_source(*, dataset: str, source: str) -> str:
     """The general-text source `auto` stands for: the offline corpus of the other domain."""
     if source != "auto":
         return source
-    return "aclsum" if dataset in ("news", "cnn_dailymail") else "news"
+    # MRPC's sentence pairs come from news articles too.
+    return "aclsum" if dataset in ("news", "cnn_dailymail", "glue") else "news"
 
 
 # Per dataset: (default train split, default eval split, every split the data module serves).
@@ -41,10 +42,30 @@ DATASET_SPLITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "aclsum": ("train", "test", ("train", "val", "test")),
     "news": ("all", "all", ("all",)),
     "cnn_dailymail": ("train", "validation", ("train", "validation", "test")),
+    "commons": ("all", "all", ("all",)),
+    # GLUE's test split has no labels (the loader refuses it), but it is a split of the source.
+    "glue": ("train", "validation", ("train", "validation", "test")),
+    "squad_v2": ("train", "validation", ("train", "validation")),
     "local": ("train", "eval", ("train", "eval")),
 }
 # The `data.local` key naming the file each split of a local dataset is read from.
 LOCAL_FILE_KEY = {"train": "train_file", "eval": "eval_file"}
+# The datasets read through `datasets.load_dataset`: the hub path and config name each is
+# loaded from when `data.hub_path` / `data.hub_config` are null.
+HUB_DEFAULTS: dict[str, tuple[str, str]] = {
+    "cnn_dailymail": ("abisee/cnn_dailymail", "3.0.0"),
+    "glue": ("nyu-mll/glue", "mrpc"),
+    "squad_v2": ("rajpurkar/squad_v2", "squad_v2"),
+}
+# The task each dataset's rows are for; `local` rows can be for any task.
+DATASET_TASK = {
+    "aclsum": "summarisation",
+    "news": "summarisation",
+    "cnn_dailymail": "summarisation",
+    "commons": "classification",
+    "glue": "classification",
+    "squad_v2": "extractive_qa",
+}
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 EMBEDDED_MODEL = "embedded"
@@ -173,6 +194,40 @@ def path_name_problem(name: str) -> str | None:
     return None
 
 
+def hub_source(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(hub path or local folder, config name) a hub dataset is loaded from: `data.hub_path`
+    and `data.hub_config`, each null (or absent) meaning the dataset's own default."""
+    dataset = data["dataset"]
+    if dataset not in HUB_DEFAULTS:
+        raise ConfigError(
+            f"data.dataset: {dataset!r} is not read from the hub (hub datasets: {', '.join(HUB_DEFAULTS)})"
+        )
+    path, config = HUB_DEFAULTS[dataset]
+    return data.get("hub_path") or path, data.get("hub_config") or config
+
+
+def local_hub_folder(data: Mapping[str, Any]) -> str | None:
+    """`data.hub_path` when the dataset is a hub dataset read from a local folder in the
+    hub's layout (a path, not a hub id), else None."""
+    if data["dataset"] not in HUB_DEFAULTS:
+        return None
+    path, _ = hub_source(data)
+    return path if path.startswith(_LOCAL_PREFIXES) else None
+
+
+def dataset_task_problem(data: Mapping[str, Any], task_name: str) -> str | None:
+    """Why `data.dataset` cannot serve the task `task_name`, or None (a local dataset serves any)."""
+    dataset = data["dataset"]
+    task = DATASET_TASK.get(dataset)
+    if task is None or task == task_name:
+        return None
+    fitting = [name for name, its_task in DATASET_TASK.items() if its_task == task_name] + ["local"]
+    return (
+        f"data.dataset {dataset} holds {task} examples but task.name is {task_name}; "
+        f"set task.name: {task} or choose another dataset ({task_name}: {', '.join(fitting)})"
+    )
+
+
 def resolved_split(data: Mapping[str, Any], *, part: str) -> str:
     """The split `part` ("train" or "eval") is drawn from: the configured one or the dataset's default."""
     train, eval_, _ = DATASET_SPLITS[data["dataset"]]
@@ -183,16 +238,31 @@ def split_settings(data: Mapping[str, Any], *, part: str) -> dict[str, Any]:
     """The slice of the `data` block that decides which rows `part`'s split holds, in the data
     block's own shape: the dataset, the resolved split, and where the rows come from (hub
     folder or local file and fields). A rule's params: a setting the split ignores (the other
-    part's local file, `hub_path` for aclsum) reruns nothing, and `split: null` equals its default."""
+    part's local file, `hub_path` for aclsum) reruns nothing, and `split: null` equals its default
+    (so does a null hub path or config: the resolved ones are given)."""
     dataset, split = data["dataset"], resolved_split(data, part=part)
     settings: dict[str, Any] = {"dataset": dataset, part: {"split": split}}
-    if dataset == "cnn_dailymail":
-        settings |= {"hub_path": data["hub_path"], "hub_config": data["hub_config"]}
+    if dataset in HUB_DEFAULTS:
+        hub_path, hub_config = hub_source(data)
+        settings |= {"hub_path": hub_path, "hub_config": hub_config}
     if dataset == "local":
-        local = data["local"]
-        fields = ("id_field", "input_field", "reference_field")
-        settings["local"] = {LOCAL_FILE_KEY[split]: local[LOCAL_FILE_KEY[split]]} | {key: local[key] for key in fields}
+        settings["local"] = _local_settings(data["local"], split=split)
     return canonical(settings)
+
+
+def _local_settings(local: Mapping[str, Any], *, split: str) -> dict[str, Any]:
+    """The `data.local` keys that decide a local split's rows. `fields` and `answers_field`
+    only when set, so a summarisation study's params (and files) stay as they were; with
+    answers, `reference_field` is not read, so it is left out."""
+    file_key = LOCAL_FILE_KEY[split]
+    settings = {file_key: local[file_key], "id_field": local["id_field"], "input_field": local["input_field"]}
+    if local.get("fields"):
+        settings["fields"] = dict(local["fields"])
+    if local.get("answers_field"):
+        settings["answers_field"] = local["answers_field"]
+    else:
+        settings["reference_field"] = local["reference_field"]
+    return settings
 
 
 def subset_settings(data: Mapping[str, Any], *, part: str) -> dict[str, Any]:
@@ -210,12 +280,10 @@ def split_files(data: Mapping[str, Any], *, part: str) -> list[str]:
     every file of a local copy of the hub dataset, hidden ones left out): the jobs that read
     them declare them as inputs, so editing one reruns what depends on it. Installed packages
     and the hub cache are not the user's files: their version is recorded instead."""
-    dataset = data["dataset"]
-    if dataset == "local":
+    if data["dataset"] == "local":
         return [str(Path(data["local"][LOCAL_FILE_KEY[resolved_split(data, part=part)]]).expanduser())]
-    if dataset != "cnn_dailymail" or not data["hub_path"].startswith(_LOCAL_PREFIXES):
-        return []
-    return _files_under(data["hub_path"])
+    folder = local_hub_folder(data)
+    return _files_under(folder) if folder else []
 
 
 def model_files(model: Mapping[str, Any]) -> list[str]:
@@ -237,14 +305,17 @@ def without_ignored(config: Mapping[str, Any]) -> dict[str, Any]:
     """`config` without the settings it documents as ignored in this configuration, so that
     rule params (and so reruns) never depend on them: `model.revision` unless the model is a
     hub id, sampling settings under greedy decoding, the hub dataset's location unless the
-    dataset is cnn_dailymail, `data.local` unless it is local."""
+    dataset is a hub dataset (and there the resolved one: null equals the default written
+    out), `data.local` unless it is local."""
     config = copy.deepcopy(dict(config))
     if model_kind(config["model"]["source"]) != "hub":
         config["model"].pop("revision", None)
     if config["generation"]["greedy"]:
         for key in ("temperature", "top_p", "seed"):
             config["generation"].pop(key, None)
-    if config["data"]["dataset"] != "cnn_dailymail":
+    if config["data"]["dataset"] in HUB_DEFAULTS:
+        config["data"]["hub_path"], config["data"]["hub_config"] = hub_source(config["data"])
+    else:
         for key in ("hub_path", "hub_config"):
             config["data"].pop(key, None)
     if config["data"]["dataset"] != "local":
@@ -301,9 +372,9 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
                 problems.append(f"data.local.{key}: required when data.dataset is `local`")
             elif not _resolve(value, base_dir).is_file():
                 problems.append(f"data.local.{key}: file not found: {_resolve(value, base_dir)}")
-    local_hub_copy = data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES)
-    if local_hub_copy and not _resolve(data["hub_path"], base_dir).is_dir():
-        problems.append(f"data.hub_path: folder not found: {_resolve(data['hub_path'], base_dir)}")
+    hub_folder = local_hub_folder(data)
+    if hub_folder and not _resolve(hub_folder, base_dir).is_dir():
+        problems.append(f"data.hub_path: folder not found: {_resolve(hub_folder, base_dir)}")
     problems += _quantisation_problems(config)
     problems += _cpu_float16_problems(config)
     problems += _grid_problems(config)
@@ -373,8 +444,9 @@ def _brace_problems(config: Mapping[str, Any]) -> list[str]:
         ]
     if data["dataset"] == "local":
         paths += [(f"data.local.{key}", data["local"].get(key) or "") for key in ("train_file", "eval_file")]
-    if data["dataset"] == "cnn_dailymail" and data["hub_path"].startswith(_LOCAL_PREFIXES):
-        paths += [("data.hub_path", data["hub_path"]), *(("data.hub_path", f) for f in split_files(data, part="eval"))]
+    hub_folder = local_hub_folder(data)
+    if hub_folder:
+        paths += [("data.hub_path", hub_folder), *(("data.hub_path", f) for f in split_files(data, part="eval"))]
     if general not in ("auto", *GENERAL_SOURCES):
         paths.append(("drift.forgetting.general.source", general))
     problems = []

