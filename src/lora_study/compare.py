@@ -10,14 +10,23 @@ Variants that differ only by seed form a group (`lora-r8-qv-n100-s1`, `-s2`, ...
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
 from lora_study.grid import BASE_VARIANT, VariantSpec, group_of, group_specs
-from lora_study.stats import PairedComparison, bootstrap_ci, holm_adjust, paired_comparison, verdict
+from lora_study.stats import (
+    Interval,
+    PairedComparison,
+    bootstrap_ci,
+    holm_adjust,
+    paired_comparison,
+    verdict,
+    wilson_interval,
+    within,
+)
 from lora_study.tasks import metric_of, summarise_failures, task_of
 
 REFERENCE_PRECISION = "full"  # quantised precisions are tested against this one
@@ -121,11 +130,16 @@ def compare_variants(
     def f_scores(variant: VariantScores, kind: str = metric) -> list[float]:
         return [float(row["values"][kind]) for row in variant.per_example]
 
+    def interval(values: list[float], kind: str) -> Interval:
+        """A 0/1 metric (accuracy, exact match): Wilson's interval, which no run of identical
+        outcomes collapses; a graded one (ROUGE, F1): the studentised bootstrap. Every metric is
+        a mean of values in [0, 1], so the interval is kept inside."""
+        if kind in chosen.binary_metrics:
+            return wilson_interval(values, confidence=confidence)
+        return within(bootstrap_ci(values, resamples=resamples, seed=seed, confidence=confidence), low=0.0, high=1.0)
+
     def describe(variant: VariantScores) -> tuple[dict[str, Any], list[dict[str, float]]]:
-        intervals = {
-            kind: bootstrap_ci(f_scores(variant, kind), resamples=resamples, seed=seed, confidence=confidence).to_dict()
-            for kind in chosen.metrics
-        }
+        intervals = {kind: interval(f_scores(variant, kind), kind).to_dict() for kind in chosen.metrics}
         measures = [
             chosen.failure_measure(
                 row=row, source=eval_inputs[row["id"]], instruction=instruction, settings=task_settings
@@ -160,12 +174,14 @@ def compare_variants(
         raise ValueError(f"statistics.primary / pairs name unknown variant group(s): {', '.join(unknown)}")
     asked = [(*pair, "primary") for pair in primary] + [(*pair, "secondary") for pair in secondary + precision_pairs]
     tests = [
-        paired_comparison(
-            a=[f_scores(v) for v in by_name[a]],
-            b=[f_scores(v) for v in by_name[b]],
-            resamples=resamples,
-            seed=seed + index,
-            confidence=confidence,
+        _bounded(
+            paired_comparison(
+                a=[f_scores(v) for v in by_name[a]],
+                b=[f_scores(v) for v in by_name[b]],
+                resamples=resamples,
+                seed=seed + index,
+                confidence=confidence,
+            )
         )
         for index, (a, b, _, _) in enumerate(asked)
     ]
@@ -231,6 +247,11 @@ def compare_variants(
             },
         },
     }
+
+
+def _bounded(test: PairedComparison) -> PairedComparison:
+    """The difference of two means of [0, 1] scores lies in [-1, 1]; its interval is kept there."""
+    return replace(test, difference=within(test.difference, low=-1.0, high=1.0))
 
 
 def _adjust(

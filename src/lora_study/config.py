@@ -398,6 +398,15 @@ def _task_problems(config: Mapping[str, Any]) -> list[str]:
 
     task, prompt, data = config["task"], config["prompt"], config["data"]
     problems = []
+    mismatch = dataset_task_problem(data, task["name"])
+    if mismatch:
+        problems.append(mismatch)
+    if (
+        task["name"] == "extractive_qa"
+        and data["dataset"] == "local"
+        and not (data.get("local") or {}).get("answers_field")
+    ):
+        problems.append("data.local.answers_field: extractive_qa needs the field holding each question's gold answers")
     template = prompt.get("template", "{input}")
     problem = template_problem(template)
     if problem:

@@ -86,9 +86,12 @@ def request_stream(
     limit = min(int(prompt["max_input_tokens"]), max_prompt_tokens)
     try:
         builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt={**prompt, "max_input_tokens": limit})
+        # With fixed fields (a question, an agenda) the room left for the input is per example.
+        built = [builder.build(example.input, fields=example.fields) for example in examples]
     except PromptError as error:
-        raise PromptError(f"serving.max_prompt_tokens={max_prompt_tokens}: {error}") from None
-    built = [builder.build(example.input, fields=example.fields) for example in examples]
+        raise PromptError(
+            f"serving.max_prompt_tokens={max_prompt_tokens}: {error}; raise serving.max_prompt_tokens"
+        ) from None
     requests = []
     for index in range(count):
         lap, position = divmod(index, len(examples))

@@ -329,3 +329,41 @@ def mcnemar_exact(*, correct_a: Sequence[bool], correct_b: Sequence[bool]) -> di
         "p_value": float(p_value),
         "test": "McNemar exact (two-sided binomial on discordant pairs)",
     }
+
+
+def wilson_interval(outcomes: Sequence[float], *, confidence: float = 0.95) -> Interval:
+    """The Wilson score interval of a proportion (per-example outcomes 0 or 1, e.g. accuracy).
+    Bootstrap intervals collapse to a point when every outcome is the same (4 of 4 right gives
+    [1, 1]); Wilson's stays inside [0, 1], is never empty, and keeps close to its level at
+    small n, where the normal-approximation interval does not."""
+    data = np.asarray(outcomes, dtype=float)
+    if data.size == 0:
+        raise ValueError("no outcomes")
+    if not np.all((data == 0) | (data == 1)):
+        raise ValueError("the Wilson interval is for 0/1 outcomes")
+    n, share = data.size, float(data.mean())
+    z = float(normal_quantile(1 - (1 - confidence) / 2))
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return Interval(
+        mean=share,
+        low=max(0.0, centre - half),
+        high=min(1.0, centre + half),
+        confidence=confidence,
+        method="Wilson score",
+    )
+
+
+def within(interval: Interval, *, low: float, high: float) -> Interval:
+    """`interval` cut to the values the quantity can take ([0, 1] for a mean of scores in [0, 1],
+    [-1, 1] for a difference of two): the true value lies inside, so cutting keeps the coverage,
+    and an accuracy interval reaching 1.2 would be a wrong number in the report."""
+    if interval.low >= low and interval.high <= high:
+        return interval
+    return Interval(
+        mean=interval.mean,
+        low=max(low, interval.low),
+        high=min(high, interval.high),
+        confidence=interval.confidence,
+        method=f"{interval.method}, cut to [{low:g}, {high:g}]",
+    )

@@ -12,14 +12,7 @@ from lora_study.report.inputs import Files, Stage, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import plot_svg
 from lora_study.results import read_result
-
-RATE_LABELS = {
-    "continuation": "continues/copies input",
-    "degenerate": "degenerate (empty/loop)",
-    "instruction_echo": "echoes instruction",
-    "too_short": "< 0.5x reference length",
-    "too_long": "> 2x reference length",
-}
+from lora_study.tasks import task_named
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
@@ -36,7 +29,7 @@ def comparison_sections(comparisons: Mapping[str, Any]) -> list[Section]:
         Section("verdicts", "Verdicts", _verdicts(comparisons)),
         Section(
             "differences",
-            f"Differences ({run['metric']} F, {run['confidence']:.0%} intervals)",
+            f"Differences ({run.get('metric_label', run['metric'])}, {run['confidence']:.0%} intervals)",
             _differences(comparisons),
         ),
         Section("seeds", "Seed-to-seed variation", _seeds(comparisons)),
@@ -112,7 +105,7 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
     note = (
         f"<p class=muted>{supported_means(run)} "
         + (
-            f"LoRA within gap of FFT: Study 4's criterion, LoRA no more than {gap:g} {run['metric']} F below full "
+            f"LoRA within gap of FFT: Study 4's criterion, LoRA no more than {gap:g} {run.get('metric_label', run['metric'])} below full "
             "fine-tuning at the far end of the interval (non-inferiority), not at the point estimate. "
             if gap is not None
             else ""
@@ -170,7 +163,8 @@ def _seeds(comparisons: Mapping[str, Any]) -> str:
 
 
 def _failure_modes(comparisons: Mapping[str, Any]) -> str:
-    header = ["variant", *RATE_LABELS.values(), "copy span share", "novel bigrams", "repetition", "length / reference"]
+    task = task_named(comparisons["run"].get("task", "summarisation"))
+    header = ["variant", *task.failure_labels.values(), *task.failure_means.values()]
     rows = []
     for name, info in comparisons["metrics"]["variants"].items():
         summary = info["failure_modes"]
@@ -178,16 +172,8 @@ def _failure_modes(comparisons: Mapping[str, Any]) -> str:
         rows.append(
             [
                 name,
-                *(f"{rates[key]:.0%}" for key in RATE_LABELS),
-                f"{means['copy_span_share']:.2f}",
-                f"{means['novel_bigram_share']:.2f}",
-                f"{means['repetition_rate']:.2f}",
-                f"{means['length_ratio']:.2f}",
+                *(f"{rates[key]:.0%}" for key in task.failure_labels),
+                *(f"{means[key]:.2f}" for key in task.failure_means),
             ]
         )
-    return table(header, rows) + (
-        "<p class=muted>Rates: share of evaluation examples flagged. Continuation: the prediction starts with "
-        "the input's first 8+ words or a verbatim span of the input covers half of it. Copy span share: longest "
-        "verbatim input span / prediction length. Novel bigrams: share of the prediction's word bigrams not in "
-        "the input (1 = fully abstractive). Measures per example are in results/compare/.</p>"
-    )
+    return table(header, rows) + f"<p class=muted>{escape(task.failure_note)}</p>"

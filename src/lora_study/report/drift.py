@@ -225,7 +225,9 @@ def _learning_forgetting(summary: Mapping[str, Any], comparisons: Mapping[str, A
         axes.axhline(0, color="black", linewidth=0.8)
         axes.axvline(0, color="black", linewidth=0.8)
         axes.set_xlabel("forgetting on general text: cross-entropy change, nats/token (lower is better)")
-        axes.set_ylabel(f"{comparisons['run']['metric']} F gain over the base (higher is better)")
+        axes.set_ylabel(
+            f"{comparisons['run'].get('metric_label', comparisons['run']['metric'])} gain over the base (higher is better)"
+        )
         axes.set_title("Learning against forgetting")
         axes.legend(fontsize=8)
 

@@ -81,7 +81,7 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
     return quantisation_sections(
         results=load_precisions(files),
         comparisons=comparisons["metrics"]["precisions"],
-        metric=comparisons["run"]["metric"],
+        metric=comparisons["run"].get("metric_label", comparisons["run"]["metric"]),
     )
 
 
@@ -128,7 +128,7 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
     return table(
         [
             "precision",
-            f"{metric} F difference",
+            f"{metric} difference",
             f"{confidence:.0%} interval",
             "p raw",
             f"p Holm ({first['family_size']})",

@@ -3,12 +3,23 @@ inputs they declare (inputs.check_inputs), so a stage cannot lose a file the rul
 
 from __future__ import annotations
 
-from lora_study.report import compare, drift, foundation, quantisation, serving, summary, training, weights
+from lora_study.report import (
+    compare,
+    drift,
+    foundation,
+    quantisation,
+    serving,
+    summary,
+    task_results,
+    training,
+    weights,
+)
 from lora_study.report.inputs import Stage
 
 STAGES: tuple[Stage, ...] = (
     summary.STAGE,
     foundation.STAGE,
+    task_results.STAGE,
     compare.STAGE,
     training.STAGE,
     quantisation.STAGE,

@@ -92,7 +92,11 @@ def _count(records: Sequence[Mapping[str, Any]], *, key: str = "supported", word
 
 def _numbers_header(comparisons: Mapping[str, Any]) -> list[str]:
     run = comparisons["run"]
-    return [f"difference ({run['metric']} F, b − a)", f"{run['confidence']:.0%} interval", "p (as decided)"]
+    return [
+        f"difference ({run.get('metric_label', run['metric'])}, b − a)",
+        f"{run['confidence']:.0%} interval",
+        "p (as decided)",
+    ]
 
 
 def _primary(comparisons: Mapping[str, Any]) -> str:
@@ -101,7 +105,7 @@ def _primary(comparisons: Mapping[str, Any]) -> str:
         return ""
     rows = [[f"{v['b']} vs {v['a']} ({v['why']})", _outcome(v), *_numbers(v)] for v in verdicts]
     return _study(
-        f"Primary question: does {comparisons['run']['metric']} F differ between the LoRA ranks (or the configured pair)?",
+        f"Primary question: does {comparisons['run'].get('metric_label', comparisons['run']['metric'])} differ between the LoRA ranks (or the configured pair)?",
         _count(verdicts),
         ["comparison (b vs a)", "verdict", *_numbers_header(comparisons)],
         rows,
@@ -114,7 +118,7 @@ def _against_base(comparisons: Mapping[str, Any]) -> str:
         return ""
     rows = [[c["b"], _outcome(c), *_numbers(c)] for c in records]
     return _study(
-        f"Does tuning change {comparisons['run']['metric']} F over the base model?",
+        f"Does tuning change {comparisons['run'].get('metric_label', comparisons['run']['metric'])} over the base model?",
         _count(records),
         ["variant group (b) vs base", "verdict", *_numbers_header(comparisons)],
         rows,
@@ -140,7 +144,7 @@ def _lora_against_fft(comparisons: Mapping[str, Any], *, specs: Sequence[Mapping
         *_numbers_header(comparisons),
     ]
     return _study(
-        f"Is LoRA within {run['max_quality_gap']:g} {run['metric']} F of full fine-tuning on the same data "
+        f"Is LoRA within {run['max_quality_gap']:g} {run.get('metric_label', run['metric'])} of full fine-tuning on the same data "
         "(judged at the far end of the interval)?",
         f"{sum(c['quality_gap']['holds'] for c in records)} of {len(records)} within the gap.",
         header,
@@ -158,7 +162,7 @@ def _quantisation(comparisons: Mapping[str, Any], *, latency: Mapping[str, Mappi
         for c in records
     ]
     return _study(
-        f"Does a quantised precision change {comparisons['run']['metric']} F against {reference}, and at what latency?",
+        f"Does a quantised precision change {comparisons['run'].get('metric_label', comparisons['run']['metric'])} against {reference}, and at what latency?",
         _count(records, word="with a supported difference in quality"),
         ["precision (b vs a)", "verdict", *_numbers_header(comparisons), "latency p50 per example"],
         rows,

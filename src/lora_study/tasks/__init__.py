@@ -35,7 +35,8 @@ class Task:
     - `score(rows, settings)`: scores.json's task part: `run` and `metrics`, whose
       `per_example` rows each hold `values` (metric -> value) and `mean_values`.
     - `failure_measure(row, source, instruction, settings)` and `failure_flags(measures)`:
-      the failure modes of one prediction, and which it shows (`failure_labels` names them).
+      the failure modes of one prediction, and which it shows (`failure_labels` names them;
+      the report shows their rates, the means of `failure_means`, and `failure_note`).
     - `variant_statistics(scores, statistics)` and `paired_statistics(a, b, statistics, seed)`:
       the task's own statistics beside the per-example machinery (an interval for F1,
       McNemar's test), from scores.json's per-example rows; None where there are none.
@@ -45,11 +46,14 @@ class Task:
     metrics: tuple[str, ...]
     metric_labels: Mapping[str, str]
     default_metric: str
+    binary_metrics: tuple[str, ...]  # metrics whose per-example values are 0 or 1 (a proportion's interval)
     target: Callable[..., str]
     score: Callable[..., dict[str, Any]]
     failure_measure: Callable[..., dict[str, float]]
     failure_flags: Callable[[Mapping[str, float]], dict[str, bool]]
     failure_labels: Mapping[str, str]
+    failure_means: Mapping[str, str]  # failure measures whose means the report shows -> column label
+    failure_note: str  # how the report explains the failure-mode table
     prediction_fields: Callable[..., dict[str, Any]] = field(default=lambda example: {})
     extra_predictions: Callable[..., list[dict[str, Any]]] | None = None
     variant_statistics: Callable[..., dict[str, Any] | None] = field(default=lambda **_: None)

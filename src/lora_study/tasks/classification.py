@@ -192,11 +192,18 @@ TASK = Task(
     metrics=METRICS,
     metric_labels={"accuracy": "accuracy"},
     default_metric="accuracy",
+    binary_metrics=("accuracy",),
     target=target,
     score=score,
     failure_measure=failure_measure,
     failure_flags=failure_flags,
     failure_labels=FAILURE_LABELS,
+    failure_means={"words": "words generated"},
+    failure_note=(
+        "Rates: share of evaluation examples. The free generation (greedy, beside the scored label that counts) "
+        "names no label when it does not start with exactly one label's words. Measures per example are in "
+        "results/compare/."
+    ),
     extra_predictions=extra_predictions,
     variant_statistics=variant_statistics,
     paired_statistics=paired_statistics,

@@ -91,10 +91,16 @@ TASK = Task(
     metrics=METRICS,
     metric_labels={"f1": "F1", "exact": "exact match"},
     default_metric="f1",
+    binary_metrics=("exact",),
     target=target,
     score=score,
     failure_measure=failure_measure,
     failure_flags=failure_flags,
     failure_labels=FAILURE_LABELS,
+    failure_means={"words": "answer words", "abstained": "abstention rate"},
+    failure_note=(
+        "Rates: share of evaluation questions. Not in the context: an answer (not the abstention) that is not a "
+        "span of the context after SQuAD normalisation, i.e. made up. Measures per example are in results/compare/."
+    ),
     prediction_fields=prediction_fields,
 )

@@ -11,12 +11,24 @@ from lora_study.tasks import Task, mean_values
 
 LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 FAILURE_LABELS = {
-    "continuation": "continuation",
-    "degenerate": "degenerate",
-    "instruction_echo": "instruction echo",
-    "too_short": "too short",
-    "too_long": "too long",
+    "continuation": "continues/copies input",
+    "degenerate": "degenerate (empty/loop)",
+    "instruction_echo": "echoes instruction",
+    "too_short": "< 0.5x reference length",
+    "too_long": "> 2x reference length",
 }
+FAILURE_MEANS = {
+    "copy_span_share": "copy span share",
+    "novel_bigram_share": "novel bigrams",
+    "repetition_rate": "repetition",
+    "length_ratio": "length / reference",
+}
+FAILURE_NOTE = (
+    "Rates: share of evaluation examples flagged. Continuation: the prediction starts with the input's first 8+ "
+    "words or a verbatim span of the input covers half of it. Copy span share: longest verbatim input span / "
+    "prediction length. Novel bigrams: share of the prediction's word bigrams not in the input (1 = fully "
+    "abstractive). Measures per example are in results/compare/."
+)
 
 
 def target(*, example: Any, settings: Mapping[str, Any]) -> str:
@@ -54,9 +66,12 @@ TASK = Task(
     metrics=ROUGE_TYPES,
     metric_labels=LABELS,
     default_metric="rougeL",
+    binary_metrics=(),
     target=target,
     score=score,
     failure_measure=failure_measure,
     failure_flags=failure_modes.flags,
     failure_labels=FAILURE_LABELS,
+    failure_means=FAILURE_MEANS,
+    failure_note=FAILURE_NOTE,
 )
