@@ -47,9 +47,7 @@ def variant(
     """Scores of a trained variant (by its spec) or of the base model / a precision (by name)."""
     spec = of if isinstance(of, VariantSpec) else None
     name = of.name if isinstance(of, VariantSpec) else of
-    per_example = [
-        {"id": i, "values": {k: float(v) for k in ROUGE_TYPES}} for i, v in zip(IDS, values, strict=True)
-    ]
+    per_example = [{"id": i, "values": {k: float(v) for k in ROUGE_TYPES}} for i, v in zip(IDS, values, strict=True)]
     predictions = [{"id": i, "prediction": prediction, "reference": "Adapters are summarised here."} for i in IDS]
     return VariantScores(name=name, spec=spec, per_example=per_example, predictions=predictions)
 

@@ -186,6 +186,6 @@ def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_fil
     info = read_result(out / "generation.json")
     assert info["run"]["variant"] == "int8" and info["run"]["spec"] is None and info["meta"]["dtype"] == "int8"
     assert info["meta"]["model"]["layer_type"].endswith("Linear8bitLt")
-    rouge = score(predictions_path=out / "predictions.jsonl", rouge_path=out / "scores.json", variant="int8")
+    rouge = score(predictions_path=out / "predictions.jsonl", scores_path=out / "scores.json", variant="int8")
     assert rouge["run"]["examples"] == 4 and "rougeL" in rouge["metrics"]["mean"]
     assert read_result(out / "scores.json") == rouge

@@ -149,7 +149,11 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
         run={"metric": "rougeL", "examples": 20},
         metrics={
             "variants": {
-                variant: {"group": group, "intervals": _rouge(rouge_l), "failure_modes": {"rates": {"continuation": rate}}}
+                variant: {
+                    "group": group,
+                    "intervals": _rouge(rouge_l),
+                    "failure_modes": {"rates": {"continuation": rate}},
+                }
                 for variant, group, rouge_l, rate in (
                     ("base", "base", 0.2468, 0.25),
                     (LORA, "lora-r2-qv-n4", 0.3579, 0.1),

@@ -29,9 +29,7 @@ def lora(rank: int) -> VariantSpec:
 
 
 def variant(spec: VariantSpec | None, values: np.ndarray) -> VariantScores:
-    per_example = [
-        {"id": i, "values": {k: float(v) for k in ROUGE_TYPES}} for i, v in zip(IDS, values, strict=True)
-    ]
+    per_example = [{"id": i, "values": {k: float(v) for k in ROUGE_TYPES}} for i, v in zip(IDS, values, strict=True)]
     predictions = [{"id": i, "prediction": "A summary.", "reference": "The reference."} for i in IDS]
     return VariantScores(
         name="base" if spec is None else spec.name, spec=spec, per_example=per_example, predictions=predictions

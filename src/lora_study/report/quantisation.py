@@ -92,7 +92,7 @@ def quantisation_sections(
     *, results: Sequence[PrecisionResult], comparisons: Sequence[Mapping[str, Any]], metric: str
 ) -> list[Section]:
     """The table, the paired tests against full (comparisons.json's `precisions` records,
-    when given), the latency-vs-ROUGE-L plot and the measured ordering; nothing when no
+    when given), the latency-vs-quality plot and the measured ordering; nothing when no
     precision is configured."""
     if not results:
         return []
@@ -168,7 +168,7 @@ def _mixed_devices(results: Sequence[PrecisionResult]) -> str:
     return (
         f"<p><strong>Mixed devices.</strong> The precisions ran on different devices: {ran}. "
         "Latency, tokens/s and memory compare only between precisions on the same device; "
-        "ROUGE compares across them.</p>"
+        "quality compares across them.</p>"
     )
 
 

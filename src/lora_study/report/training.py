@@ -122,7 +122,7 @@ def _variant_table(
             ]
         )
     note = (
-        "<p class=muted>ROUGE: F-measure, mean over the evaluation examples. Loss: mean cross-entropy per "
+        "<p class=muted>Quality: the task's metrics (ROUGE: F-measure), mean over the evaluation examples. Loss: mean cross-entropy per "
         "reference token of the last optimizer step (prompt and padding masked). GFLOP/s: model "
         "FLOPs per second, forward + backward matrix products on the real tokens (padding positions are "
         "computed too but not counted; see src/lora_study/flops.py). LoRA scaling: "
