@@ -51,14 +51,15 @@ def target(*, example: Any, settings: Mapping[str, Any]) -> str:
 
 def parse_label(*, text: str, settings: Mapping[str, Any]) -> str | None:
     """The label a free generation names: the one verbaliser the answer starts with (case,
-    punctuation and spacing aside), or None when it names none or several."""
+    punctuation and spacing aside), or None when it names none or several (a hedge such as
+    "Conservative or Labour" names two labels: not a parse of the first)."""
     answer = _normalise(text)
-    found = [
-        label
-        for label, words in verbalisers(settings).items()
-        if answer == _normalise(words) or answer.startswith(_normalise(words) + " ")
-    ]
-    return found[0] if len(found) == 1 else None
+    words = {label: _normalise(w) for label, w in verbalisers(settings).items()}
+    found = [label for label, w in words.items() if answer == w or answer.startswith(w + " ")]
+    if len(found) != 1:
+        return None
+    rest = f" {answer[len(words[found[0]]) :]} "
+    return None if any(f" {w} " in rest for label, w in words.items() if label != found[0]) else found[0]
 
 
 def extra_predictions(**kwargs: Any) -> list[dict[str, Any]]:
@@ -201,8 +202,8 @@ TASK = Task(
     failure_means={"words": "words generated"},
     failure_note=(
         "Rates: share of evaluation examples. The free generation (greedy, beside the scored label that counts) "
-        "names no label when it does not start with exactly one label's words. Measures per example are in "
-        "results/compare/."
+        "names no label when it does not start with exactly one label's words, or names another label after them. "
+        "Measures per example are in results/compare/."
     ),
     extra_predictions=extra_predictions,
     variant_statistics=variant_statistics,
