@@ -62,7 +62,7 @@ def classification_sections(*, scores: Scores, comparisons: Mapping[str, Any]) -
         rows,
     ) + (
         f"<p class=muted>Accuracy: the label whose answer ({escape(_verbalisers(first))}) the model scores highest, "
-        "mean over examples, with the studentised bootstrap interval the comparisons use. F1: "
+        "mean over examples, with the Wilson score interval the comparisons use. F1: "
         "percentile bootstrap over examples (F1 is a ratio over the whole set, not a mean). Generation: the free, "
         "greedy answer beside it; parse rate is the share that names exactly one label, and its accuracy counts "
         "an unparseable answer as wrong.</p>"
