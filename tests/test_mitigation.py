@@ -97,7 +97,9 @@ def test_mitigation_curve_on_an_adapter_with_intruders(tiny_model_dir: Path, tmp
     assert [p["prediction"] for p in curve[0]["predictions"]] == [
         r["prediction"] for r in read_jsonl(tmp_path / "p.jsonl")
     ]
-    assert set(curve[0]["rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    quality = curve[0]["quality"]
+    assert quality["metric"] == "rougeL" and set(quality["values"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert quality["value"] == quality["values"]["rougeL"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mitigation.json"]
     assert read_result(tmp_path / "out" / "mitigation.json")["run"]["spec"] == SPEC.to_dict()
 

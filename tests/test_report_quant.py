@@ -117,7 +117,7 @@ def test_paired_tests_against_full_are_shown_when_given() -> None:
         "0.0001",
         "0.0007",
         "p Holm (7)",
-        "rougeL F difference",
+        "rougeL difference",
     ):
         assert value in section.body
     [plain] = quantisation_sections(results=results, comparisons=[], metric="rougeL")

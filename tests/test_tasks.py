@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from conftest import REPO, tiny_config
 from lora_study.compare import VariantScores, compare_variants
-from lora_study.config import ConfigError, validate_config
+from lora_study.config import ConfigError, template_names, template_problem, validate_config
 from lora_study.data import Example
 from lora_study.grid import VariantSpec
 from lora_study.prompts import PromptBuilder, PromptError
@@ -22,7 +22,6 @@ from lora_study.scores import predictions_result
 from lora_study.stats import Interval, wilson_interval, within
 from lora_study.tasks import TaskError, mean_values, task_named
 from lora_study.tasks.label_scoring import answer_ids, label_predictions, sequence_log_probs
-from lora_study.templates import template_names, template_problem
 from lora_study.training import IGNORE, make_item
 
 PAIR_TEMPLATE = "Sentence 1: {input}\nSentence 2: {sentence2}"
@@ -490,3 +489,16 @@ def test_a_metric_of_another_task_is_refused() -> None:
     config = classification_config()
     config["statistics"]["metric"] = "rougeL"
     assert "statistics.metric: 'rougeL' is not a metric of the classification task" in problems_of(config)
+
+
+def test_the_config_check_knows_each_tasks_metrics() -> None:
+    """The config check's table (config.py, where only snakemake is installed) is the tasks' own."""
+    from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
+    from lora_study.rouge import ROUGE_TYPES
+    from lora_study.tasks import TASK_NAMES, task_named
+
+    assert set(TASK_METRICS) == set(TASK_NAMES) and TASK_METRICS["summarisation"] == ROUGE_TYPES
+    for name in TASK_NAMES:
+        task = task_named(name)
+        assert task.metrics == TASK_METRICS[name] and task.default_metric == TASK_DEFAULT_METRIC[name]
+        assert set(task.binary_metrics) <= set(task.metrics)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,41 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
     return problems
 
 
+# Each task's per-example metrics and the one statistics use when `statistics.metric` is null.
+# Here, not in the task modules, because the config check runs where only snakemake is
+# installed (the rules layer loads grid and config alone); the tasks take them from here.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "summarisation": ("rouge1", "rouge2", "rougeL", "rougeLsum"),
+    "classification": ("accuracy",),
+    "extractive_qa": ("f1", "exact"),
+}
+TASK_DEFAULT_METRIC = {"summarisation": "rougeL", "classification": "accuracy", "extractive_qa": "f1"}
+TEMPLATE_INPUT = "input"  # prompt.template's placeholder for the long text, the only part that may be cut
+
+
+def template_names(template: str) -> list[str]:
+    """The placeholders of a prompt template, in order."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def template_problem(template: str) -> str | None:
+    """Why `template` cannot be a prompt template, or None: it must hold `{input}` once, and
+    only plain `{name}` placeholders (no formats, conversions, indexing), each once."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        return f"{template!r} is not a valid template ({error}); write literal braces as {{{{ and }}}}"
+    names = [name for _, name, _, _ in parsed if name is not None]
+    if names.count(TEMPLATE_INPUT) != 1:
+        return f"{template!r} must contain {{{TEMPLATE_INPUT}}} exactly once (the long text, the part that may be cut)"
+    for _, name, spec, conversion in parsed:
+        if name is not None and (not name.isidentifier() or spec or conversion):
+            return f"{template!r}: placeholder {{{name}}} must be a plain field name such as {{question}}"
+    if len(set(names)) != len(names):
+        return f"{template!r} repeats a placeholder"
+    return None
+
+
 # The fixed fields each dataset's examples carry (`required`: a prompt without them asks
 # nothing: the second sentence of a pair, the question about a context).
 DATASET_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -393,9 +429,6 @@ DATASET_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 
 def _task_problems(config: Mapping[str, Any]) -> list[str]:
     """The task block against the prompt template, the dataset and the statistics."""
-    from lora_study.tasks import TaskError, metric_of, task_named  # imports the tasks' scorers: on use only
-    from lora_study.templates import template_names, template_problem
-
     task, prompt, data = config["task"], config["prompt"], config["data"]
     problems = []
     mismatch = dataset_task_problem(data, task["name"])
@@ -434,10 +467,12 @@ def _task_problems(config: Mapping[str, Any]) -> list[str]:
         positive = task.get("positive_label")
         if positive is not None and positive not in labels:
             problems.append(f"task.positive_label: {positive!r} is not one of task.labels ({', '.join(labels)})")
-    try:
-        metric_of(task=task_named(task["name"]), statistics=config["statistics"])
-    except TaskError as error:
-        problems.append(str(error))
+    metric, metrics = config["statistics"].get("metric"), TASK_METRICS[task["name"]]
+    if metric is not None and metric not in metrics:
+        problems.append(
+            f"statistics.metric: {metric!r} is not a metric of the {task['name']} task; use one of "
+            f"{', '.join(metrics)} (or null for {TASK_DEFAULT_METRIC[task['name']]})"
+        )
     return problems
 
 

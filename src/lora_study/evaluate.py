@@ -139,5 +139,6 @@ def score(
         spec=spec,
         predictions_file=str(predictions_path),
     )
-    write_result(scores_path, **result, meta=meta_info(device="cpu"))
+    result = {**result, "meta": meta_info(device="cpu")}
+    write_result(scores_path, **result)
     return result

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from lora_study.templates import INPUT, template_names, template_problem
+from lora_study.config import TEMPLATE_INPUT as INPUT
+from lora_study.config import template_names, template_problem
 
 PLAIN_TEMPLATE = "{instruction}\n\n{body}\n\n{cue}"
 

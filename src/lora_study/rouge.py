@@ -17,8 +17,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rouge_score import rouge_scorer
-
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 FIELDS = ("precision", "recall", "fmeasure")
 STEMMER = "porter (rouge-score use_stemmer=True)"
@@ -93,6 +91,8 @@ def score_examples(*, predictions: Sequence[str], references: Sequence[str], use
     """ROUGE-1/2/L/Lsum precision, recall and F-measure for each (prediction, reference)."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    from rouge_score import rouge_scorer  # here: the config check reads ROUGE_TYPES where only snakemake is installed
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
     per_example = []
     for prediction, reference in zip(predictions, references, strict=True):

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lora_study import failure_modes
+from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
 from lora_study.stats import mcnemar_exact
 from lora_study.tasks import Task, TaskError, mean_values
 from lora_study.tasks.classification_metrics import (
@@ -27,7 +28,7 @@ from lora_study.tasks.classification_metrics import (
     paired_f1_difference,
 )
 
-METRICS = ("accuracy",)
+METRICS = TASK_METRICS["classification"]
 FAILURE_LABELS = {"unparseable": "generation names no label", "empty": "empty generation"}
 
 
@@ -192,7 +193,7 @@ TASK = Task(
     name="classification",
     metrics=METRICS,
     metric_labels={"accuracy": "accuracy"},
-    default_metric="accuracy",
+    default_metric=TASK_DEFAULT_METRIC["classification"],
     binary_metrics=("accuracy",),
     target=target,
     score=score,

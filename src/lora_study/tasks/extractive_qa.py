@@ -10,10 +10,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lora_study import failure_modes
+from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
 from lora_study.tasks import Task, TaskError, mean_values
 from lora_study.tasks.squad_v2 import normalize_answer, score_question, squad_v2_summary
 
-METRICS = ("f1", "exact")
+METRICS = TASK_METRICS["extractive_qa"]
 FAILURE_LABELS = {
     "not_in_context": "answer not in the context",
     "abstained_answerable": "abstained on an answerable question",
@@ -90,7 +91,7 @@ TASK = Task(
     name="extractive_qa",
     metrics=METRICS,
     metric_labels={"f1": "F1", "exact": "exact match"},
-    default_metric="f1",
+    default_metric=TASK_DEFAULT_METRIC["extractive_qa"],
     binary_metrics=("exact",),
     target=target,
     score=score,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lora_study import failure_modes
+from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
 from lora_study.rouge import ROUGE_TYPES, rouge_result
 from lora_study.tasks import Task, mean_values
 
@@ -63,9 +64,9 @@ def failure_measure(
 
 TASK = Task(
     name="summarisation",
-    metrics=ROUGE_TYPES,
+    metrics=TASK_METRICS["summarisation"],
     metric_labels=LABELS,
-    default_metric="rougeL",
+    default_metric=TASK_DEFAULT_METRIC["summarisation"],
     binary_metrics=(),
     target=target,
     score=score,
