@@ -143,3 +143,16 @@ def workflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 12 min on a 2-core machine with a default run beside it (commit 334b309); the limit leaves room.
     run_snakemake(workdir, "--cores", "2", "report.html", timeout=2400)
     return workdir
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`datasets` reads strictly offline, with a cache of the test's own: hub loaders are
+    tested on local folders in the hub's layout, never on a download."""
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # `datasets` reads these at import time, which may already have happened.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")

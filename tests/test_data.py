@@ -332,16 +332,10 @@ def cnn_rows(split: str, n: int) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def hub_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def hub_folder(tmp_path: Path, offline: None) -> Path:
     """A local copy of abisee/cnn_dailymail's layout, read strictly offline."""
-    import datasets
     import pandas as pd
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    # `datasets` reads these at import time, which may already have happened.
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
     folder = tmp_path / "cnn_dailymail"
     (folder / "3.0.0").mkdir(parents=True)
     (folder / "README.md").write_text(README, encoding="utf-8")

@@ -120,18 +120,6 @@ configs:
 """
 
 
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Read strictly offline, with a cache of the test's own."""
-    import datasets
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    # `datasets` reads these at import time, which may already have happened.
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
-
-
 def glue_rows(split: str, n: int, *, labels: list[int] | None = None) -> dict[str, list[Any]]:
     return {
         "sentence1": [f"({split}) The first sentence {i}." for i in range(n)],
