@@ -529,6 +529,13 @@ def _group(*, name: str, trained: Mapping[str, VariantSpec]) -> str:
 def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) -> dict[str, Any]:
     compare = results["comparisons"].metrics
     compare_run = results["comparisons"].run
+    task = compare_run.get("task", "summarisation")
+    if task != "summarisation":
+        # Its tables and the README's columns are ROUGE's; a wrong column is worse than none.
+        raise RecordError(
+            f"{results['comparisons'].path}: a {task} run; record_run.py records summarisation runs only "
+            "(its tables are ROUGE's): the run's report.html holds the task's tables"
+        )
     figures: dict[str, Any] = {"metric": compare_run.get("metric"), "examples": compare_run.get("examples")}
 
     figures["rouge"] = {}

@@ -465,8 +465,10 @@ def _task_problems(config: Mapping[str, Any]) -> list[str]:
         if len(labels) < 2:
             problems.append("task.labels: classification needs at least two labels, as label: words to answer with")
         positive = task.get("positive_label")
-        if positive is not None and positive not in labels:
-            problems.append(f"task.positive_label: {positive!r} is not one of task.labels ({', '.join(labels)})")
+        if positive is not None and positive not in {str(label) for label in labels}:  # YAML may key labels 0, 1
+            problems.append(
+                f"task.positive_label: {positive!r} is not one of task.labels ({', '.join(map(str, labels))})"
+            )
     metric, metrics = config["statistics"].get("metric"), TASK_METRICS[task["name"]]
     if metric is not None and metric not in metrics:
         problems.append(

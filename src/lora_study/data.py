@@ -239,11 +239,18 @@ def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int
     of rows of the eval split outside every subset (by id and by normalised input), seeded.
 
     The summaries are left out on purpose: perplexity here asks how well the model still
-    models text in general, not how well it summarises.
+    models text in general, not how well it summarises. A text repeated in the split (SQuAD's
+    contexts: about ten questions each) counts once, so the interval over texts rests on
+    distinct texts.
     """
     split = _split(data, "eval")
-    used_ids, used_inputs = {e.id for e in used}, {_norm(e.input) for e in used}
-    pool = [e for e in load_split(data=data, split=split) if e.id not in used_ids and _norm(e.input) not in used_inputs]
+    used_ids, seen = {e.id for e in used}, {_norm(e.input) for e in used}
+    pool = []
+    for example in load_split(data=data, split=split):
+        key = _norm(example.input)
+        if example.id not in used_ids and key not in seen:
+            seen.add(key)
+            pool.append(example)
     _check_size(
         size,
         len(pool),

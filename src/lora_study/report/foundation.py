@@ -174,8 +174,14 @@ def _quality_table(
     note = QUALITY_NOTES[task.name]
     if intervals:
         confidence = next(iter(next(iter(intervals.values())).values()))["confidence"]
-        note += f"; brackets: {confidence:.0%} seeded bootstrap interval of the mean over examples"
-    return table(header, rows) + f"<p class=muted>{note}.</p>"
+        # Each metric's own method (a 0/1 metric's is Wilson's, a graded one's the bootstrap).
+        methods: dict[str, set[str]] = {}
+        for per_variant in intervals.values():
+            for kind, interval in per_variant.items():
+                methods.setdefault(task.metric_labels.get(kind, kind), set()).add(interval["method"])
+        how = "; ".join(f"{label}: {' or '.join(sorted(found))}" for label, found in methods.items())
+        note += f"; brackets: {confidence:.0%} interval of the mean over examples ({how})"
+    return table(header, rows) + f"<p class=muted>{escape(note)}.</p>"
 
 
 def _generation_table(variants: Sequence[VariantResult]) -> str:

@@ -134,6 +134,7 @@ def extractive_qa_sections(*, scores: Scores, comparisons: Mapping[str, Any]) ->
                 f"{_number(no['f1'])} / {_number(no['exact'])} ({no['count']})",
                 _number(has["abstained"], "{:.0%}"),
                 _number(no["abstained"], "{:.0%}"),
+                result["metrics"]["answerable_with_cut_context"],
             ]
         )
     first = next(iter(scores.values()))
@@ -146,12 +147,15 @@ def extractive_qa_sections(*, scores: Scores, comparisons: Mapping[str, Any]) ->
             "unanswerable F1 / exact (n)",
             "abstained, answerable",
             "abstained, unanswerable",
+            "answerable, context cut",
         ],
         rows,
     ) + (
         f"<p class=muted>Official SQuAD v2 scoring. The model abstains with {escape(first['run']['abstain'])!r}, "
         "which scores as the empty answer: right on an unanswerable question, wrong on an answerable one. The "
-        "overall score mixes answering and knowing when not to; the split says which changed.</p>"
+        "overall score mixes answering and knowing when not to; the split says which changed. Context cut: "
+        "answerable questions whose context was cut to fit prompt.max_input_tokens, which may have lost "
+        "the answer (the model is still scored on it).</p>"
     )
     return [Section("extractive-qa", "Extractive QA: answerable and unanswerable questions", body)]
 

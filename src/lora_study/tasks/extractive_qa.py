@@ -53,6 +53,9 @@ def score(*, rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
             }
         )
     flat = [{**row["values"], "answerable": row["answerable"], "abstained": row["abstained"]} for row in per_example]
+    # A cut context may have lost the answer's span: the model cannot answer what it was not
+    # shown, so how many answerable questions were cut is reported beside the scores.
+    cut = sum(bool(row.get("input_truncated")) and q["answerable"] for row, q in zip(rows, flat, strict=True))
     return {
         "run": {
             "abstain": abstain,
@@ -62,6 +65,7 @@ def score(*, rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
         "metrics": {
             "mean_values": mean_values(per_example, METRICS),
             "squad_v2": squad_v2_summary(per_question=flat),
+            "answerable_with_cut_context": cut,
             "per_example": per_example,
         },
     }

@@ -74,15 +74,18 @@ def label_predictions(
     """Per prompt: every label's score and the highest-scoring label (ties: the first label)."""
     answers = answer_ids(builder=builder, words=words)
     labels = list(answers)
+    # Prompts of similar length together (less padding), every label of a prompt in the same
+    # batch: its labels then share one padding, so 16-bit rounding cannot favour one of them.
+    by_length = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
+    order = [i * len(labels) + k for i in by_length for k in range(len(labels))]
     pairs = [(p.input_ids, answers[label]) for p in prompts for label in labels]
-    # Similar lengths together (less padding), back in order afterwards.
-    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+    rows_per_call = batch_count(batch_size, len(pairs))
     scored = sequence_log_probs(
         model=model,
         prompts=[pairs[i][0] for i in order],
         answers=[pairs[i][1] for i in order],
         pad_id=builder.tokenizer.pad_token_id,
-        batch_size=batch_count(batch_size, len(pairs)),
+        batch_size=max(1, rows_per_call // len(labels)) * len(labels),
     )
     by_pair = dict(zip(order, scored, strict=True))
     rows = []
