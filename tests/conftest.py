@@ -14,7 +14,7 @@ import yaml
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from lora_study.checksums import MANIFEST_KEY, TRAIN_JSON, TRAIN_KEY, folder_hashes
-from lora_study.config import overlay
+from lora_study.config import load_config, overlay
 from lora_study.io import MANIFEST, write_json
 from lora_study.prepare import embedded_gguf_path
 from lora_study.results import write_result
@@ -78,11 +78,10 @@ def record_training(weights: Path) -> Path:
     return record
 
 
-def run_snakemake(
-    workdir: Path, *args: str, configfile: Path = REPO / "configs" / "tiny.yaml", timeout: int = 900
-) -> str:
-    """Run the real workflow (this repository's Snakefile) in `workdir`; return its output."""
-    command = [
+def snakemake_command(workdir: Path, *args: str, configfile: Path = REPO / "configs" / "tiny.yaml") -> list[str]:
+    """The command line running the real workflow (this repository's Snakefile) in `workdir`
+    with `configfile`, then `args` (options first: --configfile takes several values)."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -94,6 +93,13 @@ def run_snakemake(
         str(configfile),
         *args,
     ]
+
+
+def run_snakemake(
+    workdir: Path, *args: str, configfile: Path = REPO / "configs" / "tiny.yaml", timeout: int = 900
+) -> str:
+    """Run the real workflow (this repository's Snakefile) in `workdir`; return its output."""
+    command = snakemake_command(workdir, *args, configfile=configfile)
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
     if result.returncode != 0:
@@ -107,6 +113,11 @@ def planned_jobs(output: str) -> dict[str, int]:
         return {}
     table = output.split("Job stats:", 1)[1].split("total", 1)[0]
     return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
+
+
+def data_block() -> dict[str, Any]:
+    """config.yaml's `data:` block as the data module receives it (schema defaults filled)."""
+    return load_config(REPO / "config.yaml")["data"]
 
 
 def tiny_config() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, data_block, run_snakemake
 from lora_study.config import general_source, subset_settings
 from lora_study.data import (
     DataError,
@@ -36,21 +36,7 @@ from lora_study.io import read_jsonl
 from lora_study.results import read_result
 
 # The `data:` block of config.yaml, as the schema-validated dict the module receives.
-BASE: dict[str, Any] = {
-    "dataset": "aclsum",
-    "name": None,
-    "hub_path": "abisee/cnn_dailymail",
-    "hub_config": "3.0.0",
-    "local": {
-        "train_file": None,
-        "eval_file": None,
-        "id_field": None,
-        "input_field": "input",
-        "reference_field": "reference",
-    },
-    "train": {"split": None, "sizes": [100], "seed": 123},
-    "eval": {"split": None, "size": 20, "seed": 42},
-}
+BASE: dict[str, Any] = data_block()
 
 
 def config(

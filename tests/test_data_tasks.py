@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import data_block
 from lora_study.config import (
     DATASET_SPLITS,
     DATASET_TASK,
@@ -24,20 +25,8 @@ from lora_study.config import (
 )
 from lora_study.data import DataError, drift_texts, load_split, make_subsets, read_examples, write_subsets
 
-BASE: dict[str, Any] = {
-    "dataset": "aclsum",
-    "name": None,
-    "hub_path": None,
-    "hub_config": None,
-    "local": {
-        "train_file": None,
-        "eval_file": None,
-        "id_field": None,
-        "input_field": "input",
-        "reference_field": "reference",
-        "fields": {},
-        "answers_field": None,
-    },
+# config.yaml's data block with small draws.
+BASE: dict[str, Any] = data_block() | {
     "train": {"split": None, "sizes": [4], "seed": 123},
     "eval": {"split": None, "size": 3, "seed": 42},
 }

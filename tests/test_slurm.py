@@ -24,13 +24,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, snakemake_command
 from lora_study.config import overlay
 from lora_study.data import load_split
 from lora_study.io import read_json, write_jsonl
@@ -96,18 +95,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def snakemake(workdir: Path, configfile: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-        "--configfile",
-        str(configfile),
-    ]
+    command = snakemake_command(workdir, *args, configfile=configfile)
     # 30 min: the whole tiny workflow as SLURM jobs, two at a time on a 2-core node.
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     result.output = result.stdout + result.stderr  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_envs import rule_blocks, rule_directive, script_imports
-from test_report_env import BLOCKER, MODEL_PACKAGES, REPORT_RULES
+from test_report_env import MODEL_PACKAGES, REPORT_RULES, blocker_path, run_blocked
 
 from conftest import REPO
 
@@ -62,14 +62,6 @@ def rule_script(rule: str) -> Path:
     return (REPO / "rules" / rule_directive(rule_blocks()[rule], "script")).resolve()
 
 
-def blocker_path(tmp_path: Path) -> dict[str, str]:
-    """The environment of a Python whose every process loads the model-package blocker."""
-    folder = tmp_path / "blocker"
-    folder.mkdir(parents=True)
-    (folder / "sitecustomize.py").write_text(BLOCKER)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
-
-
 def test_torch_free_rules_exist() -> None:
     blocks = rule_blocks()
     assert set(TORCH_FREE_RULES) <= set(blocks)
@@ -89,42 +81,6 @@ def test_script_imports_no_model_package(rule: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     [attempted] = [line for line in result.stdout.splitlines() if line.startswith("ATTEMPTED")]
     assert attempted.strip() == "ATTEMPTED", f"{rule}: {attempted}"
-
-
-def run_blocked(workdir: Path, tmp_path: Path, *, rules: tuple[str, ...], targets: list[Path]) -> str:
-    """Run `rules` for real on `targets` (their outputs) with the model packages blocked.
-    Explicit targets, not `--until` (snakemake 9 stops with "BUG: Out of jobs ready" when a
-    forced job updates another one's input under --until): only those files' jobs are planned."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "1",
-            "--configfile",
-            str(REPO / "configs" / "tiny.yaml"),
-            "--forcerun",
-            *rules,
-            "--",
-            *(str(target.relative_to(workdir)) for target in targets),
-        ],
-        capture_output=True,
-        text=True,
-        env=blocker_path(tmp_path),
-        timeout=900,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    for rule in rules:
-        assert f"rule {rule}:" in output or f"localrule {rule}:" in output, f"{rule} did not run"
-    for name in ("generate_predictions", "train_adapter", "measure_latency", "generate_quant_predictions"):
-        assert f"rule {name}:" not in output, f"{name} ran: a model job was planned"
-    return output
 
 
 @pytest.mark.slow
