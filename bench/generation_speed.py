@@ -2,16 +2,19 @@
 on the same prompts in one run; and the phase times of a run from its `benchmarks/` files.
 
     python bench/generation_speed.py --model resources/models/smollm2-135m-instruct \\
-        --eval results/data/aclsum/eval.jsonl --new-tokens 64
+        --eval results/data/aclsum/eval.jsonl            # the default evaluation: 20 prompts, 128 new tokens
     python bench/generation_speed.py --root /path/to/a/run --skip-generation   # phase times only
 
 Paths, each one `lora_study.generation.generate` call over every prompt (greedy, the
 config's prompt builder, the model loaded once and shared):
 
-- `per-example`: one prompt per generate() call, no padding (the reference studies' loop);
+- `per-example`: one prompt per generate() call, no padding, transformers' growing cache (the
+  reference studies' loop);
 - `batch 8`: the workflow's path before issue 16 (evaluation.batch_size 8, dynamic cache);
 - `all, dynamic` and `all, static`: every prompt in one call, with the growing cache or
   transformers' static cache (evaluation.batch_size all, evaluation.cache);
+- `all, prefilled`: every prompt in one call with the prefilled cache (`lora_study.prefill`),
+  what the default config does with the default evaluation (batch_size 32 >= 20 prompts);
 - `--compile` adds `all, static, compiled` (evaluation.compile true: minutes of compilation
   on a CPU, counted in its time).
 
@@ -88,6 +91,7 @@ def generation_paths(compile_too: bool) -> dict[str, dict[str, Any]]:
         "batch 8": {"batch_size": 8, "cache": "dynamic", "compile_mode": "false"},
         "all, dynamic": {"batch_size": "all", "cache": "dynamic", "compile_mode": "false"},
         "all, static": {"batch_size": "all", "cache": "static", "compile_mode": "false"},
+        "all, prefilled": {"batch_size": "all", "cache": "prefilled", "compile_mode": "false"},
     }
     if compile_too:
         paths["all, static, compiled"] = {"batch_size": "all", "cache": "static", "compile_mode": "true"}
@@ -111,10 +115,11 @@ def generation_speed(args: argparse.Namespace) -> None:
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
     examples = read_examples(args.eval)[: args.examples]
     prompts = [builder.build(example.input) for example in examples]
-    settings = {**config["generation"], "max_new_tokens": args.new_tokens, "greedy": True}
+    new_tokens = args.new_tokens or config["generation"]["max_new_tokens"]
+    settings = {**config["generation"], "max_new_tokens": new_tokens, "greedy": True}
     print(
         f"{len(prompts)} prompts ({min(len(p.input_ids) for p in prompts)}-{max(len(p.input_ids) for p in prompts)} "
-        f"tokens), at most {args.new_tokens} new tokens, greedy, float32, {torch.get_num_threads()} torch threads"
+        f"tokens), at most {new_tokens} new tokens, greedy, float32, {torch.get_num_threads()} torch threads"
     )
     print(f"load average before: {load_average()}")
     results: dict[str, tuple[list[str], int, float, float]] = {}
@@ -148,7 +153,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO / "resources/models/smollm2-135m-instruct")
     parser.add_argument("--eval", type=Path, default=REPO / "results/data/aclsum/eval.jsonl")
     parser.add_argument("--examples", type=int, default=20, help="evaluation prompts (the first N)")
-    parser.add_argument("--new-tokens", type=int, default=64, help="new tokens at most per prompt")
+    parser.add_argument(
+        "--new-tokens",
+        type=int,
+        default=0,
+        help="new tokens at most per prompt (0: config.yaml's, the default evaluation)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--compile", action="store_true", help="also time the compiled static-cache path")
     parser.add_argument("--root", type=Path, default=None, help="a run's folder: print its phase times")

@@ -132,7 +132,7 @@ BAD = [
     ("prompt.instruction", DELETE, "prompt: 'instruction' is a required property"),
     ("evaluation.batch_sise", 8, "evaluation: Additional properties are not allowed ('batch_sise' was unexpected)"),
     ("evaluation.batch_size", "most", "evaluation.batch_size: 'most' is not valid under any of the given schemas"),
-    ("evaluation.cache", "paged", "evaluation.cache: 'paged' is not one of ['dynamic', 'static']"),
+    ("evaluation.cache", "paged", "evaluation.cache: 'paged' is not one of ['prefilled', 'dynamic', 'static']"),
     ("evaluation.compile", True, "evaluation.compile: true needs evaluation.cache: static"),
     ("quantisation.precisions", ["int3"], "quantisation.precisions.0: 'int3' is not one of"),
     ("quantisation.precisions", ["int8", "int8"], "quantisation.precisions: ['int8', 'int8'] has non-unique elements"),

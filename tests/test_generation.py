@@ -73,17 +73,20 @@ def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def reference_loop(*, model, tokenizer, prompts, settings) -> list:
-    """The reference studies' loop: one prompt per generate() call, no padding."""
+    """The reference studies' loop: one prompt per generate() call, no padding, transformers'
+    own cache."""
     return [
-        generate(model=model, tokenizer=tokenizer, prompts=[p], settings=settings, batch_size=1)[0] for p in prompts
+        generate(model=model, tokenizer=tokenizer, prompts=[p], settings=settings, batch_size=1, cache="dynamic")[0]
+        for p in prompts
     ]
 
 
-@pytest.mark.parametrize("cache", ["dynamic", "static"])
+@pytest.mark.parametrize("cache", ["prefilled", "dynamic", "static"])
 @pytest.mark.parametrize("adapter", [False, True], ids=["base", "peft"])
 def test_whole_set_at_once_gives_the_per_example_predictions(tiny_model_dir: Path, cache: str, adapter: bool) -> None:
-    """Every prompt in one left-padded call, with the growing or the static cache, on the base
-    model and on a PEFT model (an adapter whose B is not zero, so it changes the outputs)."""
+    """Every prompt in one left-padded call, with the prefilled, the growing or the static
+    cache, on the base model and on a PEFT model (an adapter whose B is not zero, so it
+    changes the outputs)."""
     from lora_study.adapters import attach_adapter
     from lora_study.grid import VariantSpec
 
@@ -121,6 +124,7 @@ def test_speed_options_map_the_config() -> None:
     from lora_study.generation import batch_count, speed_options
 
     assert speed_options(cache="dynamic", compile_mode="false") == {"disable_compile": True}
+    assert speed_options(cache="prefilled", compile_mode="auto") == {}
     assert speed_options(cache="static", compile_mode="auto") == {"cache_implementation": "static"}
     forced = speed_options(cache="static", compile_mode="true")
     assert forced["compile_config"]._compile_all_devices is True

@@ -7,6 +7,10 @@ per-step cost of a small model is mostly fixed overhead (Python, kernel launches
 the weights), so fewer, larger batches make more tokens per second (bench/generation_speed.py).
 
 Two more speed settings, `evaluation.cache` and `evaluation.compile`:
+- `prefilled` (the default): each prompt prefilled on its own without padding, the prompts'
+  shared opening once, into a cache allocated once per batch that decoding steps write in
+  place (`lora_study.prefill`, which says what it saves); a model whose cache has sliding-window
+  or other non-growing layers falls back to `dynamic`.
 - `static`: transformers' StaticCache, preallocated to the batch's prompt width plus
   max_new_tokens, so every decoding step has the same shapes (what compilation and CUDA
   graphs need); `dynamic` grows the cache step by step.
@@ -28,6 +32,7 @@ from typing import Any
 import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from lora_study.prefill import prefilled_cache, supports_prefill
 from lora_study.prompts import Prompt, generated_token_ids
 
 log = logging.getLogger(__name__)
@@ -50,7 +55,7 @@ def stop_token_ids(*, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     return ids
 
 
-def speed_options(*, cache: str = "dynamic", compile_mode: str = "false") -> dict[str, Any]:
+def speed_options(*, cache: str = "prefilled", compile_mode: str = "false") -> dict[str, Any]:
     """GenerationConfig fields for `evaluation.cache` and `evaluation.compile` (module docstring)."""
     options: dict[str, Any] = {}
     if cache == "static":
@@ -89,7 +94,7 @@ def evaluation_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     (a block written before cache and compile existed means what it meant then)."""
     return {
         "batch_size": evaluation["batch_size"],
-        "cache": evaluation.get("cache", "dynamic"),
+        "cache": evaluation.get("cache", "dynamic"),  # the default is config.yaml's
         # YAML reads true/false as booleans.
         "compile_mode": str(evaluation.get("compile", "auto")).lower(),
     }
@@ -120,7 +125,7 @@ def generate(
     prompts: Sequence[Prompt],
     settings: Mapping[str, Any],
     batch_size: int | str,
-    cache: str = "dynamic",
+    cache: str = "prefilled",
     compile_mode: str = "false",
 ) -> list[Generation]:
     """Generate for every prompt, in batches of similar length (less padding; `all`: one
@@ -132,6 +137,9 @@ def generate(
         settings=settings, pad_id=pad_id, stop_ids=stop_ids, speed=speed_options(cache=cache, compile_mode=compile_mode)
     )
     batch_size = batch_count(batch_size, len(prompts))
+    prefill = cache == "prefilled" and supports_prefill(model)
+    if cache == "prefilled" and not prefill:
+        log.info("%s: a cache layer that is not a plain growing one; generating with the dynamic cache", type(model))
     if not settings["greedy"]:
         torch.manual_seed(settings["seed"])
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
@@ -140,7 +148,12 @@ def generate(
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         ids, mask = left_pad(prompts=[prompts[i] for i in batch], pad_id=pad_id, device=device)
-        sequences = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        past = (
+            prefilled_cache(model=model, prompts=[prompts[i] for i in batch], new_tokens=settings["max_new_tokens"])
+            if prefill
+            else None
+        )
+        sequences = model.generate(input_ids=ids, attention_mask=mask, past_key_values=past, generation_config=config)
         rows = generated_token_ids(sequences=sequences, prompt_length=ids.shape[1], stop_ids=stop_ids)
         for index, row in zip(batch, rows, strict=True):
             results[index] = Generation(
