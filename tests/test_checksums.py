@@ -123,7 +123,9 @@ def test_a_truncated_adapter_is_refused_by_every_loader(adapter: Path, tiny_mode
     with pytest.raises(ChecksumError, match=expected):
         variant_loader(spec=SPEC, model_dir=tiny_model_dir, weights=adapter, model=MODEL)()
     with pytest.raises(ChecksumError, match=expected):
-        load_tuned(spec=SPEC, model_dir=tiny_model_dir, weights=adapter)
+        load_tuned(
+            spec=SPEC, base=load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32), weights=adapter
+        )
     with pytest.raises(ChecksumError, match=expected):
         mitigate_intruders(
             spec=SPEC,

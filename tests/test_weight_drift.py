@@ -202,3 +202,26 @@ def test_a_qlora_adapter_is_merged_into_the_full_precision_base(tiny_model_dir: 
         for spec in (LORA_SPEC, qlora)
     ]
     assert records[0] == records[1]
+
+
+def test_the_job_reads_the_prepared_model_once(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base and the merged model are two models in memory, but one read of the prepared
+    model: the merge goes into a copy of the loaded base (whose weights stay the base's)."""
+    from transformers import AutoModelForCausalLM
+
+    adapter = save_tiny_adapter(model_dir=tiny_model_dir, folder=tmp_path / "adapter", random_b=True)
+    reads: list[str] = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counted(cls, path, *args, **kwargs):
+        reads.append(str(path))
+        return original(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    result = measure_weight_drift(
+        spec=LORA_SPEC, model_dir=tiny_model_dir, weights=adapter, settings=SETTINGS, out_path=tmp_path / "weights.json"
+    )
+    assert len(reads) == 1, reads
+    assert result["metrics"]["summary"]["mean_relative_update_norm"] > 0

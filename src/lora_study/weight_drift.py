@@ -16,6 +16,7 @@ saved weight. Decompositions run in float64.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import statistics
@@ -170,14 +171,15 @@ def changed_linear_modules(*, base: torch.nn.Module, tuned: torch.nn.Module) -> 
     return linear, other
 
 
-def load_tuned(*, spec: VariantSpec, model_dir: str | Path, weights: str | Path) -> tuple[torch.nn.Module, list[str]]:
+def load_tuned(*, spec: VariantSpec, base: torch.nn.Module, weights: str | Path) -> tuple[torch.nn.Module, list[str]]:
     """The tuned model in float32 on the CPU and the modules to analyse: for LoRA-family
-    variants PEFT's merge into a fresh full-precision base and exactly the modules the
-    adapter targets (untouched ones included: an untrained adapter's records are zeros)."""
+    variants PEFT's merge into a copy of `base` (the float32 base, left untouched; the job
+    reads the prepared model once) and exactly the modules the adapter targets (untouched
+    ones included: an untrained adapter's records are zeros)."""
     verify_trained(weights)
     if not spec.is_lora:
         return AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32).eval(), []
-    peft_model = PeftModel.from_pretrained(load_model(model_dir=model_dir, device="cpu", dtype=torch.float32), weights)
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(base), weights)
     targeted = [
         name.removeprefix(_PEFT_PREFIX) for name, module in peft_model.named_modules() if isinstance(module, LoraLayer)
     ]
@@ -217,7 +219,7 @@ def measure_weight_drift(
     """weights.json for one trained variant; `settings` is the config's `drift.weights` block."""
     started = time.perf_counter()
     base = load_model(model_dir=model_dir, device="cpu", dtype=torch.float32)
-    tuned, modules = load_tuned(spec=spec, model_dir=model_dir, weights=weights)
+    tuned, modules = load_tuned(spec=spec, base=base, weights=weights)
     other: list[str] = []
     if not spec.is_lora:
         modules, other = changed_linear_modules(base=base, tuned=tuned)
