@@ -63,7 +63,10 @@ rule mitigate_intruders:
             {
                 **{key: config[key] for key in ("model", "prompt", "generation", "evaluation", "task")},
                 "mitigation": config["drift"]["mitigation"],
-                "forgetting": {"max_tokens": config["drift"]["forgetting"]["max_tokens"]},
+                "forgetting": {
+                    "max_tokens": config["drift"]["forgetting"]["max_tokens"],
+                    "batch_size": config["drift"]["batch_size"],
+                },
             }
         ),
         spec=variant_spec,

@@ -30,7 +30,7 @@ CONFIG = {
     "prompt": {"instruction": "Summarize.", "chat_template": True, "max_input_tokens": 64},
     "generation": {"max_new_tokens": 4, "greedy": True},
     "evaluation": {"batch_size": 2},
-    "forgetting": {"max_tokens": 32},
+    "forgetting": {"max_tokens": 32, "batch_size": 8},
     "mitigation": {"enabled": True, "strengths": [1.0, 0.5], "top_k": 4, "threshold_epsilon": 0.5},
 }
 SPEC = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")

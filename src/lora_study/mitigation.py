@@ -36,7 +36,6 @@ from lora_study.checksums import verify_trained
 from lora_study.drift import perplexity
 from lora_study.evaluate import predict
 from lora_study.finetune import variant_loader
-from lora_study.generation import batch_count
 from lora_study.grid import VariantSpec
 from lora_study.io import read_jsonl
 from lora_study.modeling import LoadedModel, base_loader, load_model, load_tokenizer, resolve_device
@@ -153,7 +152,7 @@ def evaluate_adapter(
         tokenizer=load_tokenizer(model_dir),
         texts=texts,
         max_tokens=config["forgetting"]["max_tokens"],
-        batch_size=batch_count(config["evaluation"]["batch_size"], len(texts)),  # `all`: every text at once
+        batch_size=config["forgetting"]["batch_size"],
         device=loaded.device,
     )
     return {
@@ -181,7 +180,7 @@ def mitigate_intruders(
 ) -> dict[str, Any]:
     """mitigation.json for one LoRA-family variant. `config` holds the `model`, `prompt`,
     `generation` and `evaluation` blocks, `mitigation` (drift.mitigation) and `forgetting`
-    ({max_tokens}: as the drift stage's forgetting measure)."""
+    ({max_tokens, batch_size}: as the drift stage's forgetting measure)."""
     if spec.kind not in MITIGATION_KINDS:
         raise ValueError(
             f"{spec.name}: intruder mitigation supports {', '.join(MITIGATION_KINDS)}, not {spec.kind} "
