@@ -189,3 +189,48 @@ def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_fil
     rouge = score(predictions_path=out / "predictions.jsonl", scores_path=out / "scores.json", variant="int8")
     assert rouge["run"]["examples"] == 4 and "rougeL" in rouge["metrics"]["mean"]
     assert read_result(out / "scores.json") == rouge
+
+
+def test_batch_dependent_precisions_generate_one_example_per_call(
+    tiny_model_dir: Path, eval_file: Path, tmp_path: Path
+) -> None:
+    """torch's dynamic int8 quantises activations with one scale per call, so a row's logits
+    depend on the other rows of its batch; its quality run therefore generates one example
+    per call, and its predictions do not depend on evaluation.batch_size."""
+    from lora_study.generation import generate, left_pad
+    from lora_study.modeling import load_tokenizer
+    from lora_study.prompts import PromptBuilder
+
+    loaded = load_at_precision(model_dir=tiny_model_dir, precision="int8-dynamic", model=CPU, options={})
+    assert loaded.batch_dependence
+    tokenizer = load_tokenizer(tiny_model_dir)
+    builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=PROMPT)
+    short, long = (builder.build(text) for text in ("Four.", "Language models " * 12))
+    ids, mask = left_pad(prompts=[long, short], pad_id=tokenizer.pad_token_id, device="cpu")
+    with torch.inference_mode():
+        batched = loaded.model(input_ids=ids, attention_mask=mask).logits[1, -1]
+        alone = loaded.model(input_ids=torch.tensor([short.input_ids])).logits[0, -1]
+    assert (batched - alone).abs().max() > 1e-3  # the batch-mate changed the short prompt's logits
+
+    prompts = [builder.build(row["input"]) for row in read_jsonl(eval_file)]
+    one_by_one = [
+        generate(model=loaded.model, tokenizer=tokenizer, prompts=[p], settings=GENERATION, batch_size=1)[0].text
+        for p in prompts
+    ]
+    for batch_size in (2, "all"):
+        config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": {"batch_size": batch_size}}
+        out = tmp_path / str(batch_size)
+        predict_at_precision(
+            model_dir=tiny_model_dir,
+            eval_path=eval_file,
+            config=config,
+            precision="int8-dynamic",
+            options={},
+            predictions_path=out / "predictions.jsonl",
+            info_path=out / "generation.json",
+        )
+        assert [row["prediction"] for row in read_jsonl(out / "predictions.jsonl")] == one_by_one
+        run = read_result(out / "generation.json")["run"]
+        assert run["batch_size"] == 1 and run["batch_dependence"] == loaded.batch_dependence
+    int4 = load_at_precision(model_dir=tiny_model_dir, precision="int4", model=CPU, options=INT4)
+    assert int4.batch_dependence is None  # weight-only: every row's arithmetic is its own

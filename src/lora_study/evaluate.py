@@ -56,14 +56,14 @@ def predict(
     examples = read_examples(eval_path)
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
     prompts = [builder.build(example.input, fields=example.fields) for example in examples]
+    options = evaluation_options(config["evaluation"])
+    if loaded.batch_dependence:
+        # Batched, a prediction would depend on its batch-mates, their padding and
+        # evaluation.batch_size (a speed setting): one example per call instead.
+        log.info("one example per call: %s", loaded.batch_dependence)
+        options["batch_size"] = 1
     started = time.perf_counter()
-    generations = generate(
-        model=model,
-        tokenizer=tokenizer,
-        prompts=prompts,
-        settings=config["generation"],
-        **evaluation_options(config["evaluation"]),
-    )
+    generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=config["generation"], **options)
     generate_seconds = time.perf_counter() - started
     started = time.perf_counter()
     extras = (
@@ -72,7 +72,7 @@ def predict(
             builder=builder,
             prompts=prompts,
             settings=task_settings,
-            batch_size=config["evaluation"]["batch_size"],
+            batch_size=options["batch_size"],
         )
         if task.extra_predictions
         else [{} for _ in examples]
@@ -107,6 +107,9 @@ def predict(
             "examples": len(examples),
             "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
             "task": task_settings,
+            # The prompts per call actually used, and why when it is not evaluation.batch_size.
+            "batch_size": options["batch_size"],
+            "batch_dependence": loaded.batch_dependence,
         },
         metrics={
             "load_seconds": load_seconds,

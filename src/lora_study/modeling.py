@@ -75,6 +75,9 @@ class LoadedModel:
     device: str
     dtype: str  # the precision as results and the report show it: float32, int8, nf4, ...
     details: Mapping[str, Any] = field(default_factory=dict)  # backend, settings, layer counts
+    # Why a row's output depends on the other rows of its forward pass (activations quantised
+    # over the whole batch), or None: evaluation then generates one example per call.
+    batch_dependence: str | None = None
 
 
 # Loads a model when called; stages pass one to `evaluate.predict` to evaluate a model

@@ -190,7 +190,18 @@ def _load_bitsandbytes(
         # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights on the first
         # inference call and runs its own bfloat16 kernel, whatever the compute dtype says.
         details["cpu_kernel"] = "avx512-bf16 4-bit kernel"
-    return LoadedModel(model=loaded, device=device, dtype=weights.split(" ")[0], details=details)
+    return LoadedModel(
+        model=loaded,
+        device=device,
+        dtype=weights.split(" ")[0],
+        details=details,
+        batch_dependence=(
+            "LLM.int8 treats an input column as an outlier (float16) when any row of the batch exceeds the "
+            "threshold there"
+            if precision == "int8"
+            else None
+        ),
+    )
 
 
 def _load_dynamic_int8(*, model_dir: str | Path, note: str | None) -> LoadedModel:
@@ -221,7 +232,13 @@ def _load_dynamic_int8(*, model_dir: str | Path, note: str | None) -> LoadedMode
         "kept_full": list(KEEP_FULL),
         **({"device_note": note} if note else {}),
     }
-    return LoadedModel(model=loaded.eval(), device="cpu", dtype="qint8", details=details)
+    return LoadedModel(
+        model=loaded.eval(),
+        device="cpu",
+        dtype="qint8",
+        details=details,
+        batch_dependence="one activation scale per call, over every row of the batch and its padding",
+    )
 
 
 def _count_layers(model: nn.Module, layer_type: type[nn.Module]) -> int:
