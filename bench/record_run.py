@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml
 
-from lora_study.config import canonical, dataset_name, model_name, validate_config
+from lora_study.config import canonical, dataset_name, model_name, validate_config, without_ignored
 from lora_study.grid import BASE_VARIANT, LORA_KINDS, VariantSpec, expand_grid
 from lora_study.provenance import cpu_model
 from lora_study.results import check_result
@@ -202,13 +202,14 @@ def merge_config(*, base: dict[str, Any], update: Mapping[str, Any]) -> dict[str
 
 def resolve_config(*, paths: Sequence[Path]) -> dict[str, Any]:
     """The config the workflow ran with: the files merged in order, validated, defaults filled,
-    keys sorted (rules/common.smk does the same)."""
+    the settings it ignores dropped, keys sorted (rules/common.smk does the same, and its
+    `Config MD5` is of that)."""
     merged: dict[str, Any] = {}
     for path in paths:
         if not path.is_file():
             raise RecordError(f"config file {path} not found")
         merge_config(base=merged, update=yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return canonical(validate_config(merged, source=", ".join(map(str, paths))))
+    return canonical(without_ignored(validate_config(merged, source=", ".join(map(str, paths)))))
 
 
 def config_md5(*, config: Mapping[str, Any]) -> str:

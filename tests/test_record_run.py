@@ -401,3 +401,22 @@ def test_a_benchmark_record_holds_its_output_and_what_produced_it(tmp_path: Path
         == 1
     )
     assert not (tmp_path / "failed").exists()
+
+
+def test_the_resolved_config_is_the_one_snakemake_logs(tmp_path: Path) -> None:
+    """rules/common.smk drops the settings a config ignores (model.revision of a model that is
+    not a hub id, sampling under greedy decoding) before Snakemake logs the config's MD5, so the
+    record resolves a config the same way: a run whose config sets an ignored key is still the
+    config snakemake logged, and its MD5 is that of the config without the key."""
+    import yaml
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    with_ignored = {**base, "model": {**base["model"], "revision": "some-branch"}}
+    plain, edited = tmp_path / "plain.yaml", tmp_path / "edited.yaml"
+    plain.write_text(yaml.safe_dump(base), encoding="utf-8")
+    edited.write_text(yaml.safe_dump(with_ignored), encoding="utf-8")
+    resolved = record_run.resolve_config(paths=[edited])
+    assert "revision" not in resolved["model"] and "temperature" not in resolved["generation"]
+    assert record_run.config_md5(config=resolved) == record_run.config_md5(
+        config=record_run.resolve_config(paths=[plain])
+    )
