@@ -196,7 +196,8 @@ def test_batch_dependent_precisions_generate_one_example_per_call(
 ) -> None:
     """torch's dynamic int8 quantises activations with one scale per call, so a row's logits
     depend on the other rows of its batch; its quality run therefore generates one example
-    per call, and its predictions do not depend on evaluation.batch_size."""
+    per call, exactly as the reference studies' loop (the whole prompt in one forward pass),
+    and its predictions do not depend on evaluation.batch_size or evaluation.cache."""
     from lora_study.generation import generate, left_pad
     from lora_study.modeling import load_tokenizer
     from lora_study.prompts import PromptBuilder
@@ -214,11 +215,14 @@ def test_batch_dependent_precisions_generate_one_example_per_call(
 
     prompts = [builder.build(row["input"]) for row in read_jsonl(eval_file)]
     one_by_one = [
-        generate(model=loaded.model, tokenizer=tokenizer, prompts=[p], settings=GENERATION, batch_size=1)[0].text
+        generate(
+            model=loaded.model, tokenizer=tokenizer, prompts=[p], settings=GENERATION, batch_size=1, cache="dynamic"
+        )[0].text
         for p in prompts
     ]
     for batch_size in (2, "all"):
-        config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": {"batch_size": batch_size}}
+        evaluation = {"batch_size": batch_size, "cache": "prefilled"}
+        config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": evaluation}
         out = tmp_path / str(batch_size)
         predict_at_precision(
             model_dir=tiny_model_dir,
@@ -231,6 +235,7 @@ def test_batch_dependent_precisions_generate_one_example_per_call(
         )
         assert [row["prediction"] for row in read_jsonl(out / "predictions.jsonl")] == one_by_one
         run = read_result(out / "generation.json")["run"]
-        assert run["batch_size"] == 1 and run["batch_dependence"] == loaded.batch_dependence
+        assert run["batch_size"] == 1 and run["cache"] == "dynamic"
+        assert run["batch_dependence"] == loaded.batch_dependence
     int4 = load_at_precision(model_dir=tiny_model_dir, precision="int4", model=CPU, options=INT4)
     assert int4.batch_dependence is None  # weight-only: every row's arithmetic is its own

@@ -59,9 +59,13 @@ def predict(
     options = evaluation_options(config["evaluation"])
     if loaded.batch_dependence:
         # Batched, a prediction would depend on its batch-mates, their padding and
-        # evaluation.batch_size (a speed setting): one example per call instead.
+        # evaluation.batch_size (a speed setting): one example per generate() call instead,
+        # the whole prompt in one forward pass (the prefilled cache would split off its last
+        # token, and such a scheme quantises each pass's activations together).
         log.info("one example per call: %s", loaded.batch_dependence)
         options["batch_size"] = 1
+        if options["cache"] == "prefilled":
+            options["cache"] = "dynamic"
     started = time.perf_counter()
     generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=config["generation"], **options)
     generate_seconds = time.perf_counter() - started
@@ -107,8 +111,10 @@ def predict(
             "examples": len(examples),
             "config": {key: config[key] for key in ("model", "prompt", "generation", "evaluation")},
             "task": task_settings,
-            # The prompts per call actually used, and why when it is not evaluation.batch_size.
+            # The prompts per call and the cache actually used, and why when they are not
+            # evaluation.batch_size and evaluation.cache.
             "batch_size": options["batch_size"],
+            "cache": options["cache"],
             "batch_dependence": loaded.batch_dependence,
         },
         metrics={
