@@ -168,17 +168,23 @@ def test_latency_file_has_every_field_and_the_raw_runs(
     assert result["meta"]["device"] == "cpu" and result["meta"]["torch_threads"] >= 1
 
 
-def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_file: Path, tmp_path: Path) -> None:
-    config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": {"batch_size": 2}}
-    out = tmp_path / "int8"
+def predict_quality(*, model_dir: Path, eval_file: Path, out: Path, precision: str, evaluation: dict) -> None:
+    """The quality run of `precision` (predictions.jsonl, generation.json in `out`)."""
     predict_at_precision(
-        model_dir=tiny_model_dir,
+        model_dir=model_dir,
         eval_path=eval_file,
-        config=config,
-        precision="int8",
+        config={"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": evaluation},
+        precision=precision,
         options={},
         predictions_path=out / "predictions.jsonl",
         info_path=out / "generation.json",
+    )
+
+
+def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "int8"
+    predict_quality(
+        model_dir=tiny_model_dir, eval_file=eval_file, out=out, precision="int8", evaluation={"batch_size": 2}
     )
     rows = read_jsonl(out / "predictions.jsonl")
     assert [row["id"] for row in rows] == ["ex0", "ex1", "ex2", "ex3"]  # every eval example, not only the timed ones
@@ -221,17 +227,10 @@ def test_batch_dependent_precisions_generate_one_example_per_call(
         for p in prompts
     ]
     for batch_size in (2, "all"):
-        evaluation = {"batch_size": batch_size, "cache": "prefilled"}
-        config = {"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": evaluation}
         out = tmp_path / str(batch_size)
-        predict_at_precision(
-            model_dir=tiny_model_dir,
-            eval_path=eval_file,
-            config=config,
-            precision="int8-dynamic",
-            options={},
-            predictions_path=out / "predictions.jsonl",
-            info_path=out / "generation.json",
+        evaluation = {"batch_size": batch_size, "cache": "prefilled"}
+        predict_quality(
+            model_dir=tiny_model_dir, eval_file=eval_file, out=out, precision="int8-dynamic", evaluation=evaluation
         )
         assert [row["prediction"] for row in read_jsonl(out / "predictions.jsonl")] == one_by_one
         run = read_result(out / "generation.json")["run"]
