@@ -27,13 +27,14 @@ def test_shared_opening_leaves_every_prompt_its_last_token() -> None:
     assert shared_opening([prompt([1, 2, 3])]) == 2
 
 
-def test_cache_holds_the_padded_batch_keys_and_values(tiny_model_dir: Path) -> None:
-    """Every real position of every row: the prompts prefilled one by one after their shared
-    opening give the keys and values of one left-padded forward pass, and padding columns stay
-    zero (the attention mask hides them)."""
+@pytest.mark.parametrize("rows_per_pass", [1, 2, 3], ids=["alone", "pairs", "one-pass"])
+def test_cache_holds_the_padded_batch_keys_and_values(tiny_model_dir: Path, rows_per_pass: int) -> None:
+    """Every real position of every row: the prompts prefilled after their shared opening, one
+    by one or right-padded together, give the keys and values of one left-padded forward pass,
+    and padding columns stay zero (the attention mask hides them)."""
     model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
     prompts = [prompt([7, 8, 9, 10, 11, 12, 13]), prompt([7, 8, 9, 40, 41]), prompt([7, 8, 9, 50, 51, 52, 53, 54])]
-    cache = prefilled_cache(model=model, prompts=prompts, new_tokens=3)
+    cache = prefilled_cache(model=model, prompts=prompts, new_tokens=3, rows_per_pass=rows_per_pass)
     ids, mask = left_pad(prompts=prompts, pad_id=0, device="cpu")
     reference = DynamicCache(config=model.config)
     with torch.inference_mode():
@@ -132,3 +133,28 @@ def test_quantised_models_generate_as_with_the_dynamic_cache(tiny_model_dir: Pat
         for size, cache in (("all", "prefilled"), (1, "dynamic"))
     ]
     assert runs[0] == runs[1]
+
+
+def test_one_pass_prefill_generates_the_per_example_predictions(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accelerators' prefill (every prompt in one right-padded pass), run here on the CPU,
+    gives the greedy predictions of one prompt per generate() call."""
+    import lora_study.generation as generation
+    from lora_study import prefill
+
+    def one_pass(**kwargs):
+        return prefill.prefilled_cache(**{**kwargs, "rows_per_pass": len(kwargs["prompts"])})
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
+    texts = ["One.", "A much longer input " * 12, "Medium length input here, with more words.", "x " * 40]
+    prompts = [builder.build(text) for text in texts]
+    settings = {"max_new_tokens": 8, "greedy": True, "temperature": 1.0, "top_p": 1.0, "seed": 0}
+    expected = [
+        generate(model=model, tokenizer=tokenizer, prompts=[p], settings=settings, batch_size=1, cache="dynamic")[0]
+        for p in prompts
+    ]
+    monkeypatch.setattr(generation, "prefilled_cache", one_pass)
+    assert generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings, batch_size="all") == expected

@@ -105,9 +105,16 @@ def shared_opening(prompts: Sequence[Prompt]) -> int:
 
 
 @torch.inference_mode()
-def prefilled_cache(*, model: PreTrainedModel, prompts: Sequence[Prompt], new_tokens: int) -> Cache:
+def prefilled_cache(
+    *, model: PreTrainedModel, prompts: Sequence[Prompt], new_tokens: int, rows_per_pass: int = 1
+) -> Cache:
     """A cache holding every prompt but its last token, right-aligned as `generation.left_pad`
-    places the prompts, with room for `new_tokens` more positions (module docstring)."""
+    places the prompts, with room for `new_tokens` more positions (module docstring).
+
+    `rows_per_pass` prompts are prefilled per forward pass: 1 computes nothing on padding (a
+    CPU's choice); more put them in one right-padded pass (an accelerator's, whose parallelism
+    outweighs the padding), where padding sits after a row's tokens, so causal attention keeps
+    it out of every real position's keys and values."""
     device = model.device
     width = max(len(p.input_ids) for p in prompts)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -119,20 +126,38 @@ def prefilled_cache(*, model: PreTrainedModel, prompts: Sequence[Prompt], new_to
     if opening:
         ids = torch.tensor([prompts[0].input_ids[:opening]], device=device)
         model(input_ids=ids, past_key_values=shared, use_cache=True, logits_to_keep=1)
-    for row, prompt in enumerate(prompts):
+    for first in range(0, len(prompts), rows_per_pass):
+        group = prompts[first : first + rows_per_pass]
+        rests = [p.input_ids[opening:-1] for p in group]
+        longest = max(map(len, rests))
         cache = copy.deepcopy(shared)
-        rest = prompt.input_ids[opening:-1]
-        if rest:
-            ids = torch.tensor([rest], device=device)
-            positions = torch.arange(opening, len(prompt.input_ids) - 1, device=device).unsqueeze(0)
-            model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        start = width - len(prompt.input_ids)
-        for layer, filled in zip(layers, cache.layers, strict=True):
-            if not filled.is_initialized:  # a one-token prompt: nothing before its last token
-                continue
-            if not layer.is_initialized:
-                layer.lazy_initialization(filled.keys, filled.values)
-            layer.write_row(row=row, start=start, keys=filled.keys[0], values=filled.values[0])
+        if opening and len(group) > 1:
+            cache.batch_repeat_interleave(len(group))
+        if longest:
+            ids = torch.zeros((len(group), longest), dtype=torch.long)  # right padding: any token will do
+            for row, rest in enumerate(rests):
+                ids[row, : len(rest)] = torch.tensor(rest, dtype=torch.long)
+            positions = torch.arange(opening, opening + longest).expand(len(group), -1)
+            model(
+                input_ids=ids.to(device),
+                position_ids=positions.to(device),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        for index, prompt in enumerate(group):
+            written = len(prompt.input_ids) - 1
+            for layer, filled in zip(layers, cache.layers, strict=True):
+                if not filled.is_initialized:  # one-token prompts: nothing before their last token
+                    continue
+                if not layer.is_initialized:
+                    layer.lazy_initialization(filled.keys, filled.values)
+                layer.write_row(
+                    row=first + index,
+                    start=width - len(prompt.input_ids),
+                    keys=filled.keys[index, :, :written],
+                    values=filled.values[index, :, :written],
+                )
     for layer in layers:
         layer.set_length(width - 1)
     return Cache(layers=layers)
