@@ -94,7 +94,7 @@ def evaluation_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     (a block written before cache and compile existed means what it meant then)."""
     return {
         "batch_size": evaluation["batch_size"],
-        "cache": evaluation.get("cache", "dynamic"),  # the default is config.yaml's
+        "cache": evaluation.get("cache", "dynamic"),
         # YAML reads true/false as booleans.
         "compile_mode": str(evaluation.get("compile", "auto")).lower(),
     }

@@ -85,12 +85,16 @@ class PreallocatedLayer(DynamicLayer):
     batch_select_indices = batch_repeat_interleave = reorder_cache = crop
 
 
+def text_config(model: PreTrainedModel) -> Any:
+    """The config of the model's language part (a multimodal model nests it)."""
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
 def supports_prefill(model: PreTrainedModel) -> bool:
     """True when every layer of the model's default cache is a plain growing one (no sliding
     window, no linear-attention state), the only kind whose keys can be copied position by
     position."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=text_config(model)).layers)
 
 
 def shared_opening(prompts: Sequence[Prompt]) -> int:
@@ -117,7 +121,7 @@ def prefilled_cache(
     it out of every real position's keys and values."""
     device = model.device
     width = max(len(p.input_ids) for p in prompts)
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = text_config(model)
     layers = [
         PreallocatedLayer(rows=len(prompts), capacity=width + new_tokens) for _ in range(config.num_hidden_layers)
     ]
