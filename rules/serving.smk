@@ -11,12 +11,12 @@ SERVED = [name for name, spec in TRAINED.items() if spec.is_lora] if SERVING["en
 MIXABLE = [name for name in SERVED if TRAINED[name].kind not in MIXED_BATCH_EXCLUDED]
 MULTI_ADAPTER = bool(MIXABLE) and SERVING["multi_adapter"]
 # What changes a merge: how the model is loaded, the prompts its logits are checked on, and
-# the tolerance; the serving settings do not.
+# the tolerance; the serving settings do not, nor the evaluation's speed settings (the logit
+# check has its own batch: merge.CHECK_BATCH).
 MERGE_SETTINGS = canonical(
     {
         "model": config["model"],
         "prompt": config["prompt"],
-        "evaluation": config["evaluation"],
         "merge": SERVING["merge"],
     }
 )

@@ -60,7 +60,7 @@ def random_adapter(*, spec: VariantSpec, model_dir: Path, out: Path, seed: int =
 
 def merge_settings(config: dict) -> dict:
     """The blocks rule merge_adapter passes, from a whole config."""
-    return {**{key: config[key] for key in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
+    return {**{key: config[key] for key in ("model", "prompt")}, "merge": config["serving"]["merge"]}
 
 
 def merge_into(folder: Path, *, spec: VariantSpec, adapter: Path, model_dir: Path, eval_path: Path, config: dict):
@@ -79,7 +79,7 @@ def merge_into(folder: Path, *, spec: VariantSpec, adapter: Path, model_dir: Pat
 @pytest.fixture()
 def merge_config() -> dict:
     config = load_config(REPO / "config.yaml", REPO / "configs" / "tiny.yaml")
-    return {**{key: config[key] for key in ("model", "prompt", "evaluation")}, "merge": config["serving"]["merge"]}
+    return {**{key: config[key] for key in ("model", "prompt")}, "merge": config["serving"]["merge"]}
 
 
 @pytest.fixture()

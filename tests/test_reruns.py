@@ -37,6 +37,19 @@ ACROSS_VARIANTS = {
     "summarise_serving": 1,
     "build_report": 1,
 }
+# What a change to how predictions are generated reruns: every generating job and what reads
+# their predictions.
+GENERATION_RERUNS = {
+    "generate_predictions": 1,
+    "generate_quant_predictions": 2,  # full takes the base evaluation's predictions
+    "reuse_base_predictions": 1,
+    "generate_variant_predictions": 3,
+    "score_predictions": 7,
+    "compare_variants": 1,
+    "summarise_drift": 1,
+    "summarise_serving": 1,  # it reads the comparisons (Study 4's quality leg)
+    "build_report": 1,
+}
 # Every serving job of the tiny config (two LoRA variants).
 SERVING_JOBS = {"serve_base": 1, "serve_variant": 2, "serve_multi_adapter": 1}
 
@@ -119,17 +132,7 @@ def test_temperature_reruns_generation_when_sampling(tmp_path: Path) -> None:
     workdir.mkdir()
     mark_plan_done(workdir, write_config(tmp_path / "config.yaml", config))
     config["generation"]["temperature"] = 0.5
-    assert planned_after(workdir, config) == {
-        "generate_predictions": 1,
-        "generate_quant_predictions": 2,  # full takes the base evaluation's predictions
-        "reuse_base_predictions": 1,
-        "generate_variant_predictions": 3,
-        "score_predictions": 7,
-        "compare_variants": 1,
-        "summarise_drift": 1,
-        "summarise_serving": 1,  # it reads the comparisons (Study 4's quality leg)
-        "build_report": 1,
-    }
+    assert planned_after(workdir, config) == GENERATION_RERUNS
 
 
 def test_a_serving_setting_reruns_only_the_serving_jobs_and_the_report(built_tiny: Path, tmp_path: Path) -> None:
@@ -279,3 +282,11 @@ def test_a_changed_file_of_a_local_model_folder_prepares_the_model_again(tmp_pat
     jobs = planned_after(workdir, config)
     assert jobs["prepare_model"] == 1 and jobs["train_full"] == 1
     assert not {"make_eval_subset", "make_train_subset"} & set(jobs), "the data does not depend on the model"
+
+
+def test_an_evaluation_speed_setting_reruns_generation_but_no_merge(built_tiny: Path, tmp_path: Path) -> None:
+    """The merge's logit check has its own batch, so evaluation.batch_size reruns the jobs that
+    generate (their files record it), never the merges or what serves them."""
+    config = tiny_config()
+    config["evaluation"]["batch_size"] = 3
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == GENERATION_RERUNS

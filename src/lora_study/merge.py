@@ -144,7 +144,7 @@ def merge_variant(
 ) -> dict[str, Any]:
     """Merge `spec`'s adapter, check it against the unmerged model, export it; write merge.json.
 
-    `config` holds the `model`, `prompt`, `evaluation` and `merge` blocks (`merge.tolerance`:
+    `config` holds the `model`, `prompt` and `merge` blocks (`merge.tolerance`:
     the largest |logit difference| allowed, per dtype name)."""
     if not spec.is_lora:
         raise ValueError(f"{spec.name} is not a LoRA-family variant; only adapters are merged")
@@ -210,7 +210,7 @@ def merge_variant(
             "merged_into": (
                 "the 4-bit NF4 base de-quantised to the compute dtype" if spec.kind == "qlora" else "the prepared base"
             ),
-            "config": {key: config[key] for key in ("model", "prompt", "evaluation", "merge")},
+            "config": {key: config[key] for key in ("model", "prompt", "merge")},
         },
         "metrics": {
             **check,
