@@ -13,8 +13,14 @@ config's prompt builder, the model loaded once and shared):
 - `batch 8`: the workflow's path before issue 16 (evaluation.batch_size 8, dynamic cache);
 - `all, dynamic` and `all, static`: every prompt in one call, with the growing cache or
   transformers' static cache (evaluation.batch_size all, evaluation.cache);
-- `all, prefilled`: every prompt in one call with the prefilled cache (`lora_study.prefill`),
-  what the default config does with the default evaluation (batch_size 32 >= 20 prompts);
+- `all, prefilled, generate()`: every prompt in one call with the prefilled cache
+  (`lora_study.prefill`), decoded by transformers' generate() (the default from 454dc27 to
+  0d3a874);
+- `all, prefilled, row-major`: the same cache, decoded by the greedy loop that drops finished
+  rows (`lora_study.greedy`), with the weights as loaded;
+- `all, prefilled`: the same, with the linear weights column-major while decoding
+  (`lora_study.linear_layout`): what the default config does with the default evaluation
+  (batch_size 32 >= 20 prompts);
 - `--compile` adds `all, static, compiled` (evaluation.compile true: minutes of compilation
   on a CPU, counted in its time).
 
@@ -34,8 +40,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -91,6 +99,13 @@ def generation_paths(compile_too: bool) -> dict[str, dict[str, Any]]:
         "batch 8": {"batch_size": 8, "cache": "dynamic", "compile_mode": "false"},
         "all, dynamic": {"batch_size": "all", "cache": "dynamic", "compile_mode": "false"},
         "all, static": {"batch_size": "all", "cache": "static", "compile_mode": "false"},
+        "all, prefilled, generate()": {
+            "batch_size": "all",
+            "cache": "prefilled",
+            "compile_mode": "false",
+            "transformers_loop": True,
+        },
+        "all, prefilled, row-major": {"batch_size": "all", "cache": "prefilled", "compile_mode": "false"},
         "all, prefilled": {"batch_size": "all", "cache": "prefilled", "compile_mode": "false"},
     }
     if compile_too:
@@ -124,24 +139,31 @@ def generation_speed(args: argparse.Namespace) -> None:
     print(f"load average before: {load_average()}")
     results: dict[str, tuple[list[str], int, float, float]] = {}
     for name, options in generation_paths(args.compile).items():
-        cpu_started, started = time.process_time(), time.perf_counter()
-        generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings, **options)
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        # The row-major path: the workflow's path with the weight layout left as loaded.
+        layout = (
+            mock.patch("lora_study.generation.column_major_linears", lambda model: nullcontext())
+            if name.endswith("row-major")
+            else nullcontext()
+        )
+        with layout:
+            cpu_started, started = time.process_time(), time.perf_counter()
+            generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings, **options)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         tokens = sum(g.generated_tokens for g in generations)
         results[name] = ([g.text for g in generations], tokens, seconds, cpu)
-        print(f"  {name:22} {tokens:5d} tokens {seconds:7.1f} s {tokens / seconds:6.1f} tokens/s  cpu {cpu:7.1f} s")
+        print(f"  {name:28} {tokens:5d} tokens {seconds:7.1f} s {tokens / seconds:6.1f} tokens/s  cpu {cpu:7.1f} s")
     reference, today = results["per-example"], results["batch 8"]
     # Per CPU second too: on a loaded machine the wall clock also counts time spent waiting for
     # a core, which differs between paths run minutes apart; CPU time does not.
     print(
-        f"{'path':24} {'tokens/s':>8} {'x per-example':>13} {'x batch 8':>9} "
+        f"{'path':28} {'tokens/s':>8} {'x per-example':>13} {'x batch 8':>9} "
         f"{'tokens/cpu-s':>12} {'x per-example':>13} {'x batch 8':>9}  same predictions as per-example"
     )
     for name, (texts, tokens, seconds, cpu) in results.items():
         speed, per_cpu = tokens / seconds, tokens / cpu
         same = sum(a == b for a, b in zip(texts, reference[0], strict=True))
         print(
-            f"{name:24} {speed:8.1f} {speed / (reference[1] / reference[2]):13.2f} "
+            f"{name:28} {speed:8.1f} {speed / (reference[1] / reference[2]):13.2f} "
             f"{speed / (today[1] / today[2]):9.2f} {per_cpu:12.1f} {per_cpu / (reference[1] / reference[3]):13.2f} "
             f"{per_cpu / (today[1] / today[3]):9.2f}  {same}/{len(texts)}"
         )

@@ -10,7 +10,9 @@ Two more speed settings, `evaluation.cache` and `evaluation.compile`:
 - `prefilled` (the default): each prompt prefilled on its own without padding, the prompts'
   shared opening once, into a cache allocated once per batch that decoding steps write in
   place (`lora_study.prefill`, which says what it saves); a model whose cache has sliding-window
-  or other non-growing layers falls back to `dynamic`.
+  or other non-growing layers falls back to `dynamic`. Greedy decoding then runs in
+  `lora_study.greedy`'s loop, which drops each row at its stop token, with the linear weights
+  column-major on a CPU (`lora_study.linear_layout`); sampling runs in transformers' generate().
 - `static`: transformers' StaticCache, preallocated to the batch's prompt width plus
   max_new_tokens, so every decoding step has the same shapes (what compilation and CUDA
   graphs need); `dynamic` grows the cache step by step.
@@ -23,15 +25,19 @@ Two more speed settings, `evaluation.cache` and `evaluation.compile`:
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from lora_study.greedy import greedy_decode
+from lora_study.linear_layout import column_major_linears
 from lora_study.prefill import prefilled_cache, supports_prefill
 from lora_study.prompts import Prompt, generated_token_ids
 
@@ -78,7 +84,11 @@ def generation_config(
 ) -> GenerationConfig:
     """An explicit config, so a model's own generation defaults never change the study.
     `speed`: speed_options(), fields that change how fast, never what is generated."""
-    sampling = {} if settings["greedy"] else {"temperature": settings["temperature"], "top_p": settings["top_p"]}
+    # top_k 0: no top-k cut (transformers' global default is 50): temperature and top_p are the
+    # whole sampling rule, as the config says.
+    sampling = (
+        {} if settings["greedy"] else {"temperature": settings["temperature"], "top_p": settings["top_p"], "top_k": 0}
+    )
     return GenerationConfig(
         max_new_tokens=settings["max_new_tokens"],
         do_sample=not settings["greedy"],
@@ -87,6 +97,49 @@ def generation_config(
         **sampling,
         **(speed or {}),
     )
+
+
+# Fields of a model's generation_config.json that do not choose tokens.
+NOT_DECODING = frozenset(
+    {
+        "_from_model_config",
+        "bos_token_id",
+        "decoder_start_token_id",
+        "eos_token_id",
+        "max_length",  # max_new_tokens, always set, takes precedence
+        "output_attentions",
+        "output_hidden_states",
+        "pad_token_id",
+        "transformers_version",
+        "use_cache",
+    }
+)
+
+
+def without_model_defaults(*, config: GenerationConfig, model: PreTrainedModel) -> GenerationConfig:
+    """`config` with each decoding field that it leaves unset and the model's own
+    generation_config sets pinned to transformers' global default.
+
+    generate() fills every unset field from the model's generation_config.json (Qwen2.5-Instruct's
+    sets repetition_penalty 1.05 and top_k 20), which would apply settings the study's config
+    never named, and only on generate()'s path. A field with no global default to pin is an
+    error that names it."""
+    inherited = {
+        key
+        for key, value in model.generation_config.to_diff_dict().items()
+        if key not in NOT_DECODING and value is not None and getattr(config, key, None) is None
+    }
+    # transformers' own table of global defaults (what generate() falls back to).
+    defaults = config._get_default_generation_params()
+    unpinnable = sorted(key for key in inherited if defaults.get(key) is None)
+    if unpinnable:
+        raise ValueError(
+            f"the model's generation_config.json sets {', '.join(unpinnable)}, which transformers' generate() "
+            "would apply on top of the study's generation settings; remove them from that file"
+        )
+    pinned = copy.deepcopy(config)
+    pinned.update(**{key: defaults[key] for key in inherited})
+    return pinned
 
 
 def evaluation_options(evaluation: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,48 +180,83 @@ def generate(
     batch_size: int | str,
     cache: str = "prefilled",
     compile_mode: str = "false",
+    transformers_loop: bool = False,
 ) -> list[Generation]:
     """Generate for every prompt, in batches of similar length (less padding; `all`: one
-    batch), and return the results in the prompts' order. `cache`, `compile`: speed_options."""
-    device = str(model.device)
+    batch), and return the results in the prompts' order. `cache`, `compile`: speed_options.
+    `transformers_loop`: decode greedily in transformers' generate() even where the greedy loop
+    applies (bench/generation_speed.py compares the two)."""
     pad_id = tokenizer.pad_token_id
     stop_ids = stop_token_ids(model=model, tokenizer=tokenizer)
-    config = generation_config(
-        settings=settings, pad_id=pad_id, stop_ids=stop_ids, speed=speed_options(cache=cache, compile_mode=compile_mode)
+    config = without_model_defaults(
+        config=generation_config(
+            settings=settings,
+            pad_id=pad_id,
+            stop_ids=stop_ids,
+            speed=speed_options(cache=cache, compile_mode=compile_mode),
+        ),
+        model=model,
     )
     batch_size = batch_count(batch_size, len(prompts))
     prefill = cache == "prefilled" and supports_prefill(model)
     if cache == "prefilled" and not prefill:
         log.info("%s: a cache layer that is not a plain growing one; generating with the dynamic cache", type(model))
+    greedy_loop = prefill and settings["greedy"] and not transformers_loop
     if not settings["greedy"]:
         torch.manual_seed(settings["seed"])
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
     results: dict[int, Generation] = {}
     started = time.perf_counter()
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        ids, mask = left_pad(prompts=[prompts[i] for i in batch], pad_id=pad_id, device=device)
-        past = (
-            prefilled_cache(
+    with column_major_linears(model) if greedy_loop else nullcontext():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            rows = generate_batch(
                 model=model,
                 prompts=[prompts[i] for i in batch],
                 new_tokens=settings["max_new_tokens"],
-                # A CPU computes nothing on padding prompt by prompt; an accelerator's parallelism
-                # outweighs the padding of one pass (not measured: no GPU was at hand).
-                rows_per_pass=1 if device == "cpu" else len(batch),
+                config=config,
+                stop_ids=stop_ids,
+                prefill=prefill,
+                greedy_loop=greedy_loop,
             )
-            if prefill
-            else None
-        )
-        sequences = model.generate(input_ids=ids, attention_mask=mask, past_key_values=past, generation_config=config)
-        rows = generated_token_ids(sequences=sequences, prompt_length=ids.shape[1], stop_ids=stop_ids)
-        for index, row in zip(batch, rows, strict=True):
-            results[index] = Generation(
-                text=tokenizer.decode(row, skip_special_tokens=True).strip(),
-                prompt_tokens=len(prompts[index].input_ids),
-                generated_tokens=len(row),
-                stopped=len(row) < settings["max_new_tokens"],
-            )
-        done = start + len(batch)
-        log.info("generated %d/%d examples (%.1f s)", done, len(order), time.perf_counter() - started)
+            for index, row in zip(batch, rows, strict=True):
+                results[index] = Generation(
+                    text=tokenizer.decode(row, skip_special_tokens=True).strip(),
+                    prompt_tokens=len(prompts[index].input_ids),
+                    generated_tokens=len(row),
+                    stopped=len(row) < settings["max_new_tokens"],
+                )
+            done = start + len(batch)
+            log.info("generated %d/%d examples (%.1f s)", done, len(order), time.perf_counter() - started)
     return [results[i] for i in range(len(prompts))]
+
+
+def generate_batch(
+    *,
+    model: PreTrainedModel,
+    prompts: Sequence[Prompt],
+    new_tokens: int,
+    config: GenerationConfig,
+    stop_ids: set[int],
+    prefill: bool,
+    greedy_loop: bool,
+) -> list[list[int]]:
+    """One batch's generated tokens per prompt, up to and excluding the first stop token."""
+    device = str(model.device)
+    past = (
+        prefilled_cache(
+            model=model,
+            prompts=prompts,
+            new_tokens=new_tokens,
+            # A CPU computes nothing on padding prompt by prompt; an accelerator's parallelism
+            # outweighs the padding of one pass (not measured: no GPU was at hand).
+            rows_per_pass=1 if device == "cpu" else len(prompts),
+        )
+        if prefill
+        else None
+    )
+    if greedy_loop:
+        return greedy_decode(model=model, prompts=prompts, cache=past, new_tokens=new_tokens, stop_ids=stop_ids)
+    ids, mask = left_pad(prompts=prompts, pad_id=config.pad_token_id, device=device)
+    sequences = model.generate(input_ids=ids, attention_mask=mask, past_key_values=past, generation_config=config)
+    return generated_token_ids(sequences=sequences, prompt_length=ids.shape[1], stop_ids=stop_ids)

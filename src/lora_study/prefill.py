@@ -79,6 +79,14 @@ class PreallocatedLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def keep(self, *, rows: torch.Tensor, first_column: int) -> None:
+        """Keep only `rows` (a finished row leaves the batch: lora_study.greedy) and the columns
+        from `first_column` on (copied, so the dropped ones free their memory)."""
+        self.key_buffer = self.key_buffer[:, :, first_column:].index_select(0, rows)
+        self.value_buffer = self.value_buffer[:, :, first_column:].index_select(0, rows)
+        self.rows, self.capacity, self.length = len(rows), self.capacity - first_column, self.length - first_column
+        self._expose()
+
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("the prefilled cache serves plain greedy and sampled generation only")
 

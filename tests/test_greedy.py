@@ -1,0 +1,191 @@
+"""The greedy loop of the prefilled path (lora_study.greedy), the column-major linear weights
+it decodes with on a CPU (lora_study.linear_layout), and the model's own generation defaults
+kept out of every path (generation.without_model_defaults), on a tiny random Llama."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_generation import reference_loop
+from transformers import GenerationConfig
+
+import lora_study.greedy as greedy
+from lora_study.generation import generate, generation_config, without_model_defaults
+from lora_study.linear_layout import column_major_linears, decoding_linears
+from lora_study.modeling import load_model, load_tokenizer
+from lora_study.prefill import PreallocatedLayer, prefilled_cache
+from lora_study.prompts import PromptBuilder
+
+SETTINGS = {"max_new_tokens": 8, "greedy": True, "temperature": 1.0, "top_p": 1.0, "seed": 0}
+TEXTS = ["A much longer input " * 12, "One.", "Medium length input here, with more words.", "x " * 40]
+
+
+def tiny(tiny_model_dir: Path, *, adapter: bool, varied: bool = False):
+    """The tiny model (with an adapter whose B is not zero, so it changes the outputs), its
+    tokenizer and the TEXTS' prompts. `varied`: projections drawn wider, so that the tokens
+    vary from step to step (at its initial scale the random model repeats one token)."""
+    from lora_study.adapters import attach_adapter
+    from lora_study.grid import VariantSpec
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
+    if varied:
+        torch.manual_seed(2)
+        for name, parameter in model.named_parameters():
+            if name.endswith("proj.weight"):
+                parameter.data.normal_(std=0.3)
+    if adapter:
+        spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
+        model = attach_adapter(model=model, spec=spec).eval()
+        torch.manual_seed(1)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.data.normal_(std=0.5)
+    builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
+    return model, tokenizer, [builder.build(text) for text in TEXTS]
+
+
+def tokens_alone(*, model, prompt, config: GenerationConfig) -> list[int]:
+    """What transformers' generate() gives one prompt, as token ids."""
+    ids = torch.tensor([prompt.input_ids])
+    return model.generate(input_ids=ids, generation_config=config)[0, ids.shape[1] :].tolist()
+
+
+def test_keep_drops_rows_and_leading_columns() -> None:
+    layer = PreallocatedLayer(rows=3, capacity=5)
+    keys = torch.arange(3 * 4, dtype=torch.float32).reshape(3, 1, 4, 1)
+    layer.update(keys, keys + 100)
+    layer.keep(rows=torch.tensor([0, 2]), first_column=1)
+    assert layer.keys[:, 0, :, 0].tolist() == [[1, 2, 3], [9, 10, 11]]
+    assert layer.values[:, 0, :, 0].tolist() == [[101, 102, 103], [109, 110, 111]]
+    assert (layer.get_seq_length(), layer.capacity) == (3, 4)
+    written, _ = layer.update(torch.full((2, 1, 1, 1), -1.0), torch.zeros(2, 1, 1, 1))
+    assert written[:, 0, :, 0].tolist() == [[1, 2, 3, -1], [9, 10, 11, -1]]
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["base", "peft"])
+def test_rows_leaving_at_their_stop_tokens_change_no_prediction(
+    tiny_model_dir: Path, adapter: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop tokens chosen so that the rows end at different steps, the longest prompt's first
+    (so the batch loses rows and leading columns): the greedy loop gives the per-example
+    loop's predictions, and transformers' generate() on the same cache does too."""
+    model, tokenizer, prompts = tiny(tiny_model_dir, adapter=adapter, varied=True)
+    # The token a chosen row generates at a chosen step, when nothing stops it, becomes a stop token.
+    free = GenerationConfig(max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False, eos_token_id=[], pad_token_id=0)
+    tokens = [tokens_alone(model=model, prompt=p, config=free) for p in prompts]
+    stops = {tokens[0][1], tokens[2][4]}
+    model.generation_config.eos_token_id = sorted(stops | {tokenizer.eos_token_id})
+    expected = reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS)
+    lengths = [g.generated_tokens for g in expected]
+    assert lengths[0] < min(lengths[1:]) and len(set(lengths)) > 2, lengths
+
+    kept: list[int] = []
+    keep_rows = greedy.keep_rows
+
+    def spy(**kwargs):
+        kept.append(kwargs["first_column"])
+        keep_rows(**kwargs)
+
+    monkeypatch.setattr(greedy, "keep_rows", spy)
+    assert generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS, batch_size="all") == expected
+    assert kept and kept[0] > 0  # the longest prompt left first, and its padding-only columns with it
+    assert (
+        generate(
+            model=model,
+            tokenizer=tokenizer,
+            prompts=prompts,
+            settings=SETTINGS,
+            batch_size="all",
+            transformers_loop=True,
+        )
+        == expected
+    )
+
+
+def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -> None:
+    """After rows and columns leave the batch, each remaining row's logits at each step are
+    those of its prompt and tokens so far in one forward pass (predictions alone can miss a
+    small change)."""
+    model, _, prompts = tiny(tiny_model_dir, adapter=False, varied=True)
+    free = GenerationConfig(max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False, eos_token_id=[], pad_token_id=0)
+    tokens = [tokens_alone(model=model, prompt=p, config=free) for p in prompts]
+    cache = prefilled_cache(model=model, prompts=prompts, new_tokens=SETTINGS["max_new_tokens"])
+    steps = []
+    hook = model.register_forward_hook(lambda module, args, output: steps.append(output.logits[:, -1].clone()))
+    generated = greedy.greedy_decode(
+        model=model,
+        prompts=prompts,
+        cache=cache,
+        new_tokens=SETTINGS["max_new_tokens"],
+        stop_ids={tokens[0][1], tokens[2][4]},
+    )
+    hook.remove()
+    assert len(generated[0]) == 1 and len(steps) == SETTINGS["max_new_tokens"]
+    for step, logits in enumerate(steps):
+        # A row takes part in a step until the one where it emits its stop token.
+        present = [i for i, row in enumerate(generated) if step <= len(row)]
+        assert logits.shape[0] == len(present)
+        for row, index in enumerate(present):
+            ids = torch.tensor([prompts[index].input_ids + generated[index][:step]])
+            with torch.inference_mode():
+                whole = model(input_ids=ids).logits[0, -1]
+            torch.testing.assert_close(logits[row], whole, atol=1e-5, rtol=1e-5)
+
+
+def test_decoding_weights_are_column_major_inside_and_contiguous_after(tiny_model_dir: Path) -> None:
+    model, _, _ = tiny(tiny_model_dir, adapter=True)
+    weights = decoding_linears(model)
+    before = [weight.detach().clone() for weight in weights]
+    names = {id(p): name for name, p in model.named_parameters()}
+    for part in ("base_layer", "lora_A", "lora_B", "gate_proj"):
+        assert any(part in names[id(w)] for w in weights), part
+    assert id(model.get_output_embeddings().weight) not in {id(w) for w in weights}
+    with column_major_linears(model):
+        assert all(w.t().is_contiguous() and not w.is_contiguous() for w in weights)
+        assert all(torch.equal(w, b) for w, b in zip(weights, before, strict=True))
+    assert all(w.is_contiguous() and torch.equal(w, b) for w, b in zip(weights, before, strict=True))
+
+
+def test_a_model_generation_default_changes_no_prediction(tiny_model_dir: Path) -> None:
+    """A model whose generation_config.json sets a repetition penalty and a top-k: generate()
+    would apply them to every unset field; pinned, every path predicts as a model without them."""
+    model, tokenizer, prompts = tiny(tiny_model_dir, adapter=False)
+    plain = reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS)
+    model.generation_config.repetition_penalty = 50.0
+    model.generation_config.top_k = 2
+    config = generation_config(settings=SETTINGS, pad_id=0, stop_ids={1})
+    pinned = without_model_defaults(config=config, model=model)
+    assert (pinned.repetition_penalty, pinned.top_k) == (1.0, 50) and config.repetition_penalty is None
+    assert reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS) == plain
+    for transformers_loop in (False, True):
+        assert (
+            generate(
+                model=model,
+                tokenizer=tokenizer,
+                prompts=prompts,
+                settings=SETTINGS,
+                batch_size="all",
+                transformers_loop=transformers_loop,
+            )
+            == plain
+        )
+    # Without the pinning, generate() applies the penalty: the test above can fail.
+    assert tokens_alone(model=model, prompt=prompts[1], config=config) != tokens_alone(
+        model=model, prompt=prompts[1], config=pinned
+    )
+
+
+def test_a_model_default_that_cannot_be_pinned_is_an_error(tiny_model_dir: Path) -> None:
+    model, _, _ = tiny(tiny_model_dir, adapter=False)
+    model.generation_config.suppress_tokens = [5]
+    with pytest.raises(ValueError, match="generation_config.json sets suppress_tokens"):
+        without_model_defaults(config=generation_config(settings=SETTINGS, pad_id=0, stop_ids={1}), model=model)
+
+
+def test_sampling_applies_no_top_k_cut() -> None:
+    sampled = generation_config(settings={**SETTINGS, "greedy": False, "top_p": 0.9}, pad_id=0, stop_ids={1})
+    assert (sampled.top_k, sampled.top_p, sampled.do_sample) == (0, 0.9, True)
+    assert isinstance(sampled, GenerationConfig)
