@@ -16,10 +16,8 @@ config's prompt builder, the model loaded once and shared):
 - `all, prefilled, generate()`: every prompt in one call with the prefilled cache
   (`lora_study.prefill`), decoded by transformers' generate() (the default from 454dc27 to
   0d3a874);
-- `all, prefilled, row-major`: the same cache, decoded by the greedy loop that drops finished
-  rows (`lora_study.greedy`), with the weights as loaded;
-- `all, prefilled`: the same, with the linear weights column-major while decoding
-  (`lora_study.linear_layout`): what the default config does with the default evaluation
+- `all, prefilled`: the same cache, decoded by the greedy loop that drops each row at its stop
+  token (`lora_study.greedy`): what the default config does with the default evaluation
   (batch_size 32 >= 20 prompts);
 - `--compile` adds `all, static, compiled` (evaluation.compile true: minutes of compilation
   on a CPU, counted in its time).
@@ -40,10 +38,8 @@ import os
 import sys
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -105,7 +101,6 @@ def generation_paths(compile_too: bool) -> dict[str, dict[str, Any]]:
             "compile_mode": "false",
             "transformers_loop": True,
         },
-        "all, prefilled, row-major": {"batch_size": "all", "cache": "prefilled", "compile_mode": "false"},
         "all, prefilled": {"batch_size": "all", "cache": "prefilled", "compile_mode": "false"},
     }
     if compile_too:
@@ -139,16 +134,9 @@ def generation_speed(args: argparse.Namespace) -> None:
     print(f"load average before: {load_average()}")
     results: dict[str, tuple[list[str], int, float, float]] = {}
     for name, options in generation_paths(args.compile).items():
-        # The row-major path: the workflow's path with the weight layout left as loaded.
-        layout = (
-            mock.patch("lora_study.generation.column_major_linears", lambda model: nullcontext())
-            if name.endswith("row-major")
-            else nullcontext()
-        )
-        with layout:
-            cpu_started, started = time.process_time(), time.perf_counter()
-            generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings, **options)
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        cpu_started, started = time.process_time(), time.perf_counter()
+        generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=settings, **options)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         tokens = sum(g.generated_tokens for g in generations)
         results[name] = ([g.text for g in generations], tokens, seconds, cpu)
         print(f"  {name:28} {tokens:5d} tokens {seconds:7.1f} s {tokens / seconds:6.1f} tokens/s  cpu {cpu:7.1f} s")

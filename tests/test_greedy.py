@@ -1,6 +1,5 @@
-"""The greedy loop of the prefilled path (lora_study.greedy), the column-major linear weights
-it decodes with on a CPU (lora_study.linear_layout), and the model's own generation defaults
-kept out of every path (generation.without_model_defaults), on a tiny random Llama."""
+"""The greedy loop of the prefilled path (lora_study.greedy) and the model's own generation
+defaults kept out of every path (generation.without_model_defaults), on a tiny random Llama."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from transformers import GenerationConfig
 
 import lora_study.greedy as greedy
 from lora_study.generation import generate, generation_config, without_model_defaults
-from lora_study.linear_layout import column_major_linears, decoding_linears
 from lora_study.modeling import load_model, load_tokenizer
 from lora_study.prefill import PreallocatedLayer, prefilled_cache
 from lora_study.prompts import PromptBuilder
@@ -133,20 +131,6 @@ def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -
             with torch.inference_mode():
                 whole = model(input_ids=ids).logits[0, -1]
             torch.testing.assert_close(logits[row], whole, atol=1e-5, rtol=1e-5)
-
-
-def test_decoding_weights_are_column_major_inside_and_contiguous_after(tiny_model_dir: Path) -> None:
-    model, _, _ = tiny(tiny_model_dir, adapter=True)
-    weights = decoding_linears(model)
-    before = [weight.detach().clone() for weight in weights]
-    names = {id(p): name for name, p in model.named_parameters()}
-    for part in ("base_layer", "lora_A", "lora_B", "gate_proj"):
-        assert any(part in names[id(w)] for w in weights), part
-    assert id(model.get_output_embeddings().weight) not in {id(w) for w in weights}
-    with column_major_linears(model):
-        assert all(w.t().is_contiguous() and not w.is_contiguous() for w in weights)
-        assert all(torch.equal(w, b) for w, b in zip(weights, before, strict=True))
-    assert all(w.is_contiguous() and torch.equal(w, b) for w, b in zip(weights, before, strict=True))
 
 
 def test_a_model_generation_default_changes_no_prediction(tiny_model_dir: Path) -> None:

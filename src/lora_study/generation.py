@@ -11,8 +11,8 @@ Two more speed settings, `evaluation.cache` and `evaluation.compile`:
   shared opening once, into a cache allocated once per batch that decoding steps write in
   place (`lora_study.prefill`, which says what it saves); a model whose cache has sliding-window
   or other non-growing layers falls back to `dynamic`. Greedy decoding then runs in
-  `lora_study.greedy`'s loop, which drops each row at its stop token, with the linear weights
-  column-major on a CPU (`lora_study.linear_layout`); sampling runs in transformers' generate().
+  `lora_study.greedy`'s loop, which drops each row at its stop token; sampling runs in
+  transformers' generate().
 - `static`: transformers' StaticCache, preallocated to the batch's prompt width plus
   max_new_tokens, so every decoding step has the same shapes (what compilation and CUDA
   graphs need); `dynamic` grows the cache step by step.
@@ -29,7 +29,6 @@ import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,6 @@ import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from lora_study.greedy import greedy_decode
-from lora_study.linear_layout import column_major_linears
 from lora_study.prefill import prefilled_cache, supports_prefill
 from lora_study.prompts import Prompt, generated_token_ids
 
@@ -207,27 +205,26 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
     results: dict[int, Generation] = {}
     started = time.perf_counter()
-    with column_major_linears(model) if greedy_loop else nullcontext():
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            rows = generate_batch(
-                model=model,
-                prompts=[prompts[i] for i in batch],
-                new_tokens=settings["max_new_tokens"],
-                config=config,
-                stop_ids=stop_ids,
-                prefill=prefill,
-                greedy_loop=greedy_loop,
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        rows = generate_batch(
+            model=model,
+            prompts=[prompts[i] for i in batch],
+            new_tokens=settings["max_new_tokens"],
+            config=config,
+            stop_ids=stop_ids,
+            prefill=prefill,
+            greedy_loop=greedy_loop,
+        )
+        for index, row in zip(batch, rows, strict=True):
+            results[index] = Generation(
+                text=tokenizer.decode(row, skip_special_tokens=True).strip(),
+                prompt_tokens=len(prompts[index].input_ids),
+                generated_tokens=len(row),
+                stopped=len(row) < settings["max_new_tokens"],
             )
-            for index, row in zip(batch, rows, strict=True):
-                results[index] = Generation(
-                    text=tokenizer.decode(row, skip_special_tokens=True).strip(),
-                    prompt_tokens=len(prompts[index].input_ids),
-                    generated_tokens=len(row),
-                    stopped=len(row) < settings["max_new_tokens"],
-                )
-            done = start + len(batch)
-            log.info("generated %d/%d examples (%.1f s)", done, len(order), time.perf_counter() - started)
+        done = start + len(batch)
+        log.info("generated %d/%d examples (%.1f s)", done, len(order), time.perf_counter() - started)
     return [results[i] for i in range(len(prompts))]
 
 
