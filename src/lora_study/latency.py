@@ -35,7 +35,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.generation.streamers import BaseStreamer
 
 from lora_study.conditions import conditions, load_summary, snapshot
-from lora_study.generation import left_pad, stop_token_ids
+from lora_study.generation import left_pad, stop_token_ids, without_model_defaults
 from lora_study.prompts import Prompt
 
 log = logging.getLogger(__name__)
@@ -159,12 +159,15 @@ def timed_generate(
     go to generate() as they are (PEFT's per-row `adapter_names`)."""
     pad_id = tokenizer.pad_token_id
     stop_ids = stop_token_ids(model=model, tokenizer=tokenizer)
-    config = GenerationConfig(
-        max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,  # EOS is suppressed until then: equal work for every precision
-        do_sample=False,
-        pad_token_id=pad_id,
-        eos_token_id=sorted(stop_ids),
+    config = without_model_defaults(
+        config=GenerationConfig(
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,  # EOS is suppressed until then: equal work for every precision
+            do_sample=False,
+            pad_token_id=pad_id,
+            eos_token_id=sorted(stop_ids),
+        ),
+        model=model,
     )
     ids, mask = left_pad(prompts=prompts, pad_id=pad_id, device=device)
     synchronise = synchroniser(device)
