@@ -1,20 +1,22 @@
 """Greedy decoding of a prefilled batch that drops each row once it has ended its answer.
 
 What it saves over transformers' generate() on the same prefilled cache (the default
-evaluation: 20 prompts, at most 128 new tokens, SmolLM2-135M, float32, 2 threads;
-bench/generation_speed.py):
+evaluation: 20 prompts, at most 128 new tokens, SmolLM2-135M, float32, 2 threads):
 - generate() keeps computing every row until the last one ends: 22% of the row-steps came
   after their row's stop token (2,005 tokens generated in 20 x 128 row-steps). Here a row
   leaves the batch at its stop token, and with it the cache columns that only it used.
 - generate()'s own bookkeeping per step (input preparation, logits processors, stopping
-  criteria) is about 4 ms of a 94 ms step.
+  criteria): about 4 ms of a 94 ms step.
+Side by side, 130.1 tokens/s against 122.6 (bench/generation_speed.py; its record in
+docs/results/2026-11-27-4807af3-bench-generation_speed).
 
 It computes what generate() computes for greedy decoding: each step feeds every row its
 last token at its own position, under the batch's left-padded attention mask, and takes
 the argmax of the last position's logits (the first of equal maxima, as generate() does).
-generation.generation_config pins off every logits processor, so there is nothing else to
-apply; generation.generate uses this loop only then (greedy, the prefilled cache). Which rows
-share a step changes no row's tokens (tests/test_greedy.py).
+The study's generation settings add no logits processor, and generation.without_model_defaults
+keeps the model's own ones out, so there is nothing else to apply; generation.generate uses
+this loop only for greedy decoding on the prefilled cache. Each row's logits at each step are
+those of its prompt and tokens so far in one forward pass (tests/test_greedy.py).
 """
 
 from __future__ import annotations
