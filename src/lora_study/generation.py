@@ -80,8 +80,9 @@ def speed_options(*, cache: str = "prefilled", compile_mode: str = "false") -> d
 def generation_config(
     *, settings: Mapping[str, Any], pad_id: int, stop_ids: set[int], speed: Mapping[str, Any] | None = None
 ) -> GenerationConfig:
-    """An explicit config, so a model's own generation defaults never change the study.
-    `speed`: speed_options(), fields that change how fast, never what is generated."""
+    """The study's generation settings as an explicit config (without_model_defaults then keeps
+    the model's own out). `speed`: speed_options(), fields that change how fast, never what is
+    generated."""
     # top_k 0: no top-k cut (transformers' global default is 50): temperature and top_p are the
     # whole sampling rule, as the config says.
     sampling = (

@@ -68,18 +68,20 @@ def greedy_decode(
             logits_to_keep=1,
         ).logits
         tokens = logits[:, -1].argmax(dim=-1, keepdim=True)
-        ended = torch.isin(tokens[:, 0], stops)
-        for prompt, token, end in zip(live, tokens[:, 0].tolist(), ended.tolist(), strict=True):
+        ended = torch.isin(tokens[:, 0], stops).tolist()
+        for prompt, token, end in zip(live, tokens[:, 0].tolist(), ended, strict=True):
             if not end:
                 generated[prompt].append(token)
-        if bool(ended.all()) or step == new_tokens - 1:
+        if all(ended) or step == new_tokens - 1:
             break
         positions = positions + 1
-        if bool(ended.any()):
-            rows = (~ended).nonzero()[:, 0]
+        if any(ended):
+            kept = [row for row, end in enumerate(ended) if not end]
+            rows = torch.tensor(kept)  # on the CPU, with `starts`; a copy goes to the model's device
             first_column = int(starts[rows].min())  # columns before it are padding in every remaining row
-            keep_rows(cache=cache, rows=rows.to(device), first_column=first_column)
-            live = [live[row] for row in rows.tolist()]
-            tokens, positions = tokens[rows], positions[rows]
-            mask, starts = mask[rows, first_column:], starts[rows] - first_column
+            on_device = rows.to(device)
+            keep_rows(cache=cache, rows=on_device, first_column=first_column)
+            live = [live[row] for row in kept]
+            tokens, positions = tokens[on_device], positions[on_device]
+            mask, starts = mask[on_device, first_column:], starts[rows] - first_column
     return generated
