@@ -72,6 +72,20 @@ def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
         weights_dir(tmp_path)
 
 
+def with_random_adapter(model):
+    """The model with a LoRA adapter whose B is not zero, so that it changes the outputs."""
+    from lora_study.adapters import attach_adapter
+    from lora_study.grid import VariantSpec
+
+    spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
+    model = attach_adapter(model=model, spec=spec).eval()
+    torch.manual_seed(1)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(std=0.5)
+    return model
+
+
 def reference_loop(*, model, tokenizer, prompts, settings) -> list:
     """The reference studies' loop: one prompt per generate() call, no padding, transformers'
     own cache."""
@@ -87,18 +101,10 @@ def test_whole_set_at_once_gives_the_per_example_predictions(tiny_model_dir: Pat
     """Every prompt in one left-padded call, with the prefilled, the growing or the static
     cache, on the base model and on a PEFT model (an adapter whose B is not zero, so it
     changes the outputs)."""
-    from lora_study.adapters import attach_adapter
-    from lora_study.grid import VariantSpec
-
     tokenizer = load_tokenizer(tiny_model_dir)
     model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
     if adapter:
-        spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
-        model = attach_adapter(model=model, spec=spec).eval()
-        torch.manual_seed(1)
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.data.normal_(std=0.5)
+        model = with_random_adapter(model)
     builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
     texts = [
         "One.",

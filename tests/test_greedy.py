@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_generation import reference_loop
+from test_generation import reference_loop, with_random_adapter
 from transformers import GenerationConfig
 
 import lora_study.greedy as greedy
@@ -21,12 +21,9 @@ TEXTS = ["A much longer input " * 12, "One.", "Medium length input here, with mo
 
 
 def tiny(tiny_model_dir: Path, *, adapter: bool, varied: bool = False):
-    """The tiny model (with an adapter whose B is not zero, so it changes the outputs), its
+    """The tiny model (with a random adapter: test_generation.with_random_adapter), its
     tokenizer and the TEXTS' prompts. `varied`: projections drawn wider, so that the tokens
     vary from step to step (at its initial scale the random model repeats one token)."""
-    from lora_study.adapters import attach_adapter
-    from lora_study.grid import VariantSpec
-
     tokenizer = load_tokenizer(tiny_model_dir)
     model = load_model(model_dir=tiny_model_dir, device="cpu", dtype=torch.float32)
     if varied:
@@ -35,12 +32,7 @@ def tiny(tiny_model_dir: Path, *, adapter: bool, varied: bool = False):
             if name.endswith("proj.weight"):
                 parameter.data.normal_(std=0.3)
     if adapter:
-        spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
-        model = attach_adapter(model=model, spec=spec).eval()
-        torch.manual_seed(1)
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.data.normal_(std=0.5)
+        model = with_random_adapter(model)
     builder = PromptBuilder(tokenizer=tokenizer, instruction="Summarize.", chat_template=True, max_input_tokens=128)
     return model, tokenizer, [builder.build(text) for text in TEXTS]
 
@@ -49,6 +41,18 @@ def tokens_alone(*, model, prompt, config: GenerationConfig) -> list[int]:
     """What transformers' generate() gives one prompt, as token ids."""
     ids = torch.tensor([prompt.input_ids])
     return model.generate(input_ids=ids, generation_config=config)[0, ids.shape[1] :].tolist()
+
+
+def all_at_once(*, model, tokenizer, prompts, transformers_loop: bool) -> list:
+    """Every prompt in one call, decoded by the greedy loop or by transformers' generate()."""
+    return generate(
+        model=model,
+        tokenizer=tokenizer,
+        prompts=prompts,
+        settings=SETTINGS,
+        batch_size="all",
+        transformers_loop=transformers_loop,
+    )
 
 
 def test_keep_drops_rows_and_leading_columns() -> None:
@@ -88,19 +92,9 @@ def test_rows_leaving_at_their_stop_tokens_change_no_prediction(
         keep_rows(**kwargs)
 
     monkeypatch.setattr(greedy, "keep_rows", spy)
-    assert generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS, batch_size="all") == expected
+    assert all_at_once(model=model, tokenizer=tokenizer, prompts=prompts, transformers_loop=False) == expected
     assert kept and kept[0] > 0  # the longest prompt left first, and its padding-only columns with it
-    assert (
-        generate(
-            model=model,
-            tokenizer=tokenizer,
-            prompts=prompts,
-            settings=SETTINGS,
-            batch_size="all",
-            transformers_loop=True,
-        )
-        == expected
-    )
+    assert all_at_once(model=model, tokenizer=tokenizer, prompts=prompts, transformers_loop=True) == expected
 
 
 def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -> None:
@@ -146,15 +140,7 @@ def test_a_model_generation_default_changes_no_prediction(tiny_model_dir: Path) 
     assert reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS) == plain
     for transformers_loop in (False, True):
         assert (
-            generate(
-                model=model,
-                tokenizer=tokenizer,
-                prompts=prompts,
-                settings=SETTINGS,
-                batch_size="all",
-                transformers_loop=transformers_loop,
-            )
-            == plain
+            all_at_once(model=model, tokenizer=tokenizer, prompts=prompts, transformers_loop=transformers_loop) == plain
         )
     # Without the pinning, generate() applies the penalty: the test above can fail.
     assert tokens_alone(model=model, prompt=prompts[1], config=config) != tokens_alone(
