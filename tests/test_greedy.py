@@ -43,6 +43,15 @@ def tokens_alone(*, model, prompt, config: GenerationConfig) -> list[int]:
     return model.generate(input_ids=ids, generation_config=config)[0, ids.shape[1] :].tolist()
 
 
+def staggered_stops(*, model, prompts) -> set[int]:
+    """Stop tokens that end the rows at different steps, the longest prompt's (the first of
+    TEXTS) first: the token the first prompt generates at step 1 and the third at step 4, when
+    nothing stops them."""
+    free = GenerationConfig(max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False, eos_token_id=[], pad_token_id=0)
+    tokens = [tokens_alone(model=model, prompt=p, config=free) for p in prompts]
+    return {tokens[0][1], tokens[2][4]}
+
+
 def all_at_once(*, model, tokenizer, prompts, transformers_loop: bool) -> list:
     """Every prompt in one call, decoded by the greedy loop or by transformers' generate()."""
     return generate(
@@ -75,10 +84,7 @@ def test_rows_leaving_at_their_stop_tokens_change_no_prediction(
     (so the batch loses rows and leading columns): the greedy loop gives the per-example
     loop's predictions, and transformers' generate() on the same cache does too."""
     model, tokenizer, prompts = tiny(tiny_model_dir, adapter=adapter, varied=True)
-    # The token a chosen row generates at a chosen step, when nothing stops it, becomes a stop token.
-    free = GenerationConfig(max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False, eos_token_id=[], pad_token_id=0)
-    tokens = [tokens_alone(model=model, prompt=p, config=free) for p in prompts]
-    stops = {tokens[0][1], tokens[2][4]}
+    stops = staggered_stops(model=model, prompts=prompts)
     model.generation_config.eos_token_id = sorted(stops | {tokenizer.eos_token_id})
     expected = reference_loop(model=model, tokenizer=tokenizer, prompts=prompts, settings=SETTINGS)
     lengths = [g.generated_tokens for g in expected]
@@ -102,8 +108,7 @@ def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -
     those of its prompt and tokens so far in one forward pass (predictions alone can miss a
     small change)."""
     model, _, prompts = tiny(tiny_model_dir, adapter=False, varied=True)
-    free = GenerationConfig(max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False, eos_token_id=[], pad_token_id=0)
-    tokens = [tokens_alone(model=model, prompt=p, config=free) for p in prompts]
+    stops = staggered_stops(model=model, prompts=prompts)
     cache = prefilled_cache(model=model, prompts=prompts, new_tokens=SETTINGS["max_new_tokens"])
     steps = []
     hook = model.register_forward_hook(lambda module, args, output: steps.append(output.logits[:, -1].clone()))
@@ -112,7 +117,7 @@ def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -
         prompts=prompts,
         cache=cache,
         new_tokens=SETTINGS["max_new_tokens"],
-        stop_ids={tokens[0][1], tokens[2][4]},
+        stop_ids=stops,
     )
     hook.remove()
     assert len(generated[0]) == 1 and len(steps) == SETTINGS["max_new_tokens"]
@@ -158,4 +163,3 @@ def test_a_model_default_that_cannot_be_pinned_is_an_error(tiny_model_dir: Path)
 def test_sampling_applies_no_top_k_cut() -> None:
     sampled = generation_config(settings={**SETTINGS, "greedy": False, "top_p": 0.9}, pad_id=0, stop_ids={1})
     assert (sampled.top_k, sampled.top_p, sampled.do_sample) == (0, 0.9, True)
-    assert isinstance(sampled, GenerationConfig)
