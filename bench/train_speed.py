@@ -4,10 +4,17 @@ matrix-product peak measured in the same run; optionally TRL's SFTTrainer on the
     python bench/train_speed.py                      # LoRA r=8 on q,v; 16 examples
     python bench/train_speed.py --kind fft
     python bench/train_speed.py --compare-trl        # the same run through TRL's SFTTrainer
+    python bench/train_speed.py --compile            # beside it, the decoder under torch.compile
 
 Needs a prepared model and a training subset: `snakemake --cores 2 results/data/aclsum/train-n100.jsonl
 resources/models/smollm2-135m-instruct` builds both. The first optimizer step is a warm-up
 and is excluded; figures are medians over the remaining steps.
+
+`--compile` trains a second, identically seeded copy with its decoder compiled
+(`torch.compile(dynamic=True)`: the batches' widths vary, and a static compile would
+recompile for each) and prints its first step, which holds the compilation, and its
+steady-state steps beside the eager ones: whether compiling the training step would pay for
+itself within one training job.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=["lora", "fft"], default="lora")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--compare-trl", action="store_true")
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
 
     peak = matmul_peak_gflops()
@@ -78,34 +86,66 @@ def main() -> None:
         if args.kind == "lora"
         else VariantSpec(kind="fft", train_size=len(items), seed=1, learning_rate=2e-5)
     )
+    eager = timed_run(
+        args=args, items=items, spec=spec, settings=settings, pad_id=tokenizer.pad_token_id, compile=False
+    )
+    report(label="eager", records=eager, peak=peak, batch_size=args.batch_size)
+    if args.compile:
+        compiled = timed_run(
+            args=args, items=items, spec=spec, settings=settings, pad_id=tokenizer.pad_token_id, compile=True
+        )
+        report(label="compiled", records=compiled, peak=peak, batch_size=args.batch_size)
+        eager_step = statistics.median(r.seconds for r in eager[1:])
+        compiled_step = statistics.median(r.seconds for r in compiled[1:])
+        extra = compiled[0].seconds - eager[0].seconds
+        saved = eager_step - compiled_step
+        print(
+            f"  compiled vs eager: steady-state step {compiled_step:.2f} s against {eager_step:.2f} s "
+            f"({eager_step / compiled_step:.2f}x); first step {compiled[0].seconds:.1f} s against {eager[0].seconds:.1f} s"
+        )
+        if saved > 0:
+            print(f"  compilation pays for itself after {extra / saved:.0f} steps (a default training job has 50)")
+        else:
+            print("  compilation never pays for itself: the compiled steps are not faster")
+
+    if args.compare_trl:
+        compare_trl(args=args, builder=builder, items=items, examples=examples, spec=spec, settings=settings)
+
+
+def timed_run(*, args, items, spec, settings, pad_id: int, compile: bool) -> list:
+    """One training run of `spec` from the same seed; the step records."""
     seed_everything(1)
     model = load_model(model_dir=args.model_dir, device="cpu", dtype=torch.float32)
     if spec.is_lora:
         model = attach_adapter(model=model, spec=spec)
-    records = train_loop(
+    if compile:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.get_decoder().compile(dynamic=True)  # what training.target_loss_sum calls
+    return train_loop(
         model=model,
         items=items,
         settings=settings,
         learning_rate=spec.learning_rate,
         seed=1,
-        pad_id=tokenizer.pad_token_id,
+        pad_id=pad_id,
         device="cpu",
     )
+
+
+def report(*, label: str, records: list, peak: float, batch_size: int) -> None:
     timed = records[1:]
     tokens_per_second = statistics.median(r.tokens / r.seconds for r in timed)
     gflops = statistics.median(r.flops / r.seconds / 1e9 for r in timed)
-    print(f"{spec.name}: {len(timed)} timed steps of {args.batch_size} examples (1 warm-up excluded)")
+    print(f"{label}: {len(timed)} timed steps of {batch_size} examples (1 warm-up excluded)")
     print(
         f"  lean loop: {tokens_per_second:.1f} tokens/s (median), {gflops:.1f} GFLOP/s achieved = {100 * gflops / peak:.0f}% of peak"
     )
     padded = sum(r.padded_tokens for r in records)
     print(f"  padding: {100 * padded / (padded + sum(r.tokens for r in records)):.1f}% of the batches' positions")
     print(
-        f"  step seconds: median {statistics.median(r.seconds for r in timed):.2f}, all {[round(r.seconds, 2) for r in timed]}"
+        f"  step seconds: first {records[0].seconds:.2f}, median {statistics.median(r.seconds for r in timed):.2f}, "
+        f"all {[round(r.seconds, 2) for r in timed]}"
     )
-
-    if args.compare_trl:
-        compare_trl(args=args, builder=builder, items=items, examples=examples, spec=spec, settings=settings)
 
 
 def compare_trl(*, args, builder, items, examples, spec, settings) -> None:
