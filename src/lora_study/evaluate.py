@@ -9,15 +9,20 @@ these functions, so their numbers are comparable.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lora_study.data import read_examples
+from lora_study.example_workers import free_memory_bytes, generate_in_workers, worker_count
 from lora_study.generation import evaluation_options, generate
 from lora_study.io import read_jsonl, write_jsonl
-from lora_study.modeling import ModelLoader, base_loader, load_tokenizer
+from lora_study.latency import current_rss_bytes
+from lora_study.modeling import LoadedModel, ModelLoader, base_loader, load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
@@ -66,8 +71,24 @@ def predict(
         options["batch_size"] = 1
         if options["cache"] == "prefilled":
             options["cache"] = "dynamic"
+    workers = example_workers(load=load, loaded=loaded, examples=len(prompts))
     started = time.perf_counter()
-    generations = generate(model=model, tokenizer=tokenizer, prompts=prompts, settings=config["generation"], **options)
+    if workers > 1:
+        log.info("one example per call in %d processes of one CPU thread", workers)
+        generations = generate_in_workers(
+            load=load,
+            model=model,
+            tokenizer=tokenizer,
+            model_dir=model_dir,
+            prompts=prompts,
+            settings=config["generation"],
+            options=options,
+            workers=workers,
+        )
+    else:
+        generations = generate(
+            model=model, tokenizer=tokenizer, prompts=prompts, settings=config["generation"], **options
+        )
     generate_seconds = time.perf_counter() - started
     started = time.perf_counter()
     extras = (
@@ -116,6 +137,9 @@ def predict(
             "batch_size": options["batch_size"],
             "cache": options["cache"],
             "batch_dependence": loaded.batch_dependence,
+            # Processes that generated the examples, one CPU thread each when more than one
+            # (lora_study.example_workers); each example is still generated alone.
+            "workers": workers,
         },
         metrics={
             "load_seconds": load_seconds,
@@ -129,6 +153,27 @@ def predict(
         },
         meta={**meta_info(device=loaded.device), "dtype": loaded.dtype, "model": dict(loaded.details)},
     )
+
+
+def example_workers(*, load: ModelLoader, loaded: LoadedModel, examples: int) -> int:
+    """Processes for a one-example-per-call evaluation (example_workers.worker_count); 1 for
+    a batched one, and for a loader that cannot be sent to another process."""
+    if not loaded.batch_dependence:
+        return 1
+    workers = worker_count(
+        device=loaded.device,
+        examples=examples,
+        threads=torch.get_num_threads(),
+        process_bytes=current_rss_bytes() or 0,
+        free_bytes=free_memory_bytes(),
+    )
+    if workers > 1:
+        try:
+            pickle.dumps(load)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            log.info("one process: the model loader cannot be sent to another (%s)", error)
+            return 1
+    return workers
 
 
 def score(

@@ -27,6 +27,7 @@ code (`evaluate.predict`) on the model loaded at a precision.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import time
@@ -135,8 +136,11 @@ def load_at_precision(
 def precision_loader(
     *, model_dir: str | Path, precision: str, model: Mapping[str, Any], options: Mapping[str, Any]
 ) -> ModelLoader:
-    """`load_at_precision` as a loader for `evaluate.predict`."""
-    return lambda: load_at_precision(model_dir=model_dir, precision=precision, model=model, options=options)
+    """`load_at_precision` as a loader for `evaluate.predict`; it pickles, so example workers
+    (lora_study.example_workers) can load the same model."""
+    return functools.partial(
+        load_at_precision, model_dir=str(model_dir), precision=precision, model=dict(model), options=dict(options)
+    )
 
 
 def _load_bitsandbytes(

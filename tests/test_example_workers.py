@@ -1,0 +1,95 @@
+"""One-example-per-call generation over worker processes: how many, the same predictions as
+one process, and a failed worker stops the job with its own error."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from lora_study.example_workers import generate_in_workers, worker_count
+from lora_study.io import read_jsonl, write_jsonl
+from lora_study.modeling import load_tokenizer
+from lora_study.prompts import PromptBuilder
+from lora_study.quantise import load_at_precision, predict_at_precision
+from lora_study.results import read_result
+
+CPU = {"device": "cpu", "dtype": "auto"}
+PROMPT = {"instruction": "Summarize the text.", "chat_template": True, "max_input_tokens": 96}
+GENERATION = {"max_new_tokens": 6, "greedy": True, "temperature": 1.0, "top_p": 1.0, "seed": 0}
+GIB = 2**30
+
+
+@pytest.fixture()
+def eval_file(tmp_path: Path) -> Path:
+    texts = ["The cat sat on the mat.", "Language models " * 12, "A third abstract, briefly.", "Four.", "Fifth one."]
+    path = tmp_path / "eval.jsonl"
+    write_jsonl(path, [{"id": f"ex{i}", "input": text, "reference": "A summary."} for i, text in enumerate(texts)])
+    return path
+
+
+@pytest.fixture()
+def threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_one_process_per_thread_on_a_cpu_capped_by_examples_and_memory() -> None:
+    assert worker_count(device="cpu", examples=20, threads=4, process_bytes=GIB, free_bytes=None) == 4
+    assert worker_count(device="cpu", examples=3, threads=8, process_bytes=GIB, free_bytes=None) == 3
+    # The job's own process is loaded already: 2.5 GiB free holds two more copies of 1 GiB.
+    assert worker_count(device="cpu", examples=20, threads=8, process_bytes=GIB, free_bytes=5 * GIB // 2) == 3
+    assert worker_count(device="cpu", examples=20, threads=8, process_bytes=GIB, free_bytes=0) == 1
+    assert worker_count(device="cpu", examples=20, threads=1, process_bytes=GIB, free_bytes=None) == 1
+    assert worker_count(device="cuda", examples=20, threads=8, process_bytes=GIB, free_bytes=None) == 1
+
+
+@pytest.mark.usefixtures("threads")
+def test_workers_give_the_one_process_predictions(tiny_model_dir: Path, eval_file: Path, tmp_path: Path) -> None:
+    """int8-dynamic generates one example per call; with two threads its examples are split
+    over two processes, and every prediction is the one a single process makes."""
+    runs = {}
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        out = tmp_path / f"threads{count}"
+        predict_at_precision(
+            model_dir=tiny_model_dir,
+            eval_path=eval_file,
+            config={"model": CPU, "prompt": PROMPT, "generation": GENERATION, "evaluation": {"batch_size": 4}},
+            precision="int8-dynamic",
+            options={},
+            predictions_path=out / "predictions.jsonl",
+            info_path=out / "generation.json",
+        )
+        runs[count] = (read_jsonl(out / "predictions.jsonl"), read_result(out / "generation.json")["run"])
+    (alone, alone_run), (split, split_run) = runs[1], runs[2]
+    assert alone_run["workers"] == 1 and split_run["workers"] == 2
+    assert alone_run["batch_size"] == split_run["batch_size"] == 1
+    assert [row["id"] for row in split] == [f"ex{i}" for i in range(5)]  # the eval file's order
+    assert split == alone
+    assert any(row["generated_tokens"] > 0 for row in split)
+
+
+@pytest.mark.usefixtures("threads")
+def test_a_failed_worker_stops_the_job_with_its_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    loaded = load_at_precision(model_dir=tiny_model_dir, precision="int8-dynamic", model=CPU, options={})
+    tokenizer = load_tokenizer(tiny_model_dir)
+    builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=PROMPT)
+    missing = tmp_path / "no-such-model"
+    # Picklable and loads nothing: the worker process fails where the job's own share succeeds.
+    load = functools.partial(load_at_precision, model_dir=str(missing), precision="int8-dynamic", model=CPU, options={})
+    with pytest.raises(RuntimeError, match=r"example worker worker1 exited with 1:(.|\n)*no-such-model"):
+        generate_in_workers(
+            load=load,
+            model=loaded.model,
+            tokenizer=tokenizer,
+            model_dir=tiny_model_dir,
+            prompts=[builder.build(text) for text in ("One.", "Two.", "Three.")],
+            settings=GENERATION,
+            options={"batch_size": 1, "cache": "dynamic"},
+            workers=2,
+        )
