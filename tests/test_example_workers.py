@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lora_study.example_workers import generate_in_workers, worker_count
+from lora_study.example_workers import free_memory_bytes, generate_in_workers, worker_count
 from lora_study.io import read_jsonl, write_jsonl
 from lora_study.modeling import load_tokenizer
 from lora_study.prompts import PromptBuilder
@@ -93,3 +93,33 @@ def test_a_failed_worker_stops_the_job_with_its_error(tiny_model_dir: Path, tmp_
             options={"batch_size": 1, "cache": "dynamic"},
             workers=2,
         )
+
+
+def test_free_memory_is_the_least_of_meminfo_and_every_cgroup_limit_above_the_job(tmp_path: Path) -> None:
+    proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text("MemTotal: 100000000 kB\nMemAvailable: 50000000 kB\n")
+    assert free_memory_bytes(proc=proc, cgroups=cgroups) == 50_000_000 * 1024  # no cgroup file: meminfo alone
+    (proc / "self" / "cgroup").write_text("0::/slurm/job_7/step_0\n")
+    step = cgroups / "slurm" / "job_7" / "step_0"
+    step.mkdir(parents=True)
+    (step / "memory.max").write_text("max\n")  # the step has no limit of its own...
+    (step.parent / "memory.max").write_text(f"{8 * GIB}\n")  # ...but its job has
+    (step.parent / "memory.current").write_text(f"{3 * GIB}\n")
+    assert free_memory_bytes(proc=proc, cgroups=cgroups) == 5 * GIB
+    (cgroups / "memory.max").write_text(f"{4 * GIB}\n")  # a tighter limit at the root
+    (cgroups / "memory.current").write_text(f"{2 * GIB}\n")
+    assert free_memory_bytes(proc=proc, cgroups=cgroups) == 2 * GIB
+
+
+def test_free_memory_reads_a_cgroup_v1_memory_limit(tmp_path: Path) -> None:
+    proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text("MemAvailable: 50000000 kB\n")
+    (proc / "self" / "cgroup").write_text("5:devices:/\n4:memory:/slurm/uid_1/job_7\n0::/\n")
+    job = cgroups / "memory" / "slurm" / "uid_1" / "job_7"
+    job.mkdir(parents=True)
+    (job / "memory.limit_in_bytes").write_text(f"{6 * GIB}\n")
+    (job / "memory.usage_in_bytes").write_text(f"{GIB}\n")
+    (cgroups / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert free_memory_bytes(proc=proc, cgroups=cgroups) == 5 * GIB
