@@ -71,7 +71,7 @@ def predict(
         options["batch_size"] = 1
         if options["cache"] == "prefilled":
             options["cache"] = "dynamic"
-    workers = example_workers(load=load, loaded=loaded, examples=len(prompts))
+    workers = worker_processes(load=load, loaded=loaded, examples=len(prompts))
     started = time.perf_counter()
     if workers > 1:
         log.info("one example per call in %d processes of one CPU thread", workers)
@@ -155,7 +155,7 @@ def predict(
     )
 
 
-def example_workers(*, load: ModelLoader, loaded: LoadedModel, examples: int) -> int:
+def worker_processes(*, load: ModelLoader, loaded: LoadedModel, examples: int) -> int:
     """Processes for a one-example-per-call evaluation (example_workers.worker_count); 1 for
     a batched one, and for a loader that cannot be sent to another process."""
     if not loaded.batch_dependence:
