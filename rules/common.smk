@@ -1,4 +1,5 @@
 # Included first: config validation (before any job runs), names and paths for all stages.
+import json
 import re
 import os
 import sys
@@ -18,6 +19,8 @@ from lora_study.grid import (
     TRAINED_VARIANT_PATTERN,
     expand_grid,
     lora_variant_pattern,
+    shared_training,
+    swept_methods,
 )
 from lora_study.config import (
     GENERAL_SOURCES,
@@ -63,22 +66,52 @@ LARGEST_TRAIN_SIZE = max(TRAIN_SIZES)
 # depends on it.
 EVAL_SPLIT_FILES = split_files(config["data"], part="eval")
 TRAIN_SPLIT_FILES = split_files(config["data"], part="train")
+VALIDATION_SPLIT_FILES = split_files(config["data"], part="validation")
 MODEL_SOURCE_FILES = model_files(config["model"])
 # What changes the drift prompts: the rows of the eval split and the other splits, and which
 # split the training sets come from (it is left out).
 DRIFT_PROMPT_DATA = canonical(
     {**split_settings(config["data"], part="eval"), "train": {"split": resolved_split(config["data"], part="train")}}
 )
-# Trained variants by name (lora-r8-qv-n100-s1, fft-n100-s1, ...), from the config's grid.
+# Trained variants by name (lora-r8-qv-n100-lr2e-4-0a2037-s1, ...), from the config's grid:
+# every candidate learning rate of a sweep included.
 TRAINED = expand_grid(training=config["training"], train_sizes=TRAIN_SIZES)
+# Methods (lora-r8-qv-n100, fft-n100, ...) trained at several learning rates: each is
+# validated, and only the rate the validation split prefers goes on to the test-set stages.
+SWEPT = swept_methods(TRAINED.values())
 # Training settings shared by every variant (the grid lists are not: adding a rank must
-# not retrain the others).
-TRAINING_SHARED = {k: v for k, v in config["training"].items() if k not in ("lora", "fft", "seeds")}
+# not retrain the others); part of every variant's spec, and so of its name.
+TRAINING_SHARED = shared_training(config["training"])
 # The parameter-count table (Study 2): cheap, so always the full set.
 PARAMETER_TABLE_RANKS = [4, 8, 16, 32, 64]
 PARAMETER_TABLE_PRESETS = list(TARGET_PRESETS)
-# Every evaluated variant: the base model, then the trained ones.
-VARIANTS = [BASE_VARIANT, *TRAINED]
+
+
+def selection_file(method):
+    return f"results/selection/{MODEL}/{DATASET}/{method}/selection.json"
+
+
+def studied():
+    """The trained variants the test-set stages use (evaluation, comparisons, drift, serving,
+    report), by name: every variant of a method trained at one rate; of a swept method, the
+    seeds of the rate its selection chose. A swept method's choice is read from its
+    select_learning_rate checkpoint, so nothing downstream is planned before it is made."""
+    chosen = set()
+    for method in SWEPT:
+        path = checkpoints.select_learning_rate.get(model=MODEL, dataset=DATASET, method=method).output[0]
+        with open(path) as handle:
+            chosen |= set(json.load(handle)["metrics"]["chosen"]["variants"])
+    return {name: spec for name, spec in TRAINED.items() if spec.method not in SWEPT or name in chosen}
+
+
+def studied_names(wildcards=None):
+    return list(studied())
+
+
+def evaluated_names(wildcards=None):
+    """Every variant evaluated on the test set: the base model, then the studied trained ones."""
+    return [BASE_VARIANT, *studied()]
+
 # What changes a drift file: which tokens are pooled and how, and the cross-entropy's text
 # length; the choice of prompts and texts reaches the jobs as input files, and the summary's
 # settings (intervals, criterion) rerun only the summary.
@@ -167,11 +200,13 @@ def scored_spec(wildcards):
 
 
 def result_files(stage, file_name, names):
-    """An input function: `file_name` of each of `names` in `stage`'s results of the job's
-    model and dataset (results/<stage>/<model>/<dataset>/<name>/<file_name>)."""
+    """An input function: `file_name` of each of `names` (a list, or a function of the job's
+    wildcards giving one) in `stage`'s results of the job's model and dataset
+    (results/<stage>/<model>/<dataset>/<name>/<file_name>)."""
 
     def files(wildcards):
-        return [f"results/{stage}/{wildcards.model}/{wildcards.dataset}/{name}/{file_name}" for name in names]
+        listed = names(wildcards) if callable(names) else names
+        return [f"results/{stage}/{wildcards.model}/{wildcards.dataset}/{name}/{file_name}" for name in listed]
 
     return files
 

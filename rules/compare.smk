@@ -6,8 +6,8 @@
 rule compare_variants:
     input:
         eval="results/data/{dataset}/eval.jsonl",
-        rouge=result_files("eval", "scores.json", VARIANTS),
-        predictions=result_files("eval", "predictions.jsonl", VARIANTS),
+        rouge=result_files("eval", "scores.json", evaluated_names),
+        predictions=result_files("eval", "predictions.jsonl", evaluated_names),
         # The quality runs of quantisation.precisions (none configured: no inputs).
         quant_scores=result_files("quant", "scores.json", QUANT_PRECISIONS),
         quant_predictions=result_files("quant", "predictions.jsonl", QUANT_PRECISIONS),

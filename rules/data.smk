@@ -47,6 +47,29 @@ rule make_train_subset:
         "../scripts/make_train_subset.py"
 
 
+rule make_validation_subset:
+    # The rows a learning-rate sweep chooses its rate on: outside the evaluation and training
+    # subsets; the drift and forgetting texts leave them out in turn.
+    input:
+        eval="results/data/{dataset}/eval.jsonl",
+        largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
+        source=VALIDATION_SPLIT_FILES,
+    output:
+        validation="results/data/{dataset}/validation.jsonl",
+        info="results/data/{dataset}/parts/validation.json",
+    log:
+        "logs/make_validation_subset/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        data=subset_settings(config["data"], part="validation"),
+    script:
+        "../scripts/make_validation_subset.py"
+
+
 rule record_subsets:
     # subsets.json, which the report reads: how each subset was drawn, and its files' hashes.
     input:
@@ -74,6 +97,7 @@ rule make_heldout_text:
     input:
         eval="results/data/{dataset}/eval.jsonl",
         largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
+        validation="results/data/{dataset}/validation.jsonl",
         source=EVAL_SPLIT_FILES,
     output:
         "results/data/{dataset}/heldout.jsonl",
@@ -96,6 +120,7 @@ rule make_drift_prompts:
     # split and the splits no subset uses), seeded; drift needs no generation, so it uses many.
     input:
         largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
+        validation="results/data/{dataset}/validation.jsonl",
         source=EVAL_SPLIT_FILES,
     output:
         "results/data/{dataset}/drift.jsonl",

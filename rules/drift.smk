@@ -67,8 +67,8 @@ rule summarise_drift:
     input:
         base_features="results/drift/{model}/{dataset}/base/features.npz",
         base_forgetting="results/drift/{model}/{dataset}/base/forgetting.json",
-        drift=result_files("drift", "drift.json", TRAINED),
-        features=result_files("drift", "features.npz", TRAINED),
+        drift=result_files("drift", "drift.json", studied_names),
+        features=result_files("drift", "features.npz", studied_names),
         comparisons="results/compare/{model}/{dataset}/comparisons.json",
     output:
         "results/drift/{model}/{dataset}/summary.json",

@@ -4,12 +4,26 @@
 # ways, and the overhead verdicts. serving.enabled: false builds none of it.
 
 SERVING = config["serving"]
-# Every LoRA-family variant is merged and served (all seeds: serving speed does not depend
-# on the seed, but the files stay one per trained artefact).
-SERVED = [name for name, spec in TRAINED.items() if spec.is_lora] if SERVING["enabled"] else []
-# Served together on one base (multi-adapter): the kinds PEFT can mix in one batch.
-MIXABLE = [name for name in SERVED if TRAINED[name].kind not in MIXED_BATCH_EXCLUDED]
-MULTI_ADAPTER = bool(MIXABLE) and SERVING["multi_adapter"]
+# Whether anything is served: a LoRA-family variant is trained (the studied ones are known only
+# after a sweep's selection, so the lists below are functions).
+SERVES = SERVING["enabled"] and any(spec.is_lora for spec in TRAINED.values())
+
+
+def served(wildcards=None):
+    """Every studied LoRA-family variant is merged and served (all seeds: serving speed does
+    not depend on the seed, but the files stay one per trained artefact)."""
+    return [name for name, spec in studied().items() if spec.is_lora] if SERVING["enabled"] else []
+
+
+def mixable(wildcards=None):
+    """Served together on one base (multi-adapter): the kinds PEFT can mix in one batch."""
+    return [name for name in served() if TRAINED[name].kind not in MIXED_BATCH_EXCLUDED]
+
+
+def multi_adapter_files(wildcards=None):
+    return [f"{SERVING_DIR}/multi_adapter.json"] if SERVING["multi_adapter"] and mixable() else []
+
+
 # What changes a merge: how the model is loaded, the prompts its logits are checked on, and
 # the tolerance; the serving settings do not, nor the evaluation's speed settings (the logit
 # check has its own batch: merge.CHECK_BATCH).
@@ -40,13 +54,16 @@ SERVING_SUMMARY_SETTINGS = canonical(
 
 MERGED_DIR = f"results/merged/{MODEL}/{DATASET}"
 SERVING_DIR = f"results/serving/{MODEL}/{DATASET}"
-# Every single-mode serving file: the base, then merged and unmerged per variant.
-SERVING_FILES = (
-    [f"{SERVING_DIR}/base/base.json"]
-    + [f"{SERVING_DIR}/{v}/{mode}.json" for v in SERVED for mode in ("merged", "unmerged")]
-    if SERVED
-    else []
-)
+
+
+def serving_files(wildcards=None):
+    """Every single-mode serving file: the base, then merged and unmerged per variant."""
+    variants = served()
+    if not variants:
+        return []
+    return [f"{SERVING_DIR}/base/base.json"] + [
+        f"{SERVING_DIR}/{v}/{mode}.json" for v in variants for mode in ("merged", "unmerged")
+    ]
 
 
 rule merge_adapter:
@@ -142,10 +159,10 @@ rule serve_multi_adapter:
     input:
         model=model_dir,
         eval="results/data/{dataset}/eval.jsonl",
-        adapters=[f"{adapter_dir(v)}/adapter" for v in MIXABLE],
-        records=[f"{adapter_dir(v)}/train.json" for v in MIXABLE],
-        merged=[f"{MERGED_DIR}/{v}/model" for v in MIXABLE],
-        merge_records=[f"{MERGED_DIR}/{v}/merge.json" for v in MIXABLE],
+        adapters=lambda wildcards: [f"{adapter_dir(v)}/adapter" for v in mixable()],
+        records=lambda wildcards: [f"{adapter_dir(v)}/train.json" for v in mixable()],
+        merged=lambda wildcards: [f"{MERGED_DIR}/{v}/model" for v in mixable()],
+        merge_records=lambda wildcards: [f"{MERGED_DIR}/{v}/merge.json" for v in mixable()],
     output:
         "results/serving/{model}/{dataset}/multi_adapter.json",
     log:
@@ -162,16 +179,16 @@ rule serve_multi_adapter:
     params:
         settings=SERVING_SETTINGS,
         # Every LoRA-family variant: the file lists the ones left out, with the reason.
-        specs=[TRAINED[v].to_dict() for v in SERVED],
+        specs=lambda wildcards: [TRAINED[v].to_dict() for v in served()],
     script:
         "../scripts/serve_multi_adapter.py"
 
 
 rule summarise_serving:
     input:
-        serving=SERVING_FILES,
-        multi_adapter=[f"{SERVING_DIR}/multi_adapter.json"] if MULTI_ADAPTER else [],
-        merges=[f"{MERGED_DIR}/{v}/merge.json" for v in SERVED],
+        serving=serving_files,
+        multi_adapter=multi_adapter_files,
+        merges=lambda wildcards: [f"{MERGED_DIR}/{v}/merge.json" for v in served()],
         drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
         comparisons=f"results/compare/{MODEL}/{DATASET}/comparisons.json",
     output:

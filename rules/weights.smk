@@ -5,7 +5,11 @@
 # base); it would drop a DoRA adapter's trained magnitude (src/lora_study/mitigation.py).
 MITIGATION_KINDS = ("lora", "rslora", "qlora")
 MITIGATION_VARIANT_PATTERN = lora_variant_pattern(MITIGATION_KINDS)
-MITIGATED = [name for name, spec in TRAINED.items() if spec.kind in MITIGATION_KINDS]
+
+
+def mitigated(wildcards=None):
+    return [name for name, spec in studied().items() if spec.kind in MITIGATION_KINDS]
+
 
 
 rule measure_weight_drift:

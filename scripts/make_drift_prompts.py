@@ -13,5 +13,11 @@ with logged_job(snakemake.log[0]):
     # The training sets are nested: the largest holds every training example.
     trained = read_examples(snakemake.input.largest_train)
     drift = snakemake.params.drift
-    rows = drift_texts(data=snakemake.params.data, trained=trained, size=drift["examples"], seed=drift["seed"])
+    rows = drift_texts(
+        data=snakemake.params.data,
+        trained=trained,
+        validation=read_examples(snakemake.input.validation),
+        size=drift["examples"],
+        seed=drift["seed"],
+    )
     write_jsonl(snakemake.output[0], rows)

@@ -11,7 +11,11 @@ from lora_study.logs import logged_job
 
 with logged_job(snakemake.log[0]):
     # The training sets are nested: the largest holds every training example.
-    used = read_examples(snakemake.input.eval) + read_examples(snakemake.input.largest_train)
+    used = [
+        *read_examples(snakemake.input.eval),
+        *read_examples(snakemake.input.largest_train),
+        *read_examples(snakemake.input.validation),
+    ]
     forgetting = snakemake.params.forgetting
     rows = heldout_texts(data=snakemake.params.data, used=used, size=forgetting["examples"], seed=forgetting["seed"])
     write_jsonl(snakemake.output[0], rows)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.grid import BASE_VARIANT, VariantSpec, group_of, group_specs
+from lora_study.grid import BASE_VARIANT, VariantSpec, fft_partner, group_of, group_specs
 from lora_study.stats import (
     Interval,
     PairedComparison,
@@ -61,8 +61,9 @@ def default_pairs(groups: Groups) -> list[tuple[str, str, str]]:
     for family in _lora_families(groups):
         pairs += [(low, high, "rank against the next rank") for low, high in pairwise(family)]
     for group, spec in groups.items():
-        if spec is not None and spec.fft_group in groups:
-            pairs.append((group, spec.fft_group, "LoRA against full fine-tuning"))
+        partner = fft_partner(spec, groups)
+        if partner is not None:
+            pairs.append((group, partner, "LoRA against full fine-tuning"))
     return pairs
 
 
@@ -287,8 +288,8 @@ def quality_gap(record: Mapping[str, Any], *, groups: Groups, max_gap: float) ->
     The record's difference is b - a; with a = LoRA, b = FFT it is FFT - LoRA, and LoRA is
     within the gap when that interval's upper end is below max_gap."""
     a, b = groups.get(record["a"]), groups.get(record["b"])
-    lora_first = a is not None and a.fft_group == record["b"]
-    fft_first = b is not None and b.fft_group == record["a"]
+    lora_first = a is not None and fft_partner(a, groups) == record["b"]
+    fft_first = b is not None and fft_partner(b, groups) == record["a"]
     if not (lora_first or fft_first):
         return None
     interval = record["difference"]

@@ -49,6 +49,19 @@ DATASET_SPLITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "squad_v2": ("train", "validation", ("train", "validation")),
     "local": ("train", "eval", ("train", "eval")),
 }
+# Per dataset: the default split of the validation subset (learning-rate selection): a split
+# apart from the training and evaluation ones where the dataset has one with labels (aclsum's
+# val; its train split is the 100-example training set), else the training split's rows
+# outside every training subset.
+VALIDATION_SPLITS: dict[str, str] = {
+    "aclsum": "val",
+    "news": "all",
+    "cnn_dailymail": "train",
+    "commons": "all",
+    "glue": "train",
+    "squad_v2": "train",
+    "local": "train",
+}
 # The `data.local` key naming the file each split of a local dataset is read from.
 LOCAL_FILE_KEY = {"train": "train_file", "eval": "eval_file"}
 # The datasets read through `datasets.load_dataset`: the hub path and config name each is
@@ -230,9 +243,11 @@ def dataset_task_problem(data: Mapping[str, Any], task_name: str) -> str | None:
 
 
 def resolved_split(data: Mapping[str, Any], *, part: str) -> str:
-    """The split `part` ("train" or "eval") is drawn from: the configured one or the dataset's default."""
+    """The split `part` ("train", "eval" or "validation") is drawn from: the configured one or
+    the dataset's default."""
     train, eval_, _ = DATASET_SPLITS[data["dataset"]]
-    return data[part].get("split") or (train if part == "train" else eval_)
+    defaults = {"train": train, "eval": eval_, "validation": VALIDATION_SPLITS[data["dataset"]]}
+    return data[part].get("split") or defaults[part]
 
 
 def split_settings(data: Mapping[str, Any], *, part: str) -> dict[str, Any]:
@@ -271,8 +286,8 @@ def subset_settings(data: Mapping[str, Any], *, part: str) -> dict[str, Any]:
     draw's seed (and, for eval, its size; a train size is in the file's name)."""
     settings = split_settings(data, part=part)
     settings[part]["seed"] = data[part]["seed"]
-    if part == "eval":
-        settings["eval"]["size"] = data["eval"]["size"]
+    if part in ("eval", "validation"):
+        settings[part]["size"] = data[part]["size"]
     return canonical(settings)
 
 
@@ -355,12 +370,18 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
             "generation only)"
         )
     data = config["data"]
-    for part in ("train", "eval"):
+    for part in ("train", "eval", "validation"):
         split, available = data[part].get("split"), DATASET_SPLITS[data["dataset"]][2]
         if split and split not in available:
             problems.append(
                 f"data.{part}.split: unknown split {split!r} for dataset {data['dataset']!r}; "
                 f"available: {', '.join(available)}"
+            )
+    for key in ("lora", "fft"):
+        rates = config["training"][key]["learning_rate"]
+        if isinstance(rates, Mapping) and not rates["low"] < rates["high"]:
+            problems.append(
+                f"training.{key}.learning_rate: a range needs low < high (got low {rates['low']}, high {rates['high']})"
             )
     name_problem = path_name_problem(dataset_name(data))
     if name_problem:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.config import DATASET_SPLITS, HUB_DEFAULTS, LOCAL_FILE_KEY, hub_source
+from lora_study.config import DATASET_SPLITS, HUB_DEFAULTS, LOCAL_FILE_KEY, hub_source, resolved_split
 from lora_study.io import read_jsonl, write_jsonl
 from lora_study.provenance import meta_info
 from lora_study.results import read_result, write_result
@@ -140,6 +140,36 @@ def draw_train(*, data: Mapping[str, Any], evals: Sequence[Example], size: int) 
         "seed": data["train"]["seed"],
         "pool_size": len(train_all),
         "dropped_overlapping_eval": dropped,
+        "pool_size_after_drop": len(pool),
+    }
+    return Draw(examples=examples, source=_source(data, split), info=info | {"size": len(examples)})
+
+
+def draw_validation(*, data: Mapping[str, Any], evals: Sequence[Example], trained: Sequence[Example]) -> Draw:
+    """The validation subset, on which a learning-rate sweep chooses its rate: `data.validation.size`
+    examples of the validation split, seeded, outside the evaluation subset and every training
+    subset (by id within a shared split, and by normalised input everywhere). The drift and
+    forgetting texts leave these rows out in turn, so the choice never sees a text that is
+    measured later, and the evaluation (test) subset is never read for it but to be avoided."""
+    split = _split(data, "validation")
+    rows = load_split(data=data, split=split)
+    same_split = {_split(data, "eval"): list(evals), _split(data, "train"): list(trained)}
+    used_ids = {e.id for part, examples in same_split.items() if part == split for e in examples}
+    used_inputs = {_norm(e.input) for e in [*evals, *trained]}
+    pool = [e for e in rows if e.id not in used_ids and _norm(e.input) not in used_inputs]
+    size = data["validation"]["size"]
+    _check_size(
+        size,
+        len(pool),
+        key="data.validation.size",
+        where=f"{data['dataset']}/{split} outside the evaluation and training subsets",
+    )
+    examples = _take(pool, seed=data["validation"]["seed"], n=size)
+    _check_unique(examples, name="validation")
+    info = {
+        "split": split,
+        "seed": data["validation"]["seed"],
+        "pool_size": len(rows),
         "pool_size_after_drop": len(pool),
     }
     return Draw(examples=examples, source=_source(data, split), info=info | {"size": len(examples)})
@@ -261,7 +291,12 @@ def heldout_texts(*, data: Mapping[str, Any], used: Sequence[Example], size: int
 
 
 def drift_texts(
-    *, data: Mapping[str, Any], trained: Sequence[Example], size: int | None, seed: int
+    *,
+    data: Mapping[str, Any],
+    trained: Sequence[Example],
+    size: int | None,
+    seed: int,
+    validation: Sequence[Example] = (),
 ) -> list[dict[str, Any]]:
     """Input texts for the drift measures: every row the study never trains on, from the
     evaluation split and the other splits that hold no training subset (aclsum: test and
@@ -269,12 +304,15 @@ def drift_texts(
     also carries the example's fixed prompt `fields` when it has any: the prompt of a
     sentence pair or a question needs them (summarisation rows keep their two keys).
 
-    Drift needs no generation, so it can use far more prompts than the evaluation; only
-    the training texts are left out, since a tuned model has seen those.
+    Drift needs no generation, so it can use far more prompts than the evaluation; the
+    training texts are left out, since a tuned model has seen those, and the validation texts,
+    on which a learning rate may have been chosen.
     """
     train_split, eval_split = _split(data, "train"), _split(data, "eval")
     splits = [eval_split] + [s for s in _SPLITS[data["dataset"]][2] if s not in (eval_split, train_split)]
-    seen = {_norm(e.input) for e in trained} | {e.id for e in trained}
+    validation_split = _split(data, "validation")
+    seen = {_norm(e.input) for e in [*trained, *validation]} | {e.id for e in trained}
+    validation_ids = {e.id for e in validation}
     pool: list[Example] = []
     for split in splits:
         # Drift reads only the inputs, so a split without gold labels serves too.
@@ -282,6 +320,8 @@ def drift_texts(
             key = _norm(example.input)
             # Ids are only unique within a split, so the id check applies to the eval split's own rows.
             if key in seen or (split == eval_split and example.id in seen):
+                continue
+            if split == validation_split and example.id in validation_ids:
                 continue
             seen.add(key)
             pool.append(example)
@@ -358,9 +398,9 @@ def read_examples(path: str | os.PathLike[str]) -> list[Example]:
 
 
 def _split(data: Mapping[str, Any], part: str) -> str:
-    """The configured split of `part` ("train"/"eval"), or the dataset's default."""
-    train, eval_ = default_splits(data["dataset"])
-    split = data[part].get("split") or (train if part == "train" else eval_)
+    """The configured split of `part` ("train", "eval", "validation"), or the dataset's default."""
+    default_splits(data["dataset"])  # rejects an unknown dataset
+    split = resolved_split(data, part=part)
     available = _SPLITS[data["dataset"]][2]
     if split not in available:
         raise DataError(

@@ -39,7 +39,7 @@ from lora_study.drift_stats import (
     ratio_seed_interval,
     seed_interval,
 )
-from lora_study.grid import SpecLike, as_spec, group_of
+from lora_study.grid import SpecLike, fft_partner, group_of
 
 
 def summarise_drift(
@@ -58,10 +58,10 @@ def summarise_drift(
     first_layer = 0 if settings["include_embeddings"] else 1
     base = grams(base_features)
     groups: dict[str, list[str]] = {}
-    fft_partners: dict[str, str | None] = {}
     for name, (spec, _, _) in variants.items():
         groups.setdefault(group_of(spec), []).append(name)
-        fft_partners[group_of(spec)] = as_spec(spec).fft_group
+    group_spec = {group: variants[members[0]][0] for group, members in groups.items()}
+    fft_partners = {group: fft_partner(spec, group_spec) for group, spec in group_spec.items()}
 
     rng = np.random.default_rng(settings["seed"])
     draws = example_draws(n=base.shape[1], resamples=resamples, rng=rng)  # shared: groups are paired

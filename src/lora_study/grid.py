@@ -13,8 +13,10 @@ Standard library only: the workflow reads this module every time it starts
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,18 +40,51 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 
 def lora_variant_pattern(kinds: Iterable[str] = LORA_KINDS) -> str:
     """The wildcard pattern of LoRA-family names of these kinds, as `VariantSpec.name` writes them."""
-    return "(?:" + "|".join(kinds) + r")-r\d+-[A-Za-z0-9_.+-]+-n\d+-s\d+"
+    return "(?:" + "|".join(kinds) + r")-r\d+-[A-Za-z0-9_.+-]+-n\d+" + _RUN_SUFFIX
 
 
+# What follows the short name in every trained variant's name: its learning rate, the hash of
+# its other weight-changing settings, its seed (`-lr2e-4-3f9a1c-s1`).
+_RUN_SUFFIX = r"-lr[0-9.e+-]+-[0-9a-f]{6}-s\d+"
 LORA_VARIANT_PATTERN = lora_variant_pattern()
-FFT_VARIANT_PATTERN = r"fft-n\d+-s\d+"
+FFT_VARIANT_PATTERN = r"fft-n\d+" + _RUN_SUFFIX
 TRAINED_VARIANT_PATTERN = f"{LORA_VARIANT_PATTERN}|{FFT_VARIANT_PATTERN}"
 RSLORA_ALPHA = 8.0  # the schema's default for training.lora.rslora_alpha (see config.yaml)
+SETTINGS_HASH_LENGTH = 6  # hex digits: 16.7 million values, ample for the settings one study tries
+
+
+def rate_label(learning_rate: float) -> str:
+    """A learning rate as names write it: 2e-4, 1.5e-5 (three significant digits at most)."""
+    mantissa, exponent = f"{learning_rate:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready settings with whole-number floats as ints: 2.0 and 2 are the same setting."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def settings_hash(settings: Mapping[str, Any]) -> str:
+    """A short, stable hash of settings (key order and 2.0-vs-2 do not matter)."""
+    text = json.dumps(_plain(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:SETTINGS_HASH_LENGTH]
 
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """One trained variant of the grid."""
+    """One trained variant of the grid: every setting that changes its weights.
+
+    Its name is the short name (`lora-r8-qv-n100`, `fft-n100`: the method), the learning rate,
+    a hash of every other weight-changing setting, and the seed: `lora-r8-qv-n100-lr2e-4-3f9a1c-s1`.
+    A changed setting therefore makes a new name, and so new result folders beside the old
+    ones, never over them. The spec itself is recorded in every result file (`run.spec`).
+    """
 
     kind: str  # lora | dora | rslora | qlora | fft
     train_size: int
@@ -59,12 +94,27 @@ class VariantSpec:
     alpha: float | None = None  # PEFT's lora_alpha; the scaling is alpha/r, or alpha/sqrt(r) for rslora
     dropout: float = 0.0
     targets: str | None = None  # a preset name from TARGET_PRESETS, or "+"-joined module names
+    # The training settings every variant shares (epochs, batch, accumulation, schedule, warm-up,
+    # weight decay, clipping, megabatch, reference length): config.yaml's `training` block less
+    # the grid lists. None in result files written before they were part of the spec.
+    training: Mapping[str, Any] | None = None
+
+    @property
+    def method(self) -> str:
+        """The short name: what the variant is, without its learning rate, settings and seed.
+        A learning-rate sweep chooses one rate per method."""
+        if self.kind == "fft":
+            return f"fft-n{self.train_size}"
+        return f"{self.kind}-r{self.rank}-{self.targets}-n{self.train_size}"
+
+    @property
+    def settings_hash(self) -> str:
+        """The hash of the weight-changing settings the name does not spell out."""
+        return settings_hash({"alpha": self.alpha, "dropout": self.dropout, "training": self.training})
 
     @property
     def name(self) -> str:
-        if self.kind == "fft":
-            return f"fft-n{self.train_size}-s{self.seed}"
-        return f"{self.kind}-r{self.rank}-{self.targets}-n{self.train_size}-s{self.seed}"
+        return f"{self.method}-lr{rate_label(self.learning_rate)}-{self.settings_hash}-s{self.seed}"
 
     @property
     def group(self) -> str:
@@ -72,21 +122,24 @@ class VariantSpec:
         return self.name.removesuffix(f"-s{self.seed}")
 
     @property
-    def fft_group(self) -> str | None:
-        """The full fine-tuning group trained on the same data, for a LoRA-family variant."""
-        return f"fft-n{self.train_size}" if self.is_lora else None
+    def shared_training_key(self) -> str:
+        """What a fair LoRA-against-full-fine-tuning comparison holds equal: the training data
+        and the shared training settings (the learning rate is each method's own)."""
+        return f"n{self.train_size}-{settings_hash({'training': self.training})}"
 
     @property
     def is_lora(self) -> bool:
         return self.kind in LORA_KINDS
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **asdict(self)}
+        fields = asdict(self)
+        fields["training"] = None if self.training is None else _plain(dict(self.training))
+        return {"name": self.name, "method": self.method, **fields}
 
     @classmethod
     def from_dict(cls, fields: Mapping[str, Any]) -> VariantSpec:
-        """Inverse of `to_dict` (the name is derived, so it is dropped)."""
-        return cls(**{key: value for key, value in fields.items() if key != "name"})
+        """Inverse of `to_dict` (the name and method are derived, so they are dropped)."""
+        return cls(**{key: value for key, value in fields.items() if key not in ("name", "method")})
 
 
 SpecLike = VariantSpec | Mapping[str, Any] | None
@@ -103,10 +156,19 @@ def group_of(spec: SpecLike) -> str:
     return BASE_VARIANT if resolved is None else resolved.group
 
 
-def fft_group_of(spec: SpecLike) -> str | None:
-    """The full fine-tuning group a LoRA-family variant is compared with; None otherwise."""
+def fft_partner(spec: SpecLike, groups: Mapping[str, SpecLike]) -> str | None:
+    """The full fine-tuning group a LoRA-family variant is compared with: the one among
+    `groups` (group name -> spec) trained on the same data with the same shared training
+    settings; None for other variants or where there is none."""
     resolved = as_spec(spec)
-    return None if resolved is None else resolved.fft_group
+    if resolved is None or not resolved.is_lora:
+        return None
+    for group, other in groups.items():
+        candidate = as_spec(other)
+        if candidate is not None and candidate.kind == "fft":
+            if candidate.shared_training_key == resolved.shared_training_key:
+                return group
+    return None
 
 
 def group_specs(specs: Iterable[SpecLike]) -> dict[str, VariantSpec | None]:
@@ -146,9 +208,35 @@ def lora_scaling(*, kind: str, rank: int, alpha: float) -> float:
     return alpha / math.sqrt(rank) if kind == "rslora" else alpha / rank
 
 
+def candidate_rates(setting: float | Sequence[float] | Mapping[str, Any]) -> list[float]:
+    """The learning rates a method is trained at: one rate, a list of rates, or a log-spaced
+    range {low, high, count} (ends included), each rounded to three significant digits so the
+    names stay readable; sorted, duplicates dropped."""
+    if isinstance(setting, Mapping):
+        low, high, count = float(setting["low"]), float(setting["high"]), int(setting["count"])
+        if count == 1:
+            rates = [low]
+        else:
+            step = (math.log(high) - math.log(low)) / (count - 1)
+            rates = [math.exp(math.log(low) + k * step) for k in range(count)]
+    elif isinstance(setting, (int, float)):
+        rates = [float(setting)]
+    else:
+        rates = [float(rate) for rate in setting]
+    return sorted({float(f"{rate:.3g}") for rate in rates})
+
+
+def shared_training(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The training settings every variant shares: the `training` block less the grid lists
+    (adding a rank, a seed or a rate must not retrain the others)."""
+    return {key: value for key, value in training.items() if key not in ("lora", "fft", "seeds")}
+
+
 def expand_grid(*, training: Mapping[str, Any], train_sizes: list[int]) -> dict[str, VariantSpec]:
-    """Every trained variant the config asks for, by name, in a stable order."""
+    """Every trained variant the config asks for, every candidate learning rate included, by
+    name, in a stable order."""
     lora, fft = training["lora"], training["fft"]
+    shared = shared_training(training)
     specs: list[VariantSpec] = []
     for size in train_sizes:
         for seed in training["seeds"]:
@@ -156,18 +244,37 @@ def expand_grid(*, training: Mapping[str, Any], train_sizes: list[int]) -> dict[
                 for targets in lora["targets"]:
                     for rank in lora["ranks"]:
                         alpha = lora_alpha(lora=lora, kind=kind, rank=rank)
-                        specs.append(
-                            VariantSpec(
-                                kind=kind,
-                                train_size=size,
-                                seed=seed,
-                                learning_rate=lora["learning_rate"],
-                                rank=rank,
-                                alpha=float(alpha),
-                                dropout=lora["dropout"],
-                                targets=targets_label(targets),
+                        for rate in candidate_rates(lora["learning_rate"]):
+                            specs.append(
+                                VariantSpec(
+                                    kind=kind,
+                                    train_size=size,
+                                    seed=seed,
+                                    learning_rate=rate,
+                                    rank=rank,
+                                    alpha=float(alpha),
+                                    dropout=lora["dropout"],
+                                    targets=targets_label(targets),
+                                    training=shared,
+                                )
                             )
-                        )
             if fft["enabled"]:
-                specs.append(VariantSpec(kind="fft", train_size=size, seed=seed, learning_rate=fft["learning_rate"]))
+                for rate in candidate_rates(fft["learning_rate"]):
+                    specs.append(
+                        VariantSpec(kind="fft", train_size=size, seed=seed, learning_rate=rate, training=shared)
+                    )
     return {spec.name: spec for spec in specs}
+
+
+def methods(specs: Iterable[VariantSpec]) -> dict[str, dict[float, list[VariantSpec]]]:
+    """Variants by method (short name), then by learning rate, in the given order: a method
+    with more than one rate is a sweep, whose rate is chosen on the validation split."""
+    by_method: dict[str, dict[float, list[VariantSpec]]] = {}
+    for spec in specs:
+        by_method.setdefault(spec.method, {}).setdefault(spec.learning_rate, []).append(spec)
+    return by_method
+
+
+def swept_methods(specs: Iterable[VariantSpec]) -> dict[str, dict[float, list[VariantSpec]]]:
+    """The methods trained at more than one learning rate."""
+    return {method: rates for method, rates in methods(specs).items() if len(rates) > 1}

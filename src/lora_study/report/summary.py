@@ -127,8 +127,10 @@ def _against_base(comparisons: Mapping[str, Any]) -> str:
 
 def _lora_against_fft(comparisons: Mapping[str, Any], *, specs: Sequence[Mapping[str, Any]]) -> str:
     """Each LoRA group against full fine-tuning on the same data, paired by the specs the
-    trained variants record (grid.fft_group_of), judged on Study 4's quality gap."""
-    pairs = {frozenset((grid.group_of(spec), grid.fft_group_of(spec))) for spec in specs if grid.fft_group_of(spec)}
+    trained variants record (grid.fft_partner), judged on Study 4's quality gap."""
+    groups = grid.group_specs(specs)
+    partners = {group: grid.fft_partner(spec, groups) for group, spec in groups.items()}
+    pairs = {frozenset((group, partner)) for group, partner in partners.items() if partner}
     records = [c for c in comparisons["metrics"]["comparisons"] if frozenset((c["a"], c["b"])) in pairs]
     if not records:
         return ""
