@@ -19,7 +19,7 @@ from lora_study.drift_stats import (
     seed_interval,
 )
 from lora_study.drift_summary import drift_outcome, summarise_drift
-from lora_study.grid import VariantSpec, fft_group_of
+from lora_study.grid import VariantSpec, fft_partner
 
 
 def population_cka(weights: np.ndarray, noise: float) -> float:
@@ -192,8 +192,13 @@ def test_equal_drift_reads_as_a_ratio_near_one_and_layer_zero_stays_out_of_the_m
     assert groups["fft-n100"]["mean_drift"]["estimate"] == pytest.approx(groups["fft-n100"]["per_layer"][1]["estimate"])
 
 
-def test_fft_partner_has_the_same_training_size() -> None:
-    assert fft_group_of(LORA.to_dict()) == "fft-n100"
+def test_fft_partner_has_the_same_training_size_and_settings() -> None:
+    fft_1000 = VariantSpec(kind="fft", train_size=1000, seed=1, learning_rate=1e-5)
+    groups = {FFT.group: FFT, fft_1000.group: fft_1000}
+    assert fft_partner(LORA.to_dict(), groups) == FFT.group
     qlora = VariantSpec(kind="qlora", train_size=1000, seed=2, learning_rate=1e-3, rank=4, alpha=8.0, targets="attn")
-    assert fft_group_of(qlora) == "fft-n1000" and qlora.group == "qlora-r4-attn-n1000"
-    assert fft_group_of(FFT) is None and fft_group_of(None) is None
+    assert fft_partner(qlora, groups) == fft_1000.group and qlora.method == "qlora-r4-attn-n1000"
+    assert fft_partner(FFT, groups) is None and fft_partner(None, groups) is None
+    # Full fine-tuning with other shared training settings (here: epochs) is no fair partner.
+    other_epochs = VariantSpec(kind="lora", train_size=100, seed=1, learning_rate=1e-3, rank=8, training={"epochs": 3})
+    assert fft_partner(other_epochs, groups) is None

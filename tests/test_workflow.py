@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import planned_jobs, run_snakemake, tiny_config
+from lora_study.grid import expand_grid
 from lora_study.io import read_json, read_jsonl
 from lora_study.report.drift import interval_text
 from lora_study.results import check_result, read_result
@@ -18,7 +19,8 @@ from lora_study.results import check_result, read_result
 pytestmark = pytest.mark.slow
 EVAL_DIR = "results/eval/smollm2-135m-instruct/aclsum/base"
 # The tiny config's trained variants: LoRA at ranks 2 and 4 on q,v, and full fine-tuning.
-TRAINED = ["lora-r2-qv-n4-s1", "lora-r4-qv-n4-s1", "fft-n4-s1"]
+TRAINED_SPECS = expand_grid(training=tiny_config()["training"], train_sizes=tiny_config()["data"]["train"]["sizes"])
+TRAINED = list(TRAINED_SPECS)
 ADAPTER_DIR = "results/adapters/smollm2-135m-instruct/aclsum"
 # Weight-space drift: one job per trained variant (and intruder mitigation when the tiny config enables it).
 WEIGHT_RULES = ["measure_weight_drift"]
@@ -359,11 +361,11 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
     }
 
 
-def test_changed_training_setting_retrains_every_variant_but_nothing_else(workflow_dir: Path, tmp_path: Path) -> None:
+def test_changed_training_setting_trains_new_variants_beside_the_old_ones(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["training"]["max_grad_norm"] = 0.5
-    jobs = planned_jobs(dry_run_with(workflow_dir, tmp_path, config))
-    assert jobs == {
+    output = dry_run_with(workflow_dir, tmp_path, config)
+    assert planned_jobs(output) == {
         "train_adapter": 2,
         "train_full": 1,
         "generate_variant_predictions": 3,
@@ -376,6 +378,24 @@ def test_changed_training_setting_retrains_every_variant_but_nothing_else(workfl
         **{rule: 3 for rule in WEIGHT_RULES},
         **{"merge_adapter": 2, "serve_variant": 2, "serve_multi_adapter": 1},
     }
+    new = expand_grid(training=config["training"], train_sizes=config["data"]["train"]["sizes"])
+    assert not set(new) & set(TRAINED)  # new names: new folders ...
+    for name in new:
+        assert f"{ADAPTER_DIR}/{name}/train.json" in output
+    for name in TRAINED:  # ... and none of the old ones is written again
+        assert f"{ADAPTER_DIR}/{name}/" not in output
+        assert (workflow_dir / ADAPTER_DIR / name / "train.json").is_file()
+
+
+def test_changed_learning_rate_trains_only_the_new_lora_variants(workflow_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    config["training"]["lora"]["learning_rate"] = 5.0e-4
+    output = dry_run_with(workflow_dir, tmp_path, config)
+    jobs = planned_jobs(output)
+    assert jobs["train_adapter"] == 2 and "train_full" not in jobs  # full fine-tuning keeps its rate
+    assert jobs["generate_variant_predictions"] == 2 and jobs["measure_drift"] == 2
+    for name in TRAINED:
+        assert f"{ADAPTER_DIR}/{name}/" not in output and (workflow_dir / ADAPTER_DIR / name / "train.json").is_file()
 
 
 DRIFT_DIR = "results/drift/smollm2-135m-instruct/aclsum"
@@ -416,11 +436,11 @@ def test_every_trained_variant_has_drift_files(workflow_dir: Path) -> None:
         for name, texts in (("in_domain", heldout), ("general", general)):
             assert metrics["forgetting"][name]["base"]["texts"] == len(texts)
     summary = read_result(workflow_dir / DRIFT_DIR / "summary.json")
-    assert set(summary["metrics"]["groups"]) == {variant.rsplit("-s", 1)[0] for variant in TRAINED}
+    assert set(summary["metrics"]["groups"]) == {spec.group for spec in TRAINED_SPECS.values()}
     for group in summary["metrics"]["groups"].values():
         interval = group["mean_drift"]
         assert interval["low"] <= interval["estimate"] <= interval["high"]
-    assert [v["variant"] for v in summary["metrics"]["verdicts"]] == [v.rsplit("-s", 1)[0] for v in TRAINED[:2]]
+    assert [v["variant"] for v in summary["metrics"]["verdicts"]] == [TRAINED_SPECS[v].group for v in TRAINED[:2]]
 
 
 def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Path) -> None:

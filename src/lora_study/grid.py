@@ -165,9 +165,12 @@ def fft_partner(spec: SpecLike, groups: Mapping[str, SpecLike]) -> str | None:
         return None
     for group, other in groups.items():
         candidate = as_spec(other)
-        if candidate is not None and candidate.kind == "fft":
-            if candidate.shared_training_key == resolved.shared_training_key:
-                return group
+        if (
+            candidate is not None
+            and candidate.kind == "fft"
+            and candidate.shared_training_key == resolved.shared_training_key
+        ):
+            return group
     return None
 
 
