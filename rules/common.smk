@@ -68,17 +68,30 @@ EVAL_SPLIT_FILES = split_files(config["data"], part="eval")
 TRAIN_SPLIT_FILES = split_files(config["data"], part="train")
 VALIDATION_SPLIT_FILES = split_files(config["data"], part="validation")
 MODEL_SOURCE_FILES = model_files(config["model"])
-# What changes the drift prompts: the rows of the eval split and the other splits, and which
-# split the training sets come from (it is left out).
-DRIFT_PROMPT_DATA = canonical(
-    {**split_settings(config["data"], part="eval"), "train": {"split": resolved_split(config["data"], part="train")}}
-)
 # Trained variants by name (lora-r8-qv-n100-lr2e-4-0a2037-s1, ...), from the config's grid:
 # every candidate learning rate of a sweep included.
 TRAINED = expand_grid(training=config["training"], train_sizes=TRAIN_SIZES)
 # Methods (lora-r8-qv-n100, fft-n100, ...) trained at several learning rates: each is
 # validated, and only the rate the validation split prefers goes on to the test-set stages.
 SWEPT = swept_methods(TRAINED.values())
+# What changes the drift prompts: the rows of the eval split and the other splits, and which
+# split the training sets come from (it is left out).
+DRIFT_PROMPT_DATA = canonical(
+    {
+        **split_settings(config["data"], part="eval"),
+        "train": {"split": resolved_split(config["data"], part="train")},
+        # A sweep's validation rows are left out: which split they come from.
+        **({"validation": {"split": resolved_split(config["data"], part="validation")}} if SWEPT else {}),
+    }
+)
+# What changes the validation subset: its split's rows and draw, and which splits the
+# evaluation and training subsets it avoids come from.
+VALIDATION_DATA = canonical(
+    {
+        **subset_settings(config["data"], part="validation"),
+        **{part: {"split": resolved_split(config["data"], part=part)} for part in ("train", "eval")},
+    }
+)
 # Training settings shared by every variant (the grid lists are not: adding a rank must
 # not retrain the others); part of every variant's spec, and so of its name.
 TRAINING_SHARED = shared_training(config["training"])

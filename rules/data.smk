@@ -47,9 +47,12 @@ rule make_train_subset:
         "../scripts/make_train_subset.py"
 
 
+# The rows a learning-rate sweep chooses its rate on, drawn only when a method is swept: outside
+# the evaluation and training subsets; the drift and forgetting texts then leave them out.
+VALIDATION_FILES = ["results/data/{dataset}/validation.jsonl"] if SWEPT else []
+
+
 rule make_validation_subset:
-    # The rows a learning-rate sweep chooses its rate on: outside the evaluation and training
-    # subsets; the drift and forgetting texts leave them out in turn.
     input:
         eval="results/data/{dataset}/eval.jsonl",
         largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
@@ -65,7 +68,8 @@ rule make_validation_subset:
         mem_mb=2000,
         runtime=10,
     params:
-        data=subset_settings(config["data"], part="validation"),
+        # The validation split's rows and draw, and which splits the subsets it avoids come from.
+        data=VALIDATION_DATA,
     script:
         "../scripts/make_validation_subset.py"
 
@@ -97,7 +101,8 @@ rule make_heldout_text:
     input:
         eval="results/data/{dataset}/eval.jsonl",
         largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
-        validation="results/data/{dataset}/validation.jsonl",
+        # A sweep's validation rows, which a rate was chosen on (none without a sweep).
+        validation=VALIDATION_FILES,
         source=EVAL_SPLIT_FILES,
     output:
         "results/data/{dataset}/heldout.jsonl",
@@ -120,7 +125,7 @@ rule make_drift_prompts:
     # split and the splits no subset uses), seeded; drift needs no generation, so it uses many.
     input:
         largest_train=f"results/data/{{dataset}}/train-n{LARGEST_TRAIN_SIZE}.jsonl",
-        validation="results/data/{dataset}/validation.jsonl",
+        validation=VALIDATION_FILES,
         source=EVAL_SPLIT_FILES,
     output:
         "results/data/{dataset}/drift.jsonl",

@@ -16,7 +16,7 @@ with logged_job(snakemake.log[0]):
     rows = drift_texts(
         data=snakemake.params.data,
         trained=trained,
-        validation=read_examples(snakemake.input.validation),
+        validation=[e for path in snakemake.input.validation for e in read_examples(path)],
         size=drift["examples"],
         seed=drift["seed"],
     )

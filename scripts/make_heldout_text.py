@@ -14,7 +14,7 @@ with logged_job(snakemake.log[0]):
     used = [
         *read_examples(snakemake.input.eval),
         *read_examples(snakemake.input.largest_train),
-        *read_examples(snakemake.input.validation),
+        *[e for path in snakemake.input.validation for e in read_examples(path)],
     ]
     forgetting = snakemake.params.forgetting
     rows = heldout_texts(data=snakemake.params.data, used=used, size=forgetting["examples"], seed=forgetting["seed"])

@@ -112,7 +112,7 @@ def test_failure_modes_per_variant() -> None:
         statistics=STATISTICS,
     )
     assert result["metrics"]["variants"]["base"]["failure_modes"]["rates"]["continuation"] == 1.0
-    assert result["metrics"]["variants"]["fft-n10-s1"]["failure_modes"]["rates"]["continuation"] == 0.0
+    assert result["metrics"]["variants"][fft(n=10).name]["failure_modes"]["rates"]["continuation"] == 0.0
     assert len(result["metrics"]["failure_modes_per_example"]["base"]) == 30
 
 

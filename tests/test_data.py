@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from conftest import REPO, data_block, run_snakemake
+from conftest import REPO, data_block, run_snakemake, tiny_config
 from lora_study.config import general_source, subset_settings
 from lora_study.data import (
     DataError,
@@ -20,6 +21,7 @@ from lora_study.data import (
     detokenise,
     draw_eval,
     draw_train,
+    draw_validation,
     drift_texts,
     general_texts,
     heldout_texts,
@@ -558,3 +560,41 @@ def test_the_workflows_data_jobs_write_what_make_subsets_wrote(tmp_path: Path) -
     assert (
         hashlib.sha256(json.dumps([info["run"], info["metrics"]]).encode()).hexdigest()[:16] == BEFORE_SPLIT["tiny"][1]
     )
+
+
+def test_the_validation_subset_avoids_the_evaluation_and_training_rows() -> None:
+    data = copy.deepcopy(data_block())
+    subsets = make_subsets(data=data)
+    draw = draw_validation(data=data, evals=subsets.eval, trained=subsets.train[100])
+    assert draw.info["split"] == "val" and len(draw.examples) == data["validation"]["size"] == 20
+    inputs = {e.input for e in draw.examples}
+    assert not inputs & {e.input for e in [*subsets.eval, *subsets.train[100]]}
+    # Drift texts leave the validation rows out (and stay clear of training texts as before).
+    drift = drift_texts(data=data, trained=subsets.train[100], validation=draw.examples, size=None, seed=0)
+    assert not inputs & {row["text"] for row in drift}
+    assert len(drift) == 150 - 20  # aclsum's test and val splits, less the validation rows
+
+
+def test_a_validation_subset_from_the_evaluation_split_leaves_its_rows_out() -> None:
+    data = copy.deepcopy(data_block())
+    data["validation"] = {"split": "test", "size": 80, "seed": 3}
+    subsets = make_subsets(data=data)
+    draw = draw_validation(data=data, evals=subsets.eval, trained=subsets.train[100])
+    assert not {e.id for e in draw.examples} & {e.id for e in subsets.eval}
+    data["validation"]["size"] = 81  # aclsum's test split holds 100, 20 of them evaluated
+    with pytest.raises(DataError, match=r"data.validation.size: asks for 81 examples but aclsum/test outside"):
+        draw_validation(data=data, evals=subsets.eval, trained=subsets.train[100])
+
+
+def test_a_sweep_draws_validation_rows_that_the_drift_and_forgetting_texts_leave_out(tmp_path: Path) -> None:
+    """The real rules on the tiny config with a learning-rate sweep (data jobs only)."""
+    config = tiny_config()
+    config["training"]["lora"]["learning_rate"] = [1e-4, 1e-3]
+    configfile = tmp_path / "sweep.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    names = ("validation.jsonl", "drift.jsonl", "heldout.jsonl")
+    run_snakemake(tmp_path, "--cores", "1", *(f"results/data/aclsum/{n}" for n in names), configfile=configfile)
+    folder = tmp_path / "results/data/aclsum"
+    validation = {" ".join(e.input.split()) for e in read_examples(folder / "validation.jsonl")}
+    measured = [row["text"] for name in names[1:] for row in read_jsonl(folder / name)]
+    assert len(validation) == 20 and measured and not validation & {" ".join(text.split()) for text in measured}

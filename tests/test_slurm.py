@@ -202,6 +202,7 @@ def show(capsys: pytest.CaptureFixture, lines: list[str]) -> None:
 
 GPU_RULES = {
     "generate_predictions",
+    "validate_variant",
     "generate_variant_predictions",
     "train_adapter",
     "train_full",
@@ -218,6 +219,8 @@ GPU_RULES = {
 CPU_RULES = {
     "prepare_model",
     "make_eval_subset",
+    "make_validation_subset",
+    "select_learning_rate",
     "make_train_subset",
     "record_subsets",
     "make_heldout_text",

@@ -27,6 +27,7 @@ from conftest import REPO
 TORCH_ENV_RULES = (
     "make_eval_subset",
     "make_train_subset",
+    "make_validation_subset",
     "record_subsets",
     "make_drift_prompts",
     "make_general_text",

@@ -3,12 +3,15 @@ tests in two families (the primary question; everything else, quantised precisio
 against `full` included, Holm-corrected), seed spread, failure modes, the LoRA-vs-FFT
 quality gap and the verdict on the primary question. docs/STATISTICS.md explains each.
 
-Variants that differ only by seed form a group (`lora-r8-qv-n100-s1`, `-s2`, ... make
-`lora-r8-qv-n100`); comparisons are between groups, so several seeds are used together.
+Variants that differ only by seed form a group (`lora-r8-qv-n100-lr2e-4-0a2037-s1`, `-s2`,
+... make `lora-r8-qv-n100`: within one study a method has one rate and one setting of
+everything else, checked here); comparisons are between groups, so several seeds are used
+together.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -159,6 +162,7 @@ def compare_variants(
     groups: dict[str, list[VariantScores]] = {}
     for variant in variants:
         groups.setdefault(group_of(variant.spec), []).append(variant)
+    check_groups_differ_only_by_seed(groups)
     # Precisions are deterministic single runs of the base model, compared like groups.
     by_name = {**groups, **{f"precision:{p.name}": [p] for p in precisions}}
     specs = group_specs(v.spec for v in variants)
@@ -248,6 +252,19 @@ def compare_variants(
             },
         },
     }
+
+
+def check_groups_differ_only_by_seed(groups: Mapping[str, Sequence[VariantScores]]) -> None:
+    """A group pools its variants as seeds of one thing: refuse variants of one method that
+    differ in anything but the seed (two learning rates, say), naming them."""
+    for group, members in groups.items():
+        specs = {json.dumps(replace(m.spec, seed=0).to_dict(), sort_keys=True) for m in members if m.spec is not None}
+        if len(specs) > 1:
+            names = ", ".join(m.name for m in members)
+            raise ValueError(
+                f"variants of {group} differ in more than their seed ({names}): compare one setting per method, "
+                "e.g. the rate a sweep chose"
+            )
 
 
 def _bounded(test: PairedComparison) -> PairedComparison:

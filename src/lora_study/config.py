@@ -529,6 +529,7 @@ def _brace_problems(config: Mapping[str, Any]) -> list[str]:
 def _grid_problems(config: Mapping[str, Any]) -> list[str]:
     """Statistics pairs and the primary question name two different groups of the grid."""
     trained = expand_grid(training=config["training"], train_sizes=config["data"]["train"]["sizes"])
+    # A group is a method's short name (lora-r8-qv-n100): it names the variants at whatever rate a sweep chooses.
     groups = list(group_specs([None, *trained.values()]))
     known = f"known: {', '.join(sorted(groups))}"
     problems = []

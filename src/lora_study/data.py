@@ -310,7 +310,8 @@ def drift_texts(
     """
     train_split, eval_split = _split(data, "train"), _split(data, "eval")
     splits = [eval_split] + [s for s in _SPLITS[data["dataset"]][2] if s not in (eval_split, train_split)]
-    validation_split = _split(data, "validation")
+    # Validation rows, where a sweep drew them: ids are only unique within their own split.
+    validation_split = _split(data, "validation") if validation else None
     seen = {_norm(e.input) for e in [*trained, *validation]} | {e.id for e in trained}
     validation_ids = {e.id for e in validation}
     pool: list[Example] = []

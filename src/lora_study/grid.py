@@ -1,9 +1,11 @@
 """The experiment grid: which variants the config asks for, and their names.
 
 The grid in the config expands here into named variant specs; the name says what the
-variant is (`lora-r8-qv-n100-s1`, `fft-n100-s1`) and is the directory its results live
-in. This module is the one home of that grammar: names, groups (a name without its seed),
-the full fine-tuning partner of a LoRA group, and the wildcard patterns of the rules.
+variant is (`lora-r8-qv-n100-lr2e-4-0a2037-s1`, `fft-n100-lr2e-5-96f9f6-s1`: the method, its
+learning rate, a hash of every other weight-changing setting, the seed) and is the directory
+its results live in. This module is the one home of that grammar: names, groups (a name
+without its seed), methods (a name without rate, hash and seed: what a sweep chooses a rate
+for), the full fine-tuning partner of a LoRA group, and the wildcard patterns of the rules.
 Consumers read the spec a result file records (`run.spec`) and ask this module for its
 group; nothing else parses names.
 
@@ -118,8 +120,12 @@ class VariantSpec:
 
     @property
     def group(self) -> str:
-        """The name without its seed: variants of one group differ only by seed."""
-        return self.name.removesuffix(f"-s{self.seed}")
+        """What results are grouped by: variants of one group differ only by seed. Within one
+        study this is the method: a sweep leaves one rate per method for the test-set stages,
+        and every other setting has one value per method, so the short name is unambiguous
+        there (compare.compare_variants checks it); across studies, each variant's recorded
+        spec tells them apart."""
+        return self.method
 
     @property
     def shared_training_key(self) -> str:
