@@ -81,7 +81,7 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
             f"{c['seed_spread']:.4f}",
             "yes" if c["supported"] else "no",
             *detectable_cells(c),
-            _gap(c),
+            gap_cell(c),
             c["reason"],
         ]
         for c in records
@@ -152,7 +152,8 @@ def _p(level: Mapping[str, Any] | None) -> str:
     return "n/a" if not level else f"{level['p_value']:.3g}"
 
 
-def _gap(comparison: Mapping[str, Any]) -> str:
+def gap_cell(comparison: Mapping[str, Any]) -> str:
+    """Study 4's "LoRA within the gap of FFT": yes, or not shown and why ('' where not asked)."""
     gap = comparison.get("quality_gap")
     if not gap:
         return ""

@@ -11,7 +11,7 @@ from typing import Any
 
 from lora_study import grid
 from lora_study.io import MANIFEST, read_json
-from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells
+from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells, gap_cell
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.results import read_result
@@ -80,14 +80,6 @@ def _outcome(record: Mapping[str, Any]) -> str:
     return f"supported: {record['b']} {'higher' if record['difference']['mean'] > 0 else 'lower'}"
 
 
-def _gap_outcome(record: Mapping[str, Any]) -> str:
-    """Study 4's "LoRA within the gap of FFT": yes, or not shown and why (comparisons.json)."""
-    gap = record["quality_gap"]
-    if gap["holds"]:
-        return "yes"
-    return f"not shown: {gap['not_shown']}" if gap.get("not_shown") else "not shown"
-
-
 def _numbers(record: Mapping[str, Any]) -> list[str]:
     """Estimate, interval and p of a paired comparison (b minus a), and what it could have detected."""
     d = record["difference"]
@@ -146,7 +138,7 @@ def _lora_against_fft(comparisons: Mapping[str, Any], *, specs: Sequence[Mapping
     if not records:
         return ""
     run = comparisons["run"]
-    rows = [[f"{c['b']} vs {c['a']}", _gap_outcome(c), _outcome(c), *_numbers(c)] for c in records]
+    rows = [[f"{c['b']} vs {c['a']}", gap_cell(c), _outcome(c), *_numbers(c)] for c in records]
     header = [
         "comparison (b vs a)",
         f"LoRA within {run['max_quality_gap']:g} of FFT",
