@@ -6,9 +6,10 @@ bootstrap interval that is never narrower than Student's t (stats.paired_compari
 with several seeds, also with Welch's t on the per-seed means. Its power is modelled as that
 of the paired t test on the per-example differences (noncentral t with n - 1 degrees of
 freedom, computed exactly by numerical integration) and, with several seeds, times the power
-of the seed level's Welch t: both must reject, and they share the estimate, so the product
-is a lower bound on the power of the two together (tests/test_power.py checks the model
-against the workflow's own decision by simulation on skewed, tied ROUGE-like data).
+of the seed level's Welch t (simulated, as its degrees of freedom are estimated): both must
+reject, and both rejections rise with the estimate they share, so the product errs low.
+tests/test_power.py checks the model against the workflow's own decision by simulation on
+skewed, tied ROUGE-like data; docs/STATISTICS.md gives the figures for other shapes.
 
 docs/STATISTICS.md, "What the run could have detected", explains the choices: the alpha
 (alpha / m in a Holm family of m, alpha in a lone primary question), how the seed level
