@@ -142,6 +142,9 @@ def test_the_sentence_says_which_of_the_two_a_run_is() -> None:
     assert short.text.startswith(f"this run could not have detected a difference below {short.mde:.4f}")
     assert f"about {short.needed_examples:,} examples would be needed to detect 0.03 (20 here" in short.text
     assert "more than the 100 the evaluation split holds" in short.text and short.needed_note
+    within_reach = describe(0.1, 20, available_examples=1000)
+    assert "(20 here, of the 1,000 the evaluation split holds)" in within_reach.text
+    assert within_reach.needed_note is None
     margin = describe(0.1, 20, margin=True, alpha=0.05, effect_source="statistics.max_quality_gap")
     assert margin.text.startswith("even had LoRA matched full fine-tuning, this run could not have shown a margin")
     assert "to show it within 0.03" in margin.text

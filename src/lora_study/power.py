@@ -322,4 +322,6 @@ def _needed_words(*, needed: int | None, goal: str, examples: int, available: in
     words = f"about {needed:,} examples would be needed to {goal} ({examples:,} here"
     if available is not None and needed > available:
         words += f"; more than the {available:,} the evaluation split holds"
+    elif available is not None:
+        words += f", of the {available:,} the evaluation split holds"
     return words + ")"
