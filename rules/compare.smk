@@ -6,6 +6,8 @@
 rule compare_variants:
     input:
         eval="results/data/{dataset}/eval.jsonl",
+        # How the evaluation subset was drawn: the size of its split, the most examples a run can use.
+        eval_info="results/data/{dataset}/parts/eval.json",
         rouge=result_files("eval", "scores.json", evaluated_names),
         predictions=result_files("eval", "predictions.jsonl", evaluated_names),
         # The quality runs of quantisation.precisions (none configured: no inputs).

@@ -40,5 +40,6 @@ with logged_job(snakemake.log[0]):
         instruction=params.prompt["instruction"],
         statistics=params.statistics,
         task=params.task,
+        available_examples=read_result(inputs.eval_info)["metrics"]["pool_size"],
     )
     write_result(snakemake.output[0], **result, meta=meta_info(device="cpu"))

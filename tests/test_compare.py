@@ -283,3 +283,77 @@ def test_precisions_are_tested_against_full_in_the_secondary_family() -> None:
         statistics=STATISTICS,
     )
     assert no_full["metrics"]["precisions"] == [] and no_full["run"]["precision_reference"] is None
+
+
+def test_every_comparison_carries_what_the_run_could_have_detected() -> None:
+    """alpha / m in the Holm family (alpha for the lone primary question), the effect that matters
+    (the quality gap for LoRA against FFT, statistics.effect_size otherwise), the detectable
+    effect and the examples needed, consistent with each other."""
+    variants = lora_and_fft(0.02, noise=0.03) + [variant(lora(32), np.linspace(0.1, 0.4, 30))]
+    result = compare_variants(
+        variants=variants,
+        eval_inputs=INPUTS,
+        instruction="Summarize.",
+        statistics={**STATISTICS, "effect_size": 0.05},
+        available_examples=400,
+    )
+    assert result["run"]["effect_size"] == 0.05 and result["run"]["power"] == 0.8
+    assert result["run"]["available_examples"] == 400
+    for record in result["metrics"]["comparisons"]:
+        could = record["detectable"]
+        lora_vs_fft = "fft-n100" in (record["a"], record["b"]) and "base" not in (record["a"], record["b"])
+        assert could["effect"] == (0.03 if lora_vs_fft else 0.05)
+        assert could["effect_source"] == ("statistics.max_quality_gap" if lora_vs_fft else "statistics.effect_size")
+        if record["family"] == "primary":  # r8 against r32, tested alone
+            assert could["alpha"] == 0.05 and "lone primary question" in could["alpha_rule"]
+        else:
+            assert could["alpha"] == pytest.approx(0.05 / record["family_size"]) and "Holm" in could["alpha_rule"]
+        assert could["power"] == 0.8 and could["examples"] == 30 and could["available_examples"] == 400
+        assert could["mde"] > 0 and could["adequate"] == (could["mde"] <= could["effect"])
+        assert (could["needed_examples"] <= 30) == could["adequate"]
+        if not record["supported"]:
+            assert record["reason"].endswith(could["text"])
+    json.dumps(result, allow_nan=False)
+
+
+def test_not_supported_says_whether_the_run_could_have_detected_the_effect() -> None:
+    """A well-powered run with no difference and an underpowered one read differently."""
+    rng = np.random.default_rng(6)
+    base = rng.uniform(0.1, 0.3, 30)
+    quiet = [variant("base", base), variant(lora(8, n=10), base + rng.normal(0, 0.004, 30))]
+    (powered,) = run(quiet)["metrics"]["comparisons"]
+    assert not powered["supported"] and powered["detectable"]["adequate"]
+    assert "would have been detected (80% power at alpha 0.05" in powered["reason"]
+    assert "not detecting one does not show that the two are equal" in powered["reason"]
+    noisy = [variant("base", base), variant(lora(8, n=10), base + rng.normal(0, 0.15, 30))]
+    (short,) = compare_variants(
+        variants=noisy, eval_inputs=INPUTS, instruction="Summarize.", statistics=STATISTICS, available_examples=100
+    )["metrics"]["comparisons"]
+    could = short["detectable"]
+    assert not short["supported"] and not could["adequate"] and could["needed_examples"] > 100
+    assert f"this run could not have detected a difference below {could['mde']:.4f}" in short["reason"]
+    assert f"about {could['needed_examples']:,} examples would be needed to detect 0.03 (30 here" in short["reason"]
+    assert "more than the 100 the evaluation split holds" in short["reason"]
+
+
+def test_identical_outputs_say_the_spread_is_missing() -> None:
+    base = np.random.default_rng(9).uniform(0.1, 0.3, 30)
+    (record,) = run([variant("base", base), variant(lora(8, n=10), base)])["metrics"]["comparisons"]
+    assert not record["supported"] and record["detectable"]["mde"] is None
+    assert "the per-example differences are all equal (no spread)" in record["reason"]
+
+
+def test_a_gap_not_shown_says_why() -> None:
+    """FFT far ahead: the interval says LoRA trails by more; a noisy run: what it could show."""
+    far = next(c for c in run(lora_and_fft(0.08))["metrics"]["comparisons"] if c["a"] == "lora-r8-qv-n100")
+    assert not far["quality_gap"]["holds"]
+    assert far["quality_gap"]["not_shown"].startswith("full fine-tuning leads by more than 0.03")
+    noisy = next(
+        c for c in run(lora_and_fft(0.02, noise=0.06))["metrics"]["comparisons"] if c["a"] == "lora-r8-qv-n100"
+    )
+    gap = noisy["quality_gap"]
+    assert not gap["holds"] and gap["not_shown"] == gap["detectable"]["text"]
+    assert gap["detectable"]["alpha"] == 0.05 and gap["detectable"]["effect"] == 0.03
+    assert gap["not_shown"].startswith("even had LoRA matched full fine-tuning, this run could not have shown a margin")
+    close = next(c for c in run(lora_and_fft(0.005))["metrics"]["comparisons"] if c["a"] == "lora-r8-qv-n100")
+    assert close["quality_gap"]["holds"] and close["quality_gap"]["not_shown"] is None

@@ -8,6 +8,7 @@ import numpy as np
 from lora_study.compare import VariantScores, compare_variants
 from lora_study.grid import VariantSpec
 from lora_study.report.compare import comparison_sections
+from lora_study.report.page import escape
 from lora_study.rouge import ROUGE_TYPES
 
 IDS = [f"e{i}" for i in range(20)]
@@ -20,6 +21,9 @@ STATISTICS = {
     "primary": None,
     "max_quality_gap": 0.03,
 }
+
+
+FFT = VariantSpec(kind="fft", train_size=100, seed=1, learning_rate=1e-5)
 
 
 def lora(rank: int) -> VariantSpec:
@@ -44,9 +48,7 @@ def comparisons() -> dict:
         variant(None, base),
         variant(lora(8), base + 0.01 + rng.normal(0, 0.02, 20)),
         variant(lora(32), base + 0.02 + rng.normal(0, 0.02, 20)),
-        variant(
-            VariantSpec(kind="fft", train_size=100, seed=1, learning_rate=1e-5), base + 0.08 + rng.normal(0, 0.02, 20)
-        ),
+        variant(FFT, base + 0.08 + rng.normal(0, 0.02, 20)),
     ]
     inputs = {i: "An input text about adapters." for i in IDS}
     return {
@@ -68,3 +70,44 @@ def test_sections_show_raw_and_adjusted_p_and_the_families() -> None:
     assert "primary (1)" in differences.body and "secondary (5)" in differences.body
     assert "LoRA within gap of FFT" in differences.body and "not shown" in differences.body  # FFT leads by 0.07
     assert "<figure><svg" in differences.body
+
+
+def test_every_not_supported_and_not_shown_says_what_the_run_could_have_detected() -> None:
+    """In the comparison section and in the summary: no bare "not supported" or "not shown"."""
+    from lora_study.report import summary
+
+    result = comparisons()
+    records = result["metrics"]["comparisons"]
+    _, differences, _, _ = comparison_sections(result)
+    assert "detectable at 80% power (alpha)" in differences.body and "examples needed" in differences.body
+    assert "statistics.effect_size" in differences.body
+    for record in records:
+        could = record["detectable"]
+        assert f"{could['mde']:.4f} ({could['alpha']:.3g})" in differences.body
+        if not record["supported"]:
+            assert escape(could["text"]) in differences.body
+        gap = record.get("quality_gap")
+        if gap and not gap["holds"]:
+            assert f"not shown: {escape(gap['not_shown'])}" in differences.body
+    page = (
+        summary._primary(result)
+        + summary._against_base(result)
+        + summary._lora_against_fft(result, specs=[lora(8).to_dict(), lora(32).to_dict(), FFT.to_dict()])
+    )
+    assert "<td>not supported</td>" not in page and "<td>not shown</td>" not in page
+    for record in records:
+        if not record["supported"]:
+            assert f"not supported: {escape(record['detectable']['text'])}" in page
+    # Made to fail: a noisy run of 20 examples cannot detect 3 points and says how many it would need.
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.1, 0.3, 20)
+    noisy = compare_variants(
+        variants=[variant(None, base), variant(lora(8), base + rng.normal(0, 0.1, 20))],
+        eval_inputs={i: "An input." for i in IDS},
+        instruction="Summarize.",
+        statistics=STATISTICS,
+    )
+    (record,) = noisy["metrics"]["comparisons"]
+    assert not record["supported"]
+    assert "this run could not have detected a difference below" in summary._against_base(noisy)
+    assert "examples would be needed to detect 0.03" in summary._against_base(noisy)

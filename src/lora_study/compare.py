@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lora_study.grid import BASE_VARIANT, VariantSpec, fft_partner, group_of, group_specs
+from lora_study.power import POWER, SeedSpread, detectable
 from lora_study.stats import (
     Interval,
     PairedComparison,
@@ -34,6 +35,7 @@ from lora_study.tasks import metric_of, summarise_failures, task_of
 
 REFERENCE_PRECISION = "full"  # quantised precisions are tested against this one
 DEFAULT_MAX_GAP = 0.03  # Study 4: LoRA within 3 points (of the metric, on a 0-1 scale) of full fine-tuning
+DEFAULT_EFFECT_SIZE = 0.03  # the difference that matters for every other comparison (statistics.effect_size)
 
 
 Groups = Mapping[str, VariantSpec | None]  # group name -> the spec of its first seed (base: None)
@@ -110,14 +112,19 @@ def compare_variants(
     statistics: Mapping[str, Any],
     precisions: Sequence[VariantScores] = (),
     task: Mapping[str, Any] | None = None,
+    available_examples: int | None = None,
 ) -> dict[str, Any]:
     """Everything the report needs to say whether differences are real, as comparisons.json's
     `run` (the settings and the questions asked) and `metrics`. `task`: the config's task
     block (None: summarisation), whose metrics, failure modes and own statistics are used.
+    `available_examples`: the size of the split the evaluation examples were drawn from, where
+    known (the examples a run could use at most; the needed examples are set against it).
 
     Two families of tests (docs/STATISTICS.md): the primary question, tested alone at
     alpha (several rank questions: Holm among themselves), and every other comparison,
-    quantised precisions against `full` included, under one Holm correction."""
+    quantised precisions against `full` included, under one Holm correction. Every
+    comparison carries what the run could have detected (`detectable`), and every "not
+    supported" says it."""
     chosen, task_settings = task_of({"task": task} if task else {})
     metric, resamples, seed, confidence = (
         metric_of(task=chosen, statistics=statistics),
@@ -191,10 +198,24 @@ def compare_variants(
         for index, (a, b, _, _) in enumerate(asked)
     ]
     max_gap = statistics.get("max_quality_gap", DEFAULT_MAX_GAP)
+    effect_size = statistics.get("effect_size", DEFAULT_EFFECT_SIZE)
     records = []
     for (a, b, why, family), test, (p_adjusted, holm, size) in zip(asked, tests, _adjust(asked, tests), strict=True):
         described = f"{family} family of {size}" if holm else "the primary question, tested alone"
-        supported, reason = verdict(test, p_adjusted=p_adjusted, holm=holm, family=described, alpha=alpha)
+        lora_vs_fft = _lora_against_fft(a, b, groups=specs)
+        could = detectable(
+            differences_sd=test.example_sd,
+            examples=test.examples,
+            **_detection_level(alpha=alpha, holm=holm, family=family, size=size),
+            effect=max_gap if lora_vs_fft else effect_size,
+            effect_source="statistics.max_quality_gap" if lora_vs_fft else "statistics.effect_size",
+            seed_spread=_seed_spread(test),
+            available_examples=available_examples,
+            seed=seed,
+        )
+        supported, reason = verdict(
+            test, p_adjusted=p_adjusted, holm=holm, family=described, alpha=alpha, detectable=could
+        )
         record = {
             "a": a.removeprefix("precision:"),
             "b": b.removeprefix("precision:"),
@@ -206,6 +227,7 @@ def compare_variants(
             "p_adjusted": p_adjusted,
             "supported": supported,
             "reason": reason,
+            "detectable": could.to_dict(),
         }
         own = chosen.paired_statistics(
             a=[v.per_example for v in by_name[a]],
@@ -217,6 +239,23 @@ def compare_variants(
         if own:
             record["task_statistics"] = own
         gap = quality_gap(record, groups=specs, max_gap=max_gap)
+        if gap:
+            # What the gap's judgement could have shown: the margin the interval would have put
+            # LoRA within, were it equal to FFT (the interval's level, not adjusted, as judged).
+            gap["detectable"] = could_show = detectable(
+                differences_sd=test.example_sd,
+                examples=test.examples,
+                alpha=alpha,
+                alpha_rule=f"the {confidence:.0%} interval the quality gap is judged on (one-sided {alpha / 2:g}), "
+                "not adjusted for multiplicity",
+                effect=max_gap,
+                effect_source="statistics.max_quality_gap",
+                seed_spread=_seed_spread(test),
+                available_examples=available_examples,
+                margin=True,
+                seed=seed,
+            ).to_dict()
+            gap["not_shown"] = None if gap["holds"] else _gap_not_shown(record, gap=gap, could=could_show)
         records.append({**record, **({"quality_gap": gap} if gap else {})})
     comparisons = [r for r, q in zip(records, asked, strict=True) if not q[0].startswith("precision:")]
     return {
@@ -231,6 +270,9 @@ def compare_variants(
             "examples": len(ids),
             "primary": [[a, b] for a, b, _ in primary],
             "max_quality_gap": max_gap,
+            "effect_size": effect_size,
+            "power": POWER,
+            "available_examples": available_examples,
             "precision_reference": REFERENCE_PRECISION if precision_pairs else None,
         },
         "metrics": {
@@ -270,6 +312,32 @@ def check_groups_differ_only_by_seed(groups: Mapping[str, Sequence[VariantScores
 def _bounded(test: PairedComparison) -> PairedComparison:
     """The difference of two means of [0, 1] scores lies in [-1, 1]; its interval is kept there."""
     return replace(test, difference=within(test.difference, low=-1.0, high=1.0))
+
+
+def _detection_level(*, alpha: float, holm: bool, family: str, size: int) -> dict[str, Any]:
+    """The level a comparison's detectable effect is computed at, and why. A lone primary
+    question is decided at alpha. In a Holm family of m, alpha / m (Holm's first step): a
+    comparison whose raw p is below it is called whatever the other p-values are, so the
+    detectable effect holds for every comparison of the family; Holm lets the k-th smallest p
+    be called at up to alpha / (m - k + 1) once the k - 1 before it are, which depends on the
+    others' outcomes and could only make the detectable effect smaller."""
+    if not holm:
+        return {"alpha": alpha, "alpha_rule": f"the lone primary question: tested alone at alpha = {alpha:g}"}
+    return {
+        "alpha": alpha / size,
+        "alpha_rule": f"Holm's first step in the {family} family of {size}: alpha / {size} = {alpha / size:.3g}, "
+        "the level at which it is called whatever the other comparisons' p-values",
+    }
+
+
+def _seed_spread(test: PairedComparison) -> SeedSpread:
+    return SeedSpread(seeds_a=test.seeds_a, sd_a=test.seed_std_a, seeds_b=test.seeds_b, sd_b=test.seed_std_b)
+
+
+def _lora_against_fft(a: str, b: str, *, groups: Groups) -> bool:
+    """Whether a and b are a LoRA group and the full fine-tuning on its data (either order):
+    Study 4's quality question, whose effect that matters is statistics.max_quality_gap."""
+    return fft_partner(groups.get(a), groups) == b or fft_partner(groups.get(b), groups) == a
 
 
 def _adjust(
@@ -316,11 +384,27 @@ def quality_gap(record: Mapping[str, Any], *, groups: Groups, max_gap: float) ->
     return {
         "max_gap": max_gap,
         "holds": holds,
+        "lora_first": lora_first,  # a is LoRA (b - a = FFT - LoRA); else a is FFT
         "basis": (
             f"FFT - LoRA is at most {worst:+.4f} at the upper end of its {interval['confidence']:.0%} interval, "
             f"{'below' if holds else 'not below'} {max_gap:g}: judged on the interval, not the point estimate"
         ),
     }
+
+
+def _gap_not_shown(record: Mapping[str, Any], *, gap: Mapping[str, Any], could: Mapping[str, Any]) -> str:
+    """Why "LoRA within the gap of FFT" is not shown: the interval puts FFT's lead wholly above
+    the gap (LoRA trails by more, at the interval's level), or the run could (or could not)
+    have shown it had the two been equal (`could`: the margin's detectable effect)."""
+    interval, max_gap = record["difference"], gap["max_gap"]
+    # FFT - LoRA at its most favourable to LoRA: the lower end with a = LoRA, else minus the upper.
+    lead = interval["low"] if gap["lora_first"] else -interval["high"]
+    if lead > max_gap:
+        return (
+            f"full fine-tuning leads by more than {max_gap:g}: FFT - LoRA is at least {lead:+.4f} over its "
+            f"{interval['confidence']:.0%} interval"
+        )
+    return could["text"]
 
 
 def verdict_text(comparison: Mapping[str, Any], *, metric: str) -> str:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lora_study.distributions import normal_cdf, normal_quantile, t_quantile, t_two_sided_p
+from lora_study.power import Detectable
 
 ALPHA = 0.05  # significance level of the verdicts
 # Interval methods, as recorded with each interval; "t floor": never narrower than Student's t.
@@ -66,6 +67,12 @@ class PairedComparison:
     seeds_b: int
     seed_spread: float  # the larger of the two variants' seed standard deviations (0 with one seed)
     test: str
+    # What the detectable effect is computed from (power.detectable): the sd of the per-example
+    # differences of the seed-averaged scores (0 with one example or none), and each side's sd
+    # of its per-seed means (0 with one seed).
+    example_sd: float
+    seed_std_a: float
+    seed_std_b: float
     example_level: LevelTest
     seed_level: LevelTest | None  # None: one seed on each side, seed variation not measured
 
@@ -255,6 +262,9 @@ def paired_comparison(
         seeds_b=scores_b.shape[0],
         seed_spread=max(_seed_std(scores_a), _seed_std(scores_b)),
         test=test,
+        example_sd=_spread(per_example),
+        seed_std_a=_seed_std(scores_a),
+        seed_std_b=_seed_std(scores_b),
         example_level=example_level,
         seed_level=seed_level,
     )
@@ -274,11 +284,28 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
 
 
 def verdict(
-    comparison: PairedComparison, *, p_adjusted: float, holm: bool, family: str, alpha: float = ALPHA
+    comparison: PairedComparison,
+    *,
+    p_adjusted: float,
+    holm: bool,
+    family: str,
+    alpha: float = ALPHA,
+    detectable: Detectable | None = None,
 ) -> tuple[bool, str]:
     """Whether the data support a real difference, and why (in plain words, naming the p
     the decision used). Supported: the decision's p (Holm-adjusted in its family, or the raw
-    p of a lone primary question) is below alpha and the interval excludes 0."""
+    p of a lone primary question) is below alpha and the interval excludes 0. A "not
+    supported" ends with what the run could have detected (`detectable`'s sentence), so that
+    it is never read as "no difference"."""
+    supported, reason = _verdict(comparison, p_adjusted=p_adjusted, holm=holm, family=family, alpha=alpha)
+    if supported or detectable is None:
+        return supported, reason
+    return supported, f"{reason}; {detectable.text}"
+
+
+def _verdict(
+    comparison: PairedComparison, *, p_adjusted: float, holm: bool, family: str, alpha: float
+) -> tuple[bool, str]:
     interval = comparison.difference
     used = (
         f"Holm-adjusted p = {p_adjusted:.3g} (raw {comparison.p_value:.3g}; {family})"
@@ -294,6 +321,15 @@ def verdict(
     if min(comparison.seeds_a, comparison.seeds_b) < 2:
         return True, f"{used} < {alpha:g} over examples and seeds, but one side has a single seed"
     return True, f"{used} < {alpha:g} over examples and over {min(comparison.seeds_a, comparison.seeds_b)}+ seeds"
+
+
+def _spread(values: np.ndarray) -> float:
+    """The sample standard deviation, 0 for fewer than 2 values or float noise around one value
+    (b = a + 0.01 gives differences that differ in the 17th digit)."""
+    if values.size < 2:
+        return 0.0
+    sd = float(values.std(ddof=1))
+    return sd if sd > 1e-12 * (1 + abs(float(values.mean()))) else 0.0
 
 
 def _seed_std(scores: np.ndarray) -> float:

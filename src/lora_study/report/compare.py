@@ -80,7 +80,8 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
             f"{c['seeds_a']} / {c['seeds_b']}",
             f"{c['seed_spread']:.4f}",
             "yes" if c["supported"] else "no",
-            _gap(c),
+            *detectable_cells(c),
+            gap_cell(c),
             c["reason"],
         ]
         for c in records
@@ -97,6 +98,7 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
         "seeds",
         "seed spread",
         "supported",
+        *DETECTABLE_HEADER,
         "LoRA within gap of FFT",
         "reason",
     ]
@@ -110,20 +112,54 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
             if gap is not None
             else ""
         )
-        + "How each number is computed and what it does not cover: docs/STATISTICS.md.</p>"
+        + detectable_means(run)
+        + " How each number is computed and what it does not cover: docs/STATISTICS.md.</p>"
     )
     return _forest_plot(comparisons) + table(header, rows, numeric_from=3) + note
+
+
+DETECTABLE_HEADER = ("detectable at 80% power (alpha)", "examples needed for the effect that matters")
+
+
+def detectable_cells(comparison: Mapping[str, Any]) -> list[str]:
+    """The detectable effect at the alpha it was computed at, and the examples needed to detect
+    the effect that matters (comparisons.json's `detectable`; '' for a record without one)."""
+    could = comparison.get("detectable")
+    if not could:
+        return ["", ""]
+    mde = "undefined" if could["mde"] is None else f"{could['mde']:.4f}"
+    needed = [f"{could['needed_examples']:,}"] if could["needed_examples"] is not None else []
+    needed += [could["needed_note"]] if could.get("needed_note") else []
+    return [f"{mde} ({could['alpha']:.3g})", f"{'; '.join(needed)} for {could['effect']:g}"]
+
+
+def detectable_means(run: Mapping[str, Any]) -> str:
+    """What the detectable effect and the examples needed are, in the report's words."""
+    power = run.get("power", 0.8)
+    return (
+        f"Detectable: the difference this run would call with {power:.0%} power, from the observed spread of the "
+        "per-example differences (and, with several seeds, of the per-seed means), at alpha for the lone primary "
+        "question and at alpha / m in a Holm family of m (the level at which a comparison is called whatever the "
+        "others' p-values). Examples needed: how many would give that power for the effect that matters "
+        f"(<code>statistics.effect_size</code>, {run.get('effect_size', 0.03):g}; for LoRA against full "
+        f"fine-tuning <code>statistics.max_quality_gap</code>, {run.get('max_quality_gap', 0.03):g}), the spreads "
+        "held at the observed ones. A comparison that is not supported says which it is: a run that would have "
+        "detected the effect that matters (which still does not show the two are equal), or one that could not."
+    )
 
 
 def _p(level: Mapping[str, Any] | None) -> str:
     return "n/a" if not level else f"{level['p_value']:.3g}"
 
 
-def _gap(comparison: Mapping[str, Any]) -> str:
+def gap_cell(comparison: Mapping[str, Any]) -> str:
+    """Study 4's "LoRA within the gap of FFT": yes, or not shown and why ('' where not asked)."""
     gap = comparison.get("quality_gap")
     if not gap:
         return ""
-    return "yes" if gap["holds"] else "not shown"
+    if gap["holds"]:
+        return "yes"
+    return f"not shown: {gap['not_shown']}" if gap.get("not_shown") else "not shown"
 
 
 def _forest_plot(comparisons: Mapping[str, Any]) -> str:

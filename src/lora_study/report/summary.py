@@ -11,6 +11,7 @@ from typing import Any
 
 from lora_study import grid
 from lora_study.io import MANIFEST, read_json
+from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells, gap_cell
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.results import read_result
@@ -71,15 +72,18 @@ def _p(record: Mapping[str, Any]) -> str:
 
 
 def _outcome(record: Mapping[str, Any]) -> str:
+    """The verdict; a "not supported" says what the run could have detected, so that it is never
+    read as "no difference"."""
     if not record["supported"]:
-        return "not supported"
+        could = record.get("detectable")
+        return f"not supported: {could['text']}" if could else "not supported"
     return f"supported: {record['b']} {'higher' if record['difference']['mean'] > 0 else 'lower'}"
 
 
 def _numbers(record: Mapping[str, Any]) -> list[str]:
-    """Estimate, interval and p of a paired comparison (b minus a)."""
+    """Estimate, interval and p of a paired comparison (b minus a), and what it could have detected."""
     d = record["difference"]
-    return [f"{d['mean']:+.4f}", f"[{d['low']:+.4f}, {d['high']:+.4f}]", _p(record)]
+    return [f"{d['mean']:+.4f}", f"[{d['low']:+.4f}, {d['high']:+.4f}]", _p(record), *detectable_cells(record)]
 
 
 def _study(question: str, lead: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -96,6 +100,7 @@ def _numbers_header(comparisons: Mapping[str, Any]) -> list[str]:
         f"difference ({run.get('metric_label', run['metric'])}, b − a)",
         f"{run['confidence']:.0%} interval",
         "p (as decided)",
+        *DETECTABLE_HEADER,
     ]
 
 
@@ -135,10 +140,7 @@ def _lora_against_fft(comparisons: Mapping[str, Any], *, specs: Sequence[Mapping
     if not records:
         return ""
     run = comparisons["run"]
-    rows = [
-        [f"{c['b']} vs {c['a']}", "yes" if c["quality_gap"]["holds"] else "not shown", _outcome(c), *_numbers(c)]
-        for c in records
-    ]
+    rows = [[f"{c['b']} vs {c['a']}", gap_cell(c), _outcome(c), *_numbers(c)] for c in records]
     header = [
         "comparison (b vs a)",
         f"LoRA within {run['max_quality_gap']:g} of FFT",
@@ -201,7 +203,7 @@ def _drift(summary: Mapping[str, Any], comparisons: Mapping[str, Any]) -> str:
                 f"[{ratio['low']:.3f}, {ratio['high']:.3f}] ({ratio['confidence']:.1%})",
                 f"at most {v['threshold']:.2f}: {v['drift']}",
                 "not measured" if d is None else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]",
-                quality["outcome"] if d is None else f"within {quality['max_gap']:g}: {quality['outcome']}",
+                quality["outcome"] if d is None else f"within {quality['max_gap']:g}: {_quality(quality, record)}",
                 _p(record) if record else "n/a",
             ]
         )
@@ -222,6 +224,15 @@ def _drift(summary: Mapping[str, Any], comparisons: Mapping[str, Any]) -> str:
         header,
         rows,
     )
+
+
+def _quality(quality: Mapping[str, Any], record: Mapping[str, Any] | None) -> str:
+    """The quality half of Study 4 as drift/summary.json judged it; a "not shown" with why, from
+    the comparison record it was judged on."""
+    gap = (record or {}).get("quality_gap", {})
+    if quality["outcome"] == "not shown" and gap.get("not_shown"):
+        return f"not shown: {gap['not_shown']}"
+    return quality["outcome"]
 
 
 def _what_ran(
