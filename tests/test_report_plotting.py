@@ -16,9 +16,9 @@ from test_report_stages import build, in_tree, tree  # noqa: F401 (fixtures)
 from conftest import REPO
 
 BACKEND = {"backend", "backend_fallback"}  # the report chooses Agg on purpose: no display on a compute node
-FIGURES = 10  # forest plot, loss curves, latency vs quality, drift by layer, CKA heatmaps,
-# learning vs forgetting, update rank and intruders by layer, the epsilon sweep, mitigation,
-# serving latency and throughput against batch size
+FIGURES = 11  # forest plot, validation loss against the learning rate, loss curves, latency vs
+# quality, drift by layer, CKA heatmaps, learning vs forgetting, update rank and intruders by
+# layer, the epsilon sweep, mitigation, serving latency and throughput against batch size
 
 
 def changed(before: dict, after: dict) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from lora_study.report.page import write_page
 from lora_study.report.stages import STAGES
 from lora_study.results import read_result, write_result
 from lora_study.scores import predictions_result
+from lora_study.selection import choose_rate
 from lora_study.serving_summary import summarise_serving
 
 LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
@@ -389,8 +391,34 @@ def write_tree(root: Path) -> dict[str, Any]:
         "weights": [f"results/drift/{s.name}/weights.json" for s in TRAINED],
         "mitigation": [f"results/drift/{LORA2.name}/mitigation.json"],
         "drift_summary": ["results/drift/summary.json"],
+        "selection": write_selections(root),
         **serving,
     }
+
+
+def write_selections(root: Path) -> list[str]:
+    """selection.json of a sweep of LoRA r2 (3 rates) and FFT (2 rates), one seed each, as
+    rule select_learning_rate writes it from validation losses."""
+    paths = []
+    for spec, losses in ((LORA2, {1e-4: 2.1, 1e-3: 1.8, 1e-2: 2.6}), (FFT, {1e-5: 1.9, 1e-4: 2.0})):
+        candidates = {
+            rate: [
+                {
+                    "run": {"variant": replace(spec, learning_rate=rate).name, "spec": {"seed": 1}},
+                    "metrics": {"per_example": [{"loss": loss + 0.01 * (i % 3)} for i in range(8)]},
+                }
+            ]
+            for rate, loss in losses.items()
+        }
+        path = f"results/selection/{spec.method}/selection.json"
+        write_result(
+            root / path,
+            run={"method": spec.method, "specs": [replace(spec, learning_rate=rate).to_dict() for rate in losses]},
+            metrics=choose_rate(candidates=candidates, resamples=200, seed=0, confidence=0.95),
+            meta=meta(),
+        )
+        paths.append(path)
+    return paths
 
 
 class RuleInput(list):
@@ -446,6 +474,18 @@ def test_every_stage_builds_from_the_files_and_the_summary_opens_the_page(in_tre
         "study4",
     } <= set(anchors)
     assert "<script>" not in page and html.escape(EVIL) in page
+
+
+def test_learning_rate_section_shows_each_curve_the_choice_and_the_lora_to_fft_ratio(in_tree, tmp_path: Path) -> None:
+    root, named = in_tree
+    rates = section(build(named, tmp_path / "report.html"), "learning-rates")
+    lora = read_result(root / named["selection"][0])["metrics"]
+    chosen = {row["learning_rate"]: row for row in lora["candidates"]}[lora["chosen"]["learning_rate"]]
+    assert lora["chosen"]["learning_rate"] == 1e-3  # the lowest validation loss of the three
+    row = f'<td>{LORA2.method}</td><td class="num">1e-3</td><td class="num">{chosen["mean_loss"]:.4f}</td>'
+    assert row in rates and "<svg" in rates
+    # LoRA's chosen 1e-3 over full fine-tuning's chosen 1e-5; one seed, so no interval.
+    assert f'<td>{LORA2.method} / {FFT.method}</td><td class="num">100</td>' in rates and "one seed" in rates
 
 
 def test_summary_has_each_study_with_the_files_numbers(in_tree, tmp_path: Path) -> None:
@@ -525,7 +565,7 @@ def test_per_variant_files_are_matched_by_the_variant_they_record(in_tree, tmp_p
         ]
         assert rows[0] == rows[1]
     missing = {**named, "generation": named["generation"][:-1]}
-    with pytest.raises(ReportInputError, match="only in scores: fft-n4-s1"):
+    with pytest.raises(ReportInputError, match=f"only in scores: {FFT.name}"):
         build(missing, tmp_path / "c.html")
     twice = {**named, "quant_latency": [*named["quant_latency"], named["quant_latency"][0]]}
     with pytest.raises(ReportInputError, match="both hold results of full"):

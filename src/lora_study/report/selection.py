@@ -22,11 +22,13 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
     selections = [read_result(path) for path in files["selection"]]
     if not selections:
         return []
+    # The level the selection's own intervals were computed at.
+    confidence = selections[0]["metrics"]["candidates"][0]["interval"]["confidence"]
     return [
         Section(
             "learning-rates",
             "Learning rates chosen on the validation split",
-            selection_body(selections=selections, confidence=config["statistics"]["confidence"]),
+            selection_body(selections=selections, confidence=confidence),
         )
     ]
 
