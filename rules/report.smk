@@ -29,6 +29,7 @@ rule build_report:
         serving=SERVING_FILES,
         multi_adapter=[f"{SERVING_DIR}/multi_adapter.json"] if MULTI_ADAPTER else [],
         serving_summary=[f"{SERVING_DIR}/summary.json"] if SERVED else [],
+        tables=list(TABLE_FILES.values()),
     output:
         # Also a result of `snakemake --report` (the page, its caption and the workflow's runtimes).
         report("report.html", caption="../report/study.rst", category="Study"),

@@ -10,6 +10,7 @@ from lora_study.report import (
     quantisation,
     serving,
     summary,
+    tables,
     task_results,
     training,
     weights,
@@ -26,5 +27,6 @@ STAGES: tuple[Stage, ...] = (
     drift.STAGE,
     weights.STAGE,
     serving.STAGE,
+    tables.STAGE,
     foundation.PROVENANCE,
 )
