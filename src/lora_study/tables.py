@@ -549,17 +549,15 @@ def cell(value: Any) -> str:
 
 
 def columns(rows: Iterable[Mapping[str, Any]], *, front: Sequence[str] = COMMON) -> list[str]:
-    """`front` first, then every spec column, then the rest, each group in first-seen order;
-    every row gets every column, so a base row has empty spec columns."""
+    """`front` first, then the table's own columns, then the spec columns (`spec.*`, then `a.spec.*`
+    and `b.spec.*`), each in first-seen order; every row gets every column, so a base row has
+    empty spec columns."""
     seen: dict[str, None] = dict.fromkeys(front)
     for row in rows:
         seen.update(dict.fromkeys(row))
     rest = [c for c in seen if c not in front]
-    return [
-        *front,
-        *[c for c in rest if c.startswith(SPEC_PREFIXES)],
-        *[c for c in rest if not c.startswith(SPEC_PREFIXES)],
-    ]
+    specs = [c for prefix in SPEC_PREFIXES for c in rest if c.startswith(prefix)]
+    return [*front, *[c for c in rest if c not in specs], *specs]
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], *, front: Sequence[str]) -> str:
