@@ -225,8 +225,13 @@ def label(row: Mapping[str, str], figure: Figure, *, other: Mapping[str, str] | 
 def spec_changes(a: Mapping[str, Table], b: Mapping[str, Table], *, everything: bool) -> list[str]:
     """Per variant evaluated in both (matched by grid position): the spec fields that differ."""
     figure = Figure(key=(), who=(("variant", "spec."),))
-    evaluated_a = keyed([r for r in a.get("scores", []) if r.get("stage") == "eval"], figure, everything=everything)
-    evaluated_b = keyed([r for r in b.get("scores", []) if r.get("stage") == "eval"], figure, everything=everything)
+
+    def evaluated(run: Mapping[str, Table]) -> dict[tuple, dict[str, str]]:
+        # One row per scores file: the spec is the same on each of its metrics' rows.
+        rows = {row.get("source"): row for row in run.get("scores", []) if row.get("stage") == "eval"}
+        return keyed(list(rows.values()), figure, everything=everything)
+
+    evaluated_a, evaluated_b = evaluated(a), evaluated(b)
     changes = []
     for k in sorted(evaluated_a.keys() & evaluated_b.keys(), key=str):
         spec_a, spec_b = spec_of(evaluated_a[k], "spec."), spec_of(evaluated_b[k], "spec.")
