@@ -261,6 +261,8 @@ def test_old_variant_on_disk_is_in_the_tables_marked_not_in_config(tmp_path: Pat
     write_trained(tmp_path, old, folder=folder, drift=[0.0, 0.3, 0.3])
     (tmp_path / f"results/eval/{PLACE}/broken").mkdir()
     (tmp_path / f"results/eval/{PLACE}/broken/scores.json").write_text('{"run": {')  # a killed job's leftover
+    # An older version's scores in another shape (no per-example values): left out, not a failure.
+    write_result(tmp_path / f"results/eval/{PLACE}/older/scores.json", run={}, metrics={"mean": {}}, meta=meta())
     tables = tabulate(tmp_path, current, study_config(2e-3))
     for name in ("scores", "training", "drift"):
         table = tables[name]
@@ -271,7 +273,7 @@ def test_old_variant_on_disk_is_in_the_tables_marked_not_in_config(tmp_path: Pat
     old_rows = scores[scores.variant == folder]
     assert (old_rows.low <= old_rows.value).all() and (old_rows.value <= old_rows.high).all()
     assert set(old_rows["interval_source"]) == {"computed as comparisons.json computes it"}
-    assert "broken" not in set(scores["variant"])
+    assert not {"broken", "older"} & set(scores["variant"])
 
 
 def test_a_broken_current_result_fails_naming_it(tmp_path: Path) -> None:
@@ -279,6 +281,11 @@ def test_a_broken_current_result_fails_naming_it(tmp_path: Path) -> None:
     (tmp_path / current["train"][0]).write_text("{}")
     with pytest.raises(ValueError, match="train.json"):
         collect(root=tmp_path, current=current)
+    write_result(tmp_path / current["train"][0], run={}, metrics={}, meta=meta())
+    drift = tmp_path / current["drift"][0]
+    write_result(drift, run={}, metrics={"drift_per_layer": 0.1}, meta=meta())  # a number, not a list
+    with pytest.raises(ValueError, match=f"{current['drift'][0]}: cannot tabulate it"):
+        build_tables(found=collect(root=tmp_path, current=current), config=None, code_version="v1")
 
 
 def test_two_studies_concatenate_and_stay_apart(tmp_path: Path) -> None:

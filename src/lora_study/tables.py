@@ -25,8 +25,9 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ def collect(*, root: Path, current: Mapping[str, Sequence[str | os.PathLike[str]
     each must parse), then every other complete result of that kind on disk (one that does not
     parse, or is of another shape, is left out with a warning). `current` None: a folder read
     without its config, every file's `in_config` unknown."""
+    unknown = sorted(set(current or {}) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"inputs {', '.join(unknown)}: no table reads them (lora_study.tables.SOURCES)")
     found: dict[str, list[Found]] = {}
     for name, pattern in SOURCES.items():
         declared = [_relative(path) for path in (current or {}).get(name, [])]
@@ -210,6 +214,20 @@ def group_of(spec: Mapping[str, Any] | None, *, fallback: str) -> str:
     return fallback if resolved is None else resolved.group
 
 
+def each(items: Iterable[Found], build: Callable[[Found], list[Row]]) -> list[Row]:
+    """`build`'s rows of every file. A current result must fit (an error names it); an older one
+    in a shape this version does not read is left out with a warning."""
+    rows = []
+    for item in items:
+        try:
+            rows += build(item)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            if item.in_config:
+                raise ValueError(f"{item.path}: cannot tabulate it: {error!r}") from error
+            log.warning("left out %s: not in a shape this version reads (%r)", item.path, error)
+    return rows
+
+
 def score_rows(*, found: Mapping[str, Sequence[Found]], statistics: Mapping[str, Any] | None) -> list[Row]:
     """One row per variant or precision and metric: its mean over the evaluation examples and
     the interval comparisons.json gives it, else one computed the same way (a variant the
@@ -217,16 +235,14 @@ def score_rows(*, found: Mapping[str, Sequence[Found]], statistics: Mapping[str,
     comparisons = {item.place: item.result for item in found["comparisons"]}
     rows = []
     for stage, name in (("eval", "scores"), ("quant", "quant_scores")):
-        for item in found[name]:
-            rows += _variant_scores(
-                item=item, stage=stage, comparisons=comparisons.get(item.place), statistics=statistics
-            )
+        rows += each(found[name], partial(_variant_scores, stage=stage, comparisons=comparisons, statistics=statistics))
     return rows
 
 
 def _variant_scores(
-    *, item: Found, stage: str, comparisons: Mapping[str, Any] | None, statistics: Mapping[str, Any] | None
+    item: Found, *, stage: str, comparisons: Mapping[Any, Any], statistics: Mapping[str, Any] | None
 ) -> list[Row]:
+    comparisons = comparisons.get(item.place)
     run, metrics = item.result["run"], item.result["metrics"]
     variant = run.get("variant", item.folder)
     spec = run.get("spec") if stage == "eval" else None
@@ -287,28 +303,29 @@ def comparison_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
     """One row per paired comparison (and per precision against full): every scalar of its
     record, so fields a later version adds (a detectable effect, the examples it would need)
     appear without a change here, and each side's group spec as `a.spec.*`, `b.spec.*`."""
-    rows = []
-    for item in found["comparisons"]:
-        groups = _group_specs(found=found, item=item)
-        metrics = item.result["metrics"]
+    return each(found["comparisons"], partial(_comparisons, found=found))
+
+
+def _comparisons(item: Found, *, found: Mapping[str, Sequence[Found]]) -> list[Row]:
+    groups = _group_specs(found=found, item=item)
+    metrics = item.result["metrics"]
+    return [
+        {
+            **common(item),
+            "kind": kind,
+            "metric": item.result["run"].get("metric"),
+            "a": record["a"],
+            "b": record["b"],
+            **spec_columns(groups.get(record["a"]), prefix="a.spec."),
+            **spec_columns(groups.get(record["b"]), prefix="b.spec."),
+            **flatten({k: v for k, v in record.items() if k not in ("a", "b")}),
+        }
         for kind, records in (
             ("variants", metrics.get("comparisons", [])),
             ("precisions", metrics.get("precisions", [])),
-        ):
-            for record in records:
-                rows.append(
-                    {
-                        **common(item),
-                        "kind": kind,
-                        "metric": item.result["run"].get("metric"),
-                        "a": record["a"],
-                        "b": record["b"],
-                        **spec_columns(groups.get(record["a"]), prefix="a.spec."),
-                        **spec_columns(groups.get(record["b"]), prefix="b.spec."),
-                        **flatten({k: v for k, v in record.items() if k not in ("a", "b")}),
-                    }
-                )
-    return rows
+        )
+        for record in records
+    ]
 
 
 def _group_specs(*, found: Mapping[str, Sequence[Found]], item: Found) -> dict[str, dict[str, Any] | None]:
@@ -327,42 +344,44 @@ def quantisation_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
     """One row per precision: its latency.json's summaries (raw runs left out) and options, and
     the mean of each metric of the quality run beside it (`score.<metric>`)."""
     quality = {(s.place, s.folder): s.result["metrics"].get("mean_values", {}) for s in found["quant_scores"]}
-    rows = []
-    for item in found["quant_latency"]:
-        run = item.result["run"]
-        rows.append(
-            {
-                **common(item),
-                "precision": run.get("precision", item.folder),
-                "dtype": item.result["meta"].get("dtype"),
-                **flatten(run.get("options", {}), prefix="options."),
-                **flatten(item.result["metrics"]),
-                **flatten(quality.get((item.place, item.folder), {}), prefix="score."),
-            }
-        )
-    return rows
+    return each(found["quant_latency"], partial(_latency, quality=quality))
+
+
+def _latency(item: Found, *, quality: Mapping[Any, Mapping[str, Any]]) -> list[Row]:
+    run = item.result["run"]
+    return [
+        {
+            **common(item),
+            "precision": run.get("precision", item.folder),
+            "dtype": item.result["meta"].get("dtype"),
+            **flatten(run.get("options", {}), prefix="options."),
+            **flatten(item.result["metrics"]),
+            **flatten(quality.get((item.place, item.folder), {}), prefix="score."),
+        }
+    ]
 
 
 def training_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
     """One row per training run: its spec and train.json's metrics (file hashes left out)."""
-    rows = []
-    for item in found["train"]:
-        run = item.result["run"]
-        spec = run.get("spec")
-        variant = run.get("variant", item.folder)
-        metrics = {k: v for k, v in item.result["metrics"].items() if k != TRAIN_KEY}
-        rows.append(
-            {
-                **common(item),
-                "variant": variant,
-                "group": group_of(spec, fallback=variant),
-                **spec_columns(spec),
-                "dtype": item.result["meta"].get("dtype"),
-                "examples": run.get("examples"),
-                **flatten(metrics),
-            }
-        )
-    return rows
+    return each(found["train"], _training)
+
+
+def _training(item: Found) -> list[Row]:
+    run = item.result["run"]
+    spec = run.get("spec")
+    variant = run.get("variant", item.folder)
+    metrics = {k: v for k, v in item.result["metrics"].items() if k != TRAIN_KEY}
+    return [
+        {
+            **common(item),
+            "variant": variant,
+            "group": group_of(spec, fallback=variant),
+            **spec_columns(spec),
+            "dtype": item.result["meta"].get("dtype"),
+            "examples": run.get("examples"),
+            **flatten(metrics),
+        }
+    ]
 
 
 def drift_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
@@ -370,39 +389,34 @@ def drift_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
     (mean drift, drift per layer, change of cross-entropy per text set; no interval), and per
     group from the drift summary (the same with intervals over prompts and seeds, and the
     drift ratio to full fine-tuning)."""
-    rows = []
-    for item in found["drift"]:
-        run, metrics = item.result["run"], item.result["metrics"]
-        variant = run.get("variant", item.folder)
-        head = {
-            **common(item),
-            "level": "variant",
-            "variant": variant,
-            "group": group_of(run.get("spec"), fallback=variant),
-            **spec_columns(run.get("spec")),
-        }
-        rows.append({**head, "measure": "mean_drift", "value": metrics.get("mean_drift")})
-        rows += [
+    specs = {(d.place, d.result["run"].get("variant")): d.result["run"].get("spec") for d in found["drift"]}
+    return each(found["drift"], _variant_drift) + each(found["drift_summary"], partial(_group_drift, specs=specs))
+
+
+def _variant_drift(item: Found) -> list[Row]:
+    run, metrics = item.result["run"], item.result["metrics"]
+    variant = run.get("variant", item.folder)
+    head = {
+        **common(item),
+        "level": "variant",
+        "variant": variant,
+        "group": group_of(run.get("spec"), fallback=variant),
+        **spec_columns(run.get("spec")),
+    }
+    return [
+        {**head, "measure": "mean_drift", "value": metrics.get("mean_drift")},
+        *(
             {**head, "measure": "drift", "layer": layer, "value": value}
             for layer, value in enumerate(metrics.get("drift_per_layer", []))
-        ]
-        rows += [
+        ),
+        *(
             {**head, "measure": f"forgetting.{name}", "value": text.get("change")}
             for name, text in metrics.get("forgetting", {}).items()
-        ]
-    for item in found["drift_summary"]:
-        rows += _group_drift(
-            item=item,
-            specs={
-                d.result["run"].get("variant"): d.result["run"].get("spec")
-                for d in found["drift"]
-                if d.place == item.place
-            },
-        )
-    return rows
+        ),
+    ]
 
 
-def _group_drift(*, item: Found, specs: Mapping[str, Any]) -> list[Row]:
+def _group_drift(item: Found, *, specs: Mapping[Any, Any]) -> list[Row]:
     metrics = item.result["metrics"]
     rows = []
     for group, info in metrics.get("groups", {}).items():
@@ -412,7 +426,7 @@ def _group_drift(*, item: Found, specs: Mapping[str, Any]) -> list[Row]:
             "level": "group",
             "group": group,
             "seeds": info.get("seeds"),
-            **spec_columns(group_spec(specs.get(members[0])) if members else None),
+            **spec_columns(group_spec(specs.get((item.place, members[0]))) if members else None),
         }
         rows.append({**head, "measure": "mean_drift", **interval_columns(info["mean_drift"])})
         rows += [
@@ -450,31 +464,34 @@ def interval_columns(interval: Mapping[str, Any]) -> Row:
 def serving_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
     """One row per served batch size of every serving file: the base, each variant merged and
     unmerged, and each way of serving several adapters at once (`multi:<mode>`)."""
+    return each(found["serving"], _served) + each(found["multi_adapter"], _multi_adapter)
+
+
+def _served(item: Found) -> list[Row]:
+    run, metrics = item.result["run"], item.result["metrics"]
+    head = {
+        **common(item),
+        "variant": run.get("variant", item.folder),
+        "mode": run["mode"],
+        **spec_columns(run.get("spec")),
+        "dtype": item.result["meta"].get("dtype"),
+        **flatten({k: v for k, v in metrics.items() if k not in ("batches", "under_load")}),
+    }
+    return [_batch_row(head=head, batch=batch) for batch in metrics["batches"]]
+
+
+def _multi_adapter(item: Found) -> list[Row]:
+    adapters = "+".join(item.result["run"].get("adapters", []))
     rows = []
-    for item in found["serving"]:
-        run, metrics = item.result["run"], item.result["metrics"]
-        if "mode" not in run or "batches" not in metrics:
-            continue  # another kind of file in a variant's serving folder
+    for mode, served in item.result["metrics"].get("modes", {}).items():
         head = {
             **common(item),
-            "variant": run.get("variant", item.folder),
-            "mode": run["mode"],
-            **spec_columns(run.get("spec")),
-            "dtype": item.result["meta"].get("dtype"),
-            **flatten({k: v for k, v in metrics.items() if k not in ("batches", "under_load")}),
+            "variant": adapters,
+            "mode": f"multi:{mode}",
+            "dtype": served.get("dtype"),
+            **flatten({k: v for k, v in served.items() if k not in ("batches", "device", "dtype")}),
         }
-        rows += [_batch_row(head=head, batch=batch) for batch in metrics["batches"]]
-    for item in found["multi_adapter"]:
-        adapters = "+".join(item.result["run"].get("adapters", []))
-        for mode, served in item.result["metrics"].get("modes", {}).items():
-            head = {
-                **common(item),
-                "variant": adapters,
-                "mode": f"multi:{mode}",
-                "dtype": served.get("dtype"),
-                **flatten({k: v for k, v in served.items() if k not in ("batches", "device", "dtype")}),
-            }
-            rows += [_batch_row(head=head, batch=batch) for batch in served.get("batches", [])]
+        rows += [_batch_row(head=head, batch=batch) for batch in served["batches"]]
     return rows
 
 
@@ -490,25 +507,22 @@ def _batch_row(*, head: Row, batch: Mapping[str, Any]) -> Row:
 def overhead_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
     """One row per variant and batch size of the serving summary: the overhead of the unmerged
     adapter over the merged model (`value`, `low`, `high`) and its outcome."""
-    rows = []
-    for item in found["serving_summary"]:
-        specs = {
-            s.result["run"].get("variant"): s.result["run"].get("spec")
-            for s in found["serving"]
-            if s.place == item.place
+    specs = {(s.place, s.result["run"].get("variant")): s.result["run"].get("spec") for s in found["serving"]}
+    return each(found["serving_summary"], partial(_overhead, specs=specs))
+
+
+def _overhead(item: Found, *, specs: Mapping[Any, Any]) -> list[Row]:
+    return [
+        {
+            **common(item),
+            "variant": row["variant"],
+            **spec_columns(specs.get((item.place, row["variant"]))),
+            "batch_size": row["batch_size"],
+            **interval_columns(row["overhead"]),
+            **flatten({k: v for k, v in row.items() if k not in ("variant", "batch_size", "overhead")}),
         }
-        for row in item.result["metrics"].get("overhead", []):
-            rows.append(
-                {
-                    **common(item),
-                    "variant": row["variant"],
-                    **spec_columns(specs.get(row["variant"])),
-                    "batch_size": row["batch_size"],
-                    **interval_columns(row["overhead"]),
-                    **flatten({k: v for k, v in row.items() if k not in ("variant", "batch_size", "overhead")}),
-                }
-            )
-    return rows
+        for row in item.result["metrics"].get("overhead", [])
+    ]
 
 
 def config_settings(config: Mapping[str, Any]) -> list[Row]:
