@@ -96,3 +96,18 @@ def test_runs_as_a_module(runs) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Figures that moved beyond their intervals" in done.stdout
+
+
+def test_a_grid_position_held_twice_is_matched_by_full_spec(tmp_path: Path, capsys) -> None:
+    """Read without its config, a study folder can hold two learning rates of one variant: each
+    is matched with the study that has its spec, not with whichever came first."""
+    tabulate(tmp_path / "x", write_study(tmp_path / "x"), study_config(1e-3))
+    write_study(tmp_path / "y")
+    folder = "lora-r2-qv-n4-s1-other-rate"
+    write_scores(
+        tmp_path / "y", f"results/eval/{PLACE}/{folder}/scores.json", name=folder, spec=lora(5e-4), perfect=True
+    )
+    assert main([str(tmp_path / "x"), str(tmp_path / "y")]) == 0
+    output = capsys.readouterr().out
+    assert moved_lines(output) == ["none"]
+    assert f"Only in B (4): scores: {folder} eval rouge1" in output and "Only in A" not in output

@@ -20,6 +20,7 @@ import argparse
 import csv
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from lora_study.tables import TABLES, build_tables, cell, collect, columns
 COORDINATES = ("kind", "rank", "targets", "train_size", "seed")
 
 Table = list[dict[str, str]]
+KEY_LABELS = {"batch_size": "batch size {}", "layer": "layer {}"}  # how a numeric key reads in a label
 
 
 @dataclass(frozen=True)
@@ -144,19 +146,31 @@ def in_scope(row: Mapping[str, str], *, everything: bool) -> bool:
     return everything or row.get("in_config") != "False"
 
 
-def keyed(table: Table, figure: Figure, *, everything: bool) -> dict[tuple, dict[str, str]]:
-    """The table's figures by what they are; rows whose grid position is shared (older results of
-    a variant read without their config) fall back to their full spec."""
-    rows = [row for row in table if in_scope(row, everything=everything)]
+def figure_key(row: Mapping[str, str], figure: Figure, *, full: bool) -> tuple:
+    who = [identity(row, names=n, prefix=p, full=full) for n, p in figure.who]
+    return (row.get("model"), row.get("dataset"), *(row.get(k, "") for k in figure.key), tuple(who))
 
-    def key(row: Mapping[str, str], full: bool) -> tuple:
-        who = [identity(row, names=n, prefix=p, full=full) for n, p in figure.who]
-        return (row.get("model"), row.get("dataset"), *(row.get(k, "") for k in figure.key), tuple(who))
 
-    counts: dict[tuple, int] = {}
-    for row in rows:
-        counts[key(row, everything)] = counts.get(key(row, everything), 0) + 1
-    return {key(row, everything or counts[key(row, everything)] > 1): row for row in rows}
+def keyed(
+    a: Table, b: Table, figure: Figure, *, everything: bool
+) -> tuple[dict[tuple, dict[str, str]], dict[tuple, dict[str, str]]]:
+    """Both studies' figures by what they are. A grid position held twice in either study (older
+    results of a variant read without their config) is matched by full spec on both sides."""
+    rows = [[row for row in table if in_scope(row, everything=everything)] for table in (a, b)]
+    ambiguous = {
+        key
+        for side in rows
+        for key, count in Counter(figure_key(row, figure, full=everything) for row in side).items()
+        if count > 1
+    }
+
+    def by_key(side: list[dict[str, str]]) -> dict[tuple, dict[str, str]]:
+        return {
+            figure_key(row, figure, full=everything or figure_key(row, figure, full=everything) in ambiguous): row
+            for row in side
+        }
+
+    return by_key(rows[0]), by_key(rows[1])
 
 
 @dataclass(frozen=True)
@@ -190,8 +204,7 @@ class FigureReport:
 def compare_figures(a: Mapping[str, Table], b: Mapping[str, Table], *, everything: bool) -> FigureReport:
     report = FigureReport(moved=[], within=0, without_interval=0, only_a=[], only_b=[])
     for name, figure in FIGURES.items():
-        rows_a = keyed(a.get(name, []), figure, everything=everything)
-        rows_b = keyed(b.get(name, []), figure, everything=everything)
+        rows_a, rows_b = keyed(a.get(name, []), b.get(name, []), figure, everything=everything)
         report.only_a += [f"{name}: {label(row, figure)}" for k, row in rows_a.items() if k not in rows_b]
         report.only_b += [f"{name}: {label(row, figure)}" for k, row in rows_b.items() if k not in rows_a]
         for k in rows_a.keys() & rows_b.keys():
@@ -218,7 +231,9 @@ def label(row: Mapping[str, str], figure: Figure, *, other: Mapping[str, str] | 
         mine, theirs = name_of(row, name), name_of(other or {}, name)
         if mine or theirs:
             names.append(mine if not other or mine == theirs else f"{mine} (B: {theirs})")
-    what = " ".join(row.get(k, "") for k in figure.key if row.get(k, "") and k not in ("kind", "level"))
+    what = " ".join(
+        KEY_LABELS.get(k, "{}").format(row[k]) for k in figure.key if row.get(k) and k not in ("kind", "level")
+    )
     return f"{' vs '.join(names)} {what}".strip()
 
 
@@ -226,12 +241,11 @@ def spec_changes(a: Mapping[str, Table], b: Mapping[str, Table], *, everything: 
     """Per variant evaluated in both (matched by grid position): the spec fields that differ."""
     figure = Figure(key=(), who=(("variant", "spec."),))
 
-    def evaluated(run: Mapping[str, Table]) -> dict[tuple, dict[str, str]]:
+    def evaluated(run: Mapping[str, Table]) -> Table:
         # One row per scores file: the spec is the same on each of its metrics' rows.
-        rows = {row.get("source"): row for row in run.get("scores", []) if row.get("stage") == "eval"}
-        return keyed(list(rows.values()), figure, everything=everything)
+        return list({row.get("source"): row for row in run.get("scores", []) if row.get("stage") == "eval"}.values())
 
-    evaluated_a, evaluated_b = evaluated(a), evaluated(b)
+    evaluated_a, evaluated_b = keyed(evaluated(a), evaluated(b), figure, everything=everything)
     changes = []
     for k in sorted(evaluated_a.keys() & evaluated_b.keys(), key=str):
         spec_a, spec_b = spec_of(evaluated_a[k], "spec."), spec_of(evaluated_b[k], "spec.")
