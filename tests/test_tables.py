@@ -5,6 +5,8 @@ later comparison adds, older variants on disk, and two studies in one pandas fra
 from __future__ import annotations
 
 import glob
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ import pytest
 from test_report_drift import drift_metrics
 from test_report_stages import STATISTICS, examples, latency_result, meta, serving_batches
 
+from conftest import REPO, run_snakemake
 from lora_study.compare import VariantScores, compare_variants
+from lora_study.config import read_yaml
 from lora_study.drift_summary import summarise_drift
 from lora_study.grid import VariantSpec
 from lora_study.io import write_json
@@ -303,3 +307,39 @@ def test_two_studies_concatenate_and_stay_apart(tmp_path: Path) -> None:
 def test_empty_tables_still_have_a_header(tmp_path: Path) -> None:
     tables = tabulate(tmp_path, {name: [] for name in SOURCES}, study_config(1e-3))
     assert tables["serving"].empty and "run" in tables["serving"].columns and len(tables["config"]) > 0
+
+
+@pytest.mark.slow
+def test_the_tiny_run_has_every_table(workflow_dir: Path) -> None:
+    tables = {path.stem: pd.read_csv(path) for path in (workflow_dir / "results/tables").glob("*.csv")}
+    assert set(tables) == set(TABLES)
+    config = read_yaml(REPO / "configs/tiny.yaml")
+    trained = set(pd.read_csv(workflow_dir / "results/tables/training.csv")["variant"])
+    scores = tables["scores"]
+    assert set(scores["variant"]) == {"base", *trained, *config["quantisation"]["precisions"]} and len(trained) == 3
+    assert scores["in_config"].all() and scores["low"].notna().all()
+    assert set(scores["interval_source"]) == {"comparisons.json"}
+    [comparisons] = glob.glob(str(workflow_dir / "results/compare/*/*/comparisons.json"))
+    assert len(tables["comparisons"]) == sum(
+        len(read_result(comparisons)["metrics"][k]) for k in ("comparisons", "precisions")
+    )
+    assert all(not table.empty for table in tables.values())
+
+
+@pytest.mark.slow
+def test_an_old_variant_folder_of_the_tiny_run_is_tabulated_as_not_in_config(
+    workflow_dir: Path, tmp_path: Path
+) -> None:
+    """A variant folder the config no longer names (as a changed setting leaves one) is read
+    from disk by the real job, beside the current ones."""
+    workdir = tmp_path / "work"
+    shutil.copytree(workflow_dir, workdir, copy_function=os.link, symlinks=True)
+    [scores] = glob.glob(str(workdir / "results/eval/*/*/lora-r2-qv-n4-s1/scores.json"))
+    old = Path(scores).parent.with_name("lora-r2-qv-n4-s1-earlier")
+    old.mkdir()
+    shutil.copy(scores, old / "scores.json")
+    run_snakemake(workdir, "--cores", "1", "--forcerun", "build_tables", "--", "results/tables/scores.csv")
+    table = pd.read_csv(workdir / "results/tables/scores.csv")
+    rows = table[table["source"].str.contains("lora-r2-qv-n4-s1-earlier")]
+    assert len(rows) == 4 and not rows["in_config"].any()  # 4 ROUGE metrics
+    assert table[~table.index.isin(rows.index)]["in_config"].all()
