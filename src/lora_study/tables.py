@@ -595,3 +595,5 @@ def write_tables(
     for name in TABLES:
         front = ("run", "config_hash", "code_version") if name == "config" else COMMON
         atomic_write_text(out[name], csv_text(tables[name], front=front))
+        older = sum(row.get("in_config") is False for row in tables[name])
+        log.info("%s: %d rows (%d of results the config no longer asks for)", out[name], len(tables[name]), older)
