@@ -48,6 +48,7 @@ include: "rules/quantise.smk"
 include: "rules/drift.smk"
 include: "rules/weights.smk"
 include: "rules/serving.smk"
+include: "rules/tables.smk"
 include: "rules/report.smk"
 
 

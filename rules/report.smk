@@ -31,6 +31,7 @@ rule build_report:
         serving=serving_files,
         multi_adapter=multi_adapter_files,
         serving_summary=[f"{SERVING_DIR}/summary.json"] if SERVES else [],
+        tables=list(TABLE_FILES.values()),
     output:
         # Also a result of `snakemake --report` (the page, its caption and the workflow's runtimes).
         report("report.html", caption="../report/study.rst", category="Study"),

@@ -28,6 +28,7 @@ from lora_study.results import read_result, write_result
 from lora_study.scores import predictions_result
 from lora_study.selection import choose_rate
 from lora_study.serving_summary import summarise_serving
+from lora_study.tables import SOURCES, TABLES, build_tables, collect, write_tables
 
 LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
 LORA4 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
@@ -373,7 +374,7 @@ def write_tree(root: Path) -> dict[str, Any]:
     write_result(root / "results/drift/summary.json", **summary, meta=meta())
     serving = write_serving(root)
     names = [name for name, _ in variants]
-    return {
+    named = {
         "model": "resources/models/m",
         "subsets": "results/data/subsets.json",
         "eval": "results/data/eval.jsonl",
@@ -394,6 +395,16 @@ def write_tree(root: Path) -> dict[str, Any]:
         "selection": write_selections(root),
         **serving,
     }
+    return {**named, "tables": write_tables_of(root, named)}
+
+
+def write_tables_of(root: Path, named: dict[str, Any]) -> list[str]:
+    """results/tables/*.csv of the tree, as rule build_tables writes them from the same files."""
+    current = {name: [files] if isinstance(files, str) else files for name, files in named.items() if name in SOURCES}
+    out = {name: f"results/tables/{name}.csv" for name in TABLES}
+    tables = build_tables(found=collect(root=root, current=current), config=CONFIG, code_version="test")
+    write_tables(tables=tables, out={name: root / path for name, path in out.items()})
+    return list(out.values())
 
 
 def write_selections(root: Path) -> list[str]:
@@ -472,6 +483,7 @@ def test_every_stage_builds_from_the_files_and_the_summary_opens_the_page(in_tre
         "intruder-mitigation",
         "serving",
         "study4",
+        "tables",
     } <= set(anchors)
     assert "<script>" not in page and html.escape(EVIL) in page
 
@@ -598,3 +610,12 @@ def test_serving_and_study4_sections_show_the_summarys_numbers(in_tree, tmp_path
     for row in summary["metrics"]["criteria"]:
         assert f"{row['variant']} vs {row['fft']}" in study4 and f"<td>{row['criterion']}</td>" in study4
     assert len(summary["metrics"]["criteria"]) == 2
+
+
+def test_tables_section_lists_each_table_with_its_rows(in_tree, tmp_path: Path) -> None:
+    root, named = in_tree
+    tables = section(build(named, tmp_path / "report.html"), "tables")
+    scores = (root / "results/tables/scores.csv").read_text().splitlines()
+    assert "<td>results/tables/scores.csv</td>" in tables and f'<td class="num">{len(scores) - 1}</td>' in tables
+    assert len(scores) - 1 == (len(TRAINED) + 1 + len(PRECISIONS)) * 4  # each variant and precision x 4 ROUGE
+    assert all(f"results/tables/{name}.csv" in tables for name in TABLES)

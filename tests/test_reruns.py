@@ -35,6 +35,7 @@ ACROSS_VARIANTS = {
     "summarise_drift": 1,
     "serve_multi_adapter": 1,
     "summarise_serving": 1,
+    "build_tables": 1,
     "build_report": 1,
 }
 # What a change to how predictions are generated reruns: every generating job and what reads
@@ -48,6 +49,7 @@ GENERATION_RERUNS = {
     "compare_variants": 1,
     "summarise_drift": 1,
     "summarise_serving": 1,  # it reads the comparisons (Study 4's quality leg)
+    "build_tables": 1,
     "build_report": 1,
 }
 # Every serving job of the tiny config (two LoRA variants).
@@ -140,6 +142,7 @@ def test_a_serving_setting_reruns_only_the_serving_jobs_and_the_report(built_tin
     config["serving"]["new_tokens"] = 5
     assert planned_after(copy_of(built_tiny, tmp_path), config) == SERVING_JOBS | {
         "summarise_serving": 1,
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -147,7 +150,11 @@ def test_a_serving_setting_reruns_only_the_serving_jobs_and_the_report(built_tin
 def test_the_overhead_limit_reruns_only_the_serving_summary_and_the_report(built_tiny: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["serving"]["max_overhead"] = 0.1
-    assert planned_after(copy_of(built_tiny, tmp_path), config) == {"summarise_serving": 1, "build_report": 1}
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == {
+        "summarise_serving": 1,
+        "build_tables": 1,
+        "build_report": 1,
+    }
 
 
 def test_the_merge_tolerance_reruns_the_merges_and_what_serves_them(built_tiny: Path, tmp_path: Path) -> None:
@@ -158,6 +165,7 @@ def test_the_merge_tolerance_reruns_the_merges_and_what_serves_them(built_tiny: 
         "serve_variant": 2,  # the merged export changed
         "serve_multi_adapter": 1,
         "summarise_serving": 1,
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -166,7 +174,7 @@ def test_serving_disabled_builds_no_serving_file(built_tiny: Path, tmp_path: Pat
     config = tiny_config()
     config["serving"]["enabled"] = False
     # Only the report changes: its serving inputs are gone.
-    assert planned_after(copy_of(built_tiny, tmp_path), config) == {"build_report": 1}
+    assert planned_after(copy_of(built_tiny, tmp_path), config) == {"build_tables": 1, "build_report": 1}
 
 
 def edit_later(path: Path, text: str) -> None:

@@ -232,6 +232,7 @@ CPU_RULES = {
     "measure_weight_drift",
     "summarise_drift",
     "summarise_serving",
+    "build_tables",
     "build_report",
 }
 

@@ -87,6 +87,7 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
         "compare_variants": 1,
         "summarise_drift": 1,  # its verdicts read the quality comparisons
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -94,7 +95,8 @@ def test_changed_generation_setting_reruns_only_evaluation_and_report(workflow_d
 def test_changed_report_setting_reruns_only_the_report(workflow_dir: Path, tmp_path: Path) -> None:
     config = tiny_config()
     config["report"]["examples"] = 1
-    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_report": 1}
+    # The tables too: every row carries the config's hash, so any change of the config rewrites them.
+    assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {"build_tables": 1, "build_report": 1}
 
 
 def test_every_rule_logged(workflow_dir: Path) -> None:
@@ -107,6 +109,7 @@ def test_every_rule_logged(workflow_dir: Path) -> None:
         "generate_predictions",
         "score_predictions",
         "build_report.log",
+        "build_tables.log",
         "measure_latency",
         "generate_quant_predictions",
         "reuse_base_predictions",
@@ -224,6 +227,7 @@ def test_dropping_a_precision_reruns_only_the_comparisons_and_report(workflow_di
         "compare_variants": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -238,6 +242,7 @@ def test_adding_a_precision_runs_only_its_jobs(workflow_dir: Path, tmp_path: Pat
         "compare_variants": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -248,6 +253,7 @@ def test_changed_latency_setting_reruns_only_the_timing(workflow_dir: Path, tmp_
     precisions = len(config["quantisation"]["precisions"])
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
         "measure_latency": precisions,
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -264,6 +270,7 @@ def test_changed_int4_setting_reruns_only_int4(workflow_dir: Path, tmp_path: Pat
         "compare_variants": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
     }
     assert f"output: {QUANT_DIR}/int4/latency.json" in output and f"output: {QUANT_DIR}/int8/latency.json" not in output
@@ -355,6 +362,7 @@ def test_adding_a_rank_trains_only_that_rank(workflow_dir: Path, tmp_path: Path)
         "measure_drift": 1,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
         **{rule: 1 for rule in WEIGHT_RULES},
         **{"merge_adapter": 1, "serve_variant": 1, "serve_multi_adapter": 1},  # the new adapter served
@@ -374,6 +382,7 @@ def test_changed_training_setting_trains_new_variants_beside_the_old_ones(workfl
         "measure_drift": 3,
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
         **{rule: 3 for rule in WEIGHT_RULES},
         **{"merge_adapter": 2, "serve_variant": 2, "serve_multi_adapter": 1},
@@ -467,6 +476,7 @@ def test_changed_drift_criterion_reruns_only_the_report(workflow_dir: Path, tmp_
     assert planned_jobs(dry_run_with(workflow_dir, tmp_path, config)) == {
         "summarise_drift": 1,
         "summarise_serving": 1,
+        "build_tables": 1,
         "build_report": 1,
     }
 
@@ -479,6 +489,7 @@ def test_changed_drift_setting_reruns_only_drift_and_report(workflow_dir: Path, 
         "measure_drift": len(TRAINED),
         "summarise_drift": 1,
         "summarise_serving": 1,  # Study 4 criteria read the drift summary
+        "build_tables": 1,
         "build_report": 1,
     }
 

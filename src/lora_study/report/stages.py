@@ -11,6 +11,7 @@ from lora_study.report import (
     selection,
     serving,
     summary,
+    tables,
     task_results,
     training,
     weights,
@@ -28,5 +29,6 @@ STAGES: tuple[Stage, ...] = (
     drift.STAGE,
     weights.STAGE,
     serving.STAGE,
+    tables.STAGE,
     foundation.PROVENANCE,
 )
