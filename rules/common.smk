@@ -125,6 +125,7 @@ def evaluated_names(wildcards=None):
     """Every variant evaluated on the test set: the base model, then the studied trained ones."""
     return [BASE_VARIANT, *studied()]
 
+
 # What changes a drift file: which tokens are pooled and how, and the cross-entropy's text
 # length; the choice of prompts and texts reaches the jobs as input files, and the summary's
 # settings (intervals, criterion) rerun only the summary.
@@ -248,3 +249,45 @@ def quant_dir(precision):
 def quant_options(wildcards):
     """The quantisation settings of this precision only (the int4 block for int4)."""
     return precision_options(wildcards.precision, config["quantisation"])
+
+
+# Input functions of the sweep, serving and weight-drift rules (Snakemake's lint keeps
+# functions here, rules in their own files).
+# used in rules/selection.smk
+def method_candidates(wildcards):
+    """Every variant of the method, at every candidate rate and seed, in grid order."""
+    return [name for name, spec in TRAINED.items() if spec.method == wildcards.method]
+
+
+# used in rules/serving.smk
+def served(wildcards=None):
+    """Every studied LoRA-family variant is merged and served (all seeds: serving speed does
+    not depend on the seed, but the files stay one per trained artefact)."""
+    return [name for name, spec in studied().items() if spec.is_lora] if SERVING["enabled"] else []
+
+
+# used in rules/serving.smk
+def mixable(wildcards=None):
+    """Served together on one base (multi-adapter): the kinds PEFT can mix in one batch."""
+    return [name for name in served() if TRAINED[name].kind not in MIXED_BATCH_EXCLUDED]
+
+
+# used in rules/serving.smk
+def multi_adapter_files(wildcards=None):
+    return [f"{SERVING_DIR}/multi_adapter.json"] if SERVING["multi_adapter"] and mixable() else []
+
+
+# used in rules/serving.smk
+def serving_files(wildcards=None):
+    """Every single-mode serving file: the base, then merged and unmerged per variant."""
+    variants = served()
+    if not variants:
+        return []
+    return [f"{SERVING_DIR}/base/base.json"] + [
+        f"{SERVING_DIR}/{v}/{mode}.json" for v in variants for mode in ("merged", "unmerged")
+    ]
+
+
+# used in rules/weights.smk
+def mitigated(wildcards=None):
+    return [name for name, spec in studied().items() if spec.kind in MITIGATION_KINDS]

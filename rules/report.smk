@@ -25,7 +25,9 @@ rule build_report:
         drift=lambda wildcards: [f"{drift_dir(v)}/drift.json" for v in studied()],
         weights=lambda wildcards: [f"{drift_dir(v)}/weights.json" for v in studied()],
         mitigation=lambda wildcards: (
-            [f"{drift_dir(v)}/mitigation.json" for v in mitigated()] if config["drift"]["mitigation"]["enabled"] else []
+            [f"{drift_dir(v)}/mitigation.json" for v in mitigated()]
+            if config["drift"]["mitigation"]["enabled"]
+            else []
         ),
         drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
         serving=serving_files,

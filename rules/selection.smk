@@ -5,11 +5,6 @@
 # Adding a candidate trains and validates only that candidate, then chooses again.
 
 
-def method_candidates(wildcards):
-    """Every variant of the method, at every candidate rate and seed, in grid order."""
-    return [name for name, spec in TRAINED.items() if spec.method == wildcards.method]
-
-
 rule validate_variant:
     input:
         model=model_dir,

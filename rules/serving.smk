@@ -9,21 +9,6 @@ SERVING = config["serving"]
 SERVES = SERVING["enabled"] and any(spec.is_lora for spec in TRAINED.values())
 
 
-def served(wildcards=None):
-    """Every studied LoRA-family variant is merged and served (all seeds: serving speed does
-    not depend on the seed, but the files stay one per trained artefact)."""
-    return [name for name, spec in studied().items() if spec.is_lora] if SERVING["enabled"] else []
-
-
-def mixable(wildcards=None):
-    """Served together on one base (multi-adapter): the kinds PEFT can mix in one batch."""
-    return [name for name in served() if TRAINED[name].kind not in MIXED_BATCH_EXCLUDED]
-
-
-def multi_adapter_files(wildcards=None):
-    return [f"{SERVING_DIR}/multi_adapter.json"] if SERVING["multi_adapter"] and mixable() else []
-
-
 # What changes a merge: how the model is loaded, the prompts its logits are checked on, and
 # the tolerance; the serving settings do not, nor the evaluation's speed settings (the logit
 # check has its own batch: merge.CHECK_BATCH).
@@ -54,16 +39,6 @@ SERVING_SUMMARY_SETTINGS = canonical(
 
 MERGED_DIR = f"results/merged/{MODEL}/{DATASET}"
 SERVING_DIR = f"results/serving/{MODEL}/{DATASET}"
-
-
-def serving_files(wildcards=None):
-    """Every single-mode serving file: the base, then merged and unmerged per variant."""
-    variants = served()
-    if not variants:
-        return []
-    return [f"{SERVING_DIR}/base/base.json"] + [
-        f"{SERVING_DIR}/{v}/{mode}.json" for v in variants for mode in ("merged", "unmerged")
-    ]
 
 
 rule merge_adapter:

@@ -7,11 +7,6 @@ MITIGATION_KINDS = ("lora", "rslora", "qlora")
 MITIGATION_VARIANT_PATTERN = lora_variant_pattern(MITIGATION_KINDS)
 
 
-def mitigated(wildcards=None):
-    return [name for name, spec in studied().items() if spec.kind in MITIGATION_KINDS]
-
-
-
 rule measure_weight_drift:
     input:
         model=model_dir,
