@@ -59,9 +59,10 @@ sys.path.insert(0, str(REPO / "src"))
 import yaml
 
 from lora_study.config import canonical, dataset_name, model_name, validate_config, without_ignored
-from lora_study.grid import BASE_VARIANT, LORA_KINDS, VariantSpec, expand_grid
+from lora_study.grid import BASE_VARIANT, LORA_KINDS, VariantSpec, expand_grid, rate_label, swept_methods
 from lora_study.provenance import cpu_model
 from lora_study.results import check_result
+from lora_study.selection import rate_ratio
 
 SUMMARY_SCHEMA = 1
 # Kinds of variant PEFT's intruder mitigation handles (rules/weights.smk, lora_study.mitigation).
@@ -125,6 +126,7 @@ class RunLayout:
     trained: dict[str, VariantSpec]
     precisions: list[str]
     mitigation: bool
+    swept: list[str] = field(default_factory=list)  # methods whose learning rate a sweep chose
 
     @property
     def variants(self) -> list[str]:
@@ -162,6 +164,9 @@ class RunLayout:
                 files[f"mitigation/{variant}"] = (f"{self.drift_dir(variant)}/mitigation.json", "mitigate_intruders")
         if self.trained:
             files["drift_summary"] = (f"results/drift/{self.model}/{self.dataset}/summary.json", "summarise_drift")
+        for method in self.swept:
+            path = f"results/selection/{self.model}/{self.dataset}/{method}/selection.json"
+            files[f"selection/{method}"] = (path, "select_learning_rate")
         for precision in self.precisions:
             files[f"latency/{precision}"] = (f"{self.quant_dir(precision)}/latency.json", "measure_latency")
             files[f"quant_generation/{precision}"] = (
@@ -172,13 +177,27 @@ class RunLayout:
         return files
 
 
-def layout_of(*, config: Mapping[str, Any]) -> RunLayout:
+def layout_of(*, config: Mapping[str, Any], root: Path | None = None) -> RunLayout:
+    """The run's files. A method trained at several learning rates contributes only the rate
+    its selection chose (results/selection/.../selection.json, read from `root`), as the
+    workflow's test-set stages do; its candidates are recorded from the selection files."""
+    model, dataset = model_name(config["model"]), dataset_name(config["data"])
+    trained = expand_grid(training=config["training"], train_sizes=config["data"]["train"]["sizes"])
+    swept = swept_methods(trained.values())
+    chosen: set[str] = set()
+    for method in swept:
+        path = f"results/selection/{model}/{dataset}/{method}/selection.json"
+        if root is None:
+            raise RecordError(f"{path}: a swept method's choice is needed to know the run's variants")
+        chosen |= set(read_result(root=root, path=path, rule="select_learning_rate").metrics["chosen"]["variants"])
+    studied = {name: spec for name, spec in trained.items() if spec.method not in swept or name in chosen}
     return RunLayout(
-        model=model_name(config["model"]),
-        dataset=dataset_name(config["data"]),
-        trained=expand_grid(training=config["training"], train_sizes=config["data"]["train"]["sizes"]),
+        model=model,
+        dataset=dataset,
+        trained=studied,
         precisions=list(config["quantisation"]["precisions"]),
         mitigation=bool(config["drift"]["mitigation"]["enabled"]),
+        swept=sorted(swept),
     )
 
 
@@ -578,7 +597,13 @@ def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) ->
         if record.get("quality_gap"):
             entry["within_gap"] = record["quality_gap"].get("holds")
             entry["max_gap"] = record["quality_gap"].get("max_gap")
+        could = record.get("detectable")
+        if could:
+            entry["detectable"] = {
+                key: could.get(key) for key in ("mde", "alpha", "effect", "adequate", "needed_examples", "text")
+            }
         figures["comparisons"].append(entry)
+    figures["learning_rates"] = learning_rates(results=results, layout=layout)
     figures["verdicts"] = [verdict.get("text", "") for verdict in compare.get("verdicts", [])]
 
     figures["training"] = {}
@@ -760,6 +785,41 @@ def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) ->
     return figures
 
 
+def learning_rates(*, results: Mapping[str, ResultFile], layout: RunLayout) -> dict[str, Any]:
+    """Each swept method's validation curve and choice, and LoRA's chosen rate over full
+    fine-tuning's where both were swept on the same data and shared settings."""
+    selections = {method: results[f"selection/{method}"] for method in layout.swept}
+    methods = {
+        method: {
+            "chosen": r.metrics["chosen"]["learning_rate"],
+            "criterion": r.metrics["criterion"],
+            "candidates": [
+                {
+                    "learning_rate": c["learning_rate"],
+                    "mean_loss": c["mean_loss"],
+                    **_interval(c["interval"] | {"mean": c["mean_loss"]}),
+                }
+                for c in r.metrics["candidates"]
+            ],
+        }
+        for method, r in selections.items()
+    }
+    specs = {method: VariantSpec.from_dict(r.run["specs"][0]) for method, r in selections.items()}
+    ratios = {}
+    for method, spec in specs.items():
+        partners = [
+            m
+            for m, other in specs.items()
+            if other.kind == "fft" and other.shared_training_key == spec.shared_training_key
+        ]
+        if spec.is_lora and partners:
+            ratio = rate_ratio(
+                numerator=selections[method].metrics, denominator=selections[partners[0]].metrics, confidence=0.95
+            )
+            ratios[f"{method} / {partners[0]}"] = {key: ratio.get(key) for key in ("ratio", "seeds", "interval")}
+    return {"methods": methods, "lora_over_fft": ratios}
+
+
 def headline(*, figures: Mapping[str, Any], layout: RunLayout) -> dict[str, Any]:
     """The few figures the README's table shows for a run."""
     rouge = figures["rouge"]
@@ -911,7 +971,7 @@ def build_record(
     resolved = resolve_config(paths=paths)
     md5 = config_md5(config=resolved)
     logged_md5 = sorted({inv.config_md5 for inv in invocations if inv.config_md5 and inv.finished_jobs})
-    layout = layout_of(config=resolved)
+    layout = layout_of(config=resolved, root=root)
     results = read_results(root=root, layout=layout)
     versions = code_versions(results=results)
     date = run_date(results=results, invocations=invocations)
@@ -1013,6 +1073,7 @@ def render_readme(*, summary: Mapping[str, Any], versions: Mapping[str, list[str
     ]
     lines += wall_time_section(times=s["wall_time"])
     lines += quality_sections(summary=s)
+    lines += learning_rate_section(summary=s)
     lines += training_section(summary=s)
     lines += quantisation_section(summary=s)
     lines += drift_section(summary=s)
@@ -1228,6 +1289,52 @@ def quality_sections(*, summary: Mapping[str, Any]) -> list[str]:
     lines += table(["b − a", "family", "difference", "raw p", "adjusted p", "verdict", "within gap"], rows)
     for text in s["verdicts"]:
         lines += ["", f"Primary question: {text}."]
+    detectable = [c for c in s["comparisons"] if c.get("detectable") and not c["supported"]]
+    if detectable:
+        lines += ["", "What each comparison that is not supported could have detected (80% power):", ""]
+        lines += table(
+            ["b − a", "detectable difference", "at alpha", "effect that matters", "examples needed", "reading"],
+            [
+                (
+                    f"{c['b']} − {c['a']}",
+                    num(c["detectable"]["mde"], 4),
+                    num(c["detectable"]["alpha"], 4),
+                    num(c["detectable"]["effect"], 3),
+                    count(c["detectable"]["needed_examples"]),
+                    c["detectable"]["text"],
+                )
+                for c in detectable
+            ],
+        )
+    return lines
+
+
+def learning_rate_section(*, summary: Mapping[str, Any]) -> list[str]:
+    rates = summary.get("learning_rates") or {}
+    if not rates.get("methods"):
+        return []
+    first = next(iter(rates["methods"].values()))
+    lines = ["", "## Learning rates chosen on the validation split", "", f"Choice: {first['criterion']}.", ""]
+    lines += table(
+        ["method", "learning rate", "validation loss", "interval", ""],
+        [
+            (
+                method,
+                rate_label(c["learning_rate"]),
+                num(c["mean_loss"], 4),
+                f"[{num(c['low'], 4)}, {num(c['high'], 4)}]",
+                "chosen" if c["learning_rate"] == m["chosen"] else "",
+            )
+            for method, m in rates["methods"].items()
+            for c in m["candidates"]
+        ],
+    )
+    for pair, ratio in rates.get("lora_over_fft", {}).items():
+        interval = ratio["interval"]
+        spread = (
+            f", interval [{num(interval['low'])}, {num(interval['high'])}]" if interval else " (one seed: no interval)"
+        )
+        lines += ["", f"LoRA's chosen rate over full fine-tuning's, {pair}: {num(ratio['ratio'])}{spread}."]
     return lines
 
 

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from lora_study.config import overlay
+from lora_study.grid import expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("record_run", REPO / "bench" / "record_run.py")
@@ -22,7 +26,6 @@ _spec.loader.exec_module(record_run)
 
 CODE = "abc1234"
 MODEL, DATASET = "smollm2-135m-instruct", "aclsum"
-LORA, FFT = "lora-r2-qv-n4-s1", "fft-n4-s1"
 # An overlay on the repository's config.yaml, as configs/tiny.yaml is: one LoRA rank, FFT, two precisions.
 OVERLAY = """\
 data: {train: {sizes: [4]}}
@@ -30,6 +33,11 @@ training: {seeds: [1], lora: {variants: [lora], ranks: [2], targets: [qv]}, fft:
 quantisation: {precisions: [full, int8]}
 drift: {mitigation: {enabled: false}}
 """
+# The overlay's two trained variants, named as the workflow names them.
+LORA, FFT = expand_grid(
+    training=overlay(yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(OVERLAY))["training"],
+    train_sizes=[4],
+)
 
 
 def _meta(created_at: str = "2026-11-20T10:05:00+00:00", device: str | None = "cpu") -> dict[str, Any]:
@@ -340,7 +348,7 @@ def test_record_holds_the_numbers_of_the_run_files(tmp_path: Path) -> None:
     assert [(c["a"], c["b"], c["supported"]) for c in headline["fft_vs_lora"]] == [("lora-r2-qv-n4", "fft-n4", False)]
     table = record_run.readme_table(results_dir=tmp_path / "docs" / "results", link_base="docs/results")
     assert f"[{record.folder_name}](docs/results/{record.folder_name}/)" in table
-    assert "fft-n4-s1 0.432 [0.402, 0.462]" in table and "1.23 s per example (0.53x full)" in table
+    assert f"{FFT} 0.432 [0.402, 0.462]" in table and "1.23 s per example (0.53x full)" in table
 
 
 def test_a_missing_or_old_layout_file_is_named(tmp_path: Path) -> None:
