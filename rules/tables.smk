@@ -6,7 +6,17 @@
 
 TABLE_FILES = {
     name: f"results/tables/{name}.csv"
-    for name in ("scores", "comparisons", "quantisation", "training", "drift", "serving", "serving_overhead", "config")
+    for name in (
+        "scores",
+        "comparisons",
+        "quantisation",
+        "training",
+        "validation",
+        "drift",
+        "serving",
+        "serving_overhead",
+        "config",
+    )
 }
 
 
@@ -17,6 +27,9 @@ rule build_tables:
         quant_latency=[f"{quant_dir(p)}/latency.json" for p in QUANT_PRECISIONS],
         # Every trained variant, each candidate rate of a sweep included.
         train=[f"{adapter_dir(v)}/train.json" for v in TRAINED],
+        # A sweep's candidates: their validation losses and each method's choice.
+        validation=[f"{adapter_dir(v)}/validation.json" for v in TRAINED if TRAINED[v].method in SWEPT],
+        selection=[selection_file(method) for method in SWEPT],
         comparisons=f"results/compare/{MODEL}/{DATASET}/comparisons.json",
         drift=lambda wildcards: [f"{drift_dir(v)}/drift.json" for v in studied()],
         drift_summary=[f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -91,3 +92,18 @@ def test_adding_a_candidate_trains_only_that_candidate(sweep_dir: Path, tmp_path
     jobs = planned_jobs(run_snakemake(sweep_dir, "-n", "report.html", configfile=write(tmp_path / "more.yaml", config)))
     assert jobs.get("train_adapter") == 1 and "train_full" not in jobs and jobs.get("validate_variant") == 1
     assert jobs.get("select_learning_rate") == 1  # the LoRA method chooses again; fft keeps its choice
+
+
+def test_the_tables_hold_every_candidate_and_keep_a_dropped_one(sweep_dir: Path, tmp_path: Path) -> None:
+    validation = pd.read_csv(sweep_dir / "results/tables/validation.csv")
+    assert len(validation) == 6 and validation["chosen"].sum() == 2  # one chosen rate per method, one seed
+    assert set(validation["spec.learning_rate"]) == {1e-6, 1e-3, 3.0, 1e-5, 1e-4}
+    # The rate dropped from the config stays on disk and in the tables, marked as not in the config.
+    config = sweep_config()
+    config["training"]["lora"]["learning_rate"] = [1.0e-6, 1.0e-3]
+    run_snakemake(sweep_dir, "--cores", "2", "report.html", configfile=write(tmp_path / "fewer.yaml", config))
+    training = pd.read_csv(sweep_dir / "results/tables/training.csv")
+    dropped = training[training["spec.learning_rate"] == 3.0]
+    assert len(dropped) == 1 and not dropped["in_config"].iloc[0]
+    assert (sweep_dir / f"results/adapters/{PREFIX}/{dropped['variant'].iloc[0]}/train.json").is_file()
+    assert training[training["spec.learning_rate"] == 1e-3]["in_config"].all()

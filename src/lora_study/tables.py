@@ -46,6 +46,8 @@ SOURCES: dict[str, str] = {
     "quant_scores": "results/quant/*/*/*/scores.json",
     "quant_latency": "results/quant/*/*/*/latency.json",
     "train": "results/adapters/*/*/*/train.json",
+    "validation": "results/adapters/*/*/*/validation.json",
+    "selection": "results/selection/*/*/*/selection.json",
     "comparisons": "results/compare/*/*/comparisons.json",
     "drift": "results/drift/*/*/*/drift.json",
     "drift_summary": "results/drift/*/*/summary.json",
@@ -53,7 +55,17 @@ SOURCES: dict[str, str] = {
     "multi_adapter": "results/serving/*/*/multi_adapter.json",
     "serving_summary": "results/serving/*/*/summary.json",
 }
-TABLES = ("scores", "comparisons", "quantisation", "training", "drift", "serving", "serving_overhead", "config")
+TABLES = (
+    "scores",
+    "comparisons",
+    "quantisation",
+    "training",
+    "validation",
+    "drift",
+    "serving",
+    "serving_overhead",
+    "config",
+)
 # First in every result row, in this order; config.csv has the first three and its own.
 COMMON = ("run", "config_hash", "in_config", "model", "dataset", "source", "code_version", "created_at", "device_name")
 SPEC_PREFIXES = ("spec.", "a.spec.", "b.spec.")
@@ -153,6 +165,7 @@ def build_tables(
         "comparisons": comparison_rows(found=found),
         "quantisation": quantisation_rows(found=found),
         "training": training_rows(found=found),
+        "validation": validation_rows(found=found),
         "drift": drift_rows(found=found),
         "serving": serving_rows(found=found),
         "serving_overhead": overhead_rows(found=found),
@@ -382,6 +395,34 @@ def _training(item: Found) -> list[Row]:
             **flatten(metrics),
         }
     ]
+
+
+def validation_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
+    """One row per validated variant (a sweep's candidates): its spec, its mean validation loss
+    and whether its method's selection on disk chose its rate."""
+    chosen = {
+        variant
+        for item in found.get("selection", [])
+        for variant in item.result["metrics"]["chosen"]["variants"]
+        if item.in_config is not False
+    }
+
+    def rows(item: Found) -> list[Row]:
+        run, metrics = item.result["run"], item.result["metrics"]
+        return [
+            {
+                **common(item),
+                "variant": run["variant"],
+                "group": group_of(run.get("spec"), fallback=run["variant"]),
+                **spec_columns(run.get("spec")),
+                "criterion": metrics["criterion"],
+                "mean_loss": metrics["mean_loss"],
+                "examples": len(metrics["per_example"]),
+                "chosen": run["variant"] in chosen,
+            }
+        ]
+
+    return each(found.get("validation", []), rows)
 
 
 def drift_rows(*, found: Mapping[str, Sequence[Found]]) -> list[Row]:
