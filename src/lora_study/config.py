@@ -186,7 +186,7 @@ REPLACED_KEYS: frozenset[Path_] = frozenset({("task",), ("task", "labels"), ("da
 
 # A switch (left) and the settings that belong to one value of it (right): a config file's
 # value for one of these counts only where the file's own value of the switch (its own, or
-# inherited from the files below it) is the study's final one. So an overlay that switches a
+# inherited from the files below it) is the study's final one (of each switch it belongs to). So an overlay that switches a
 # classification config back to summarisation gets config.yaml's cue and token budgets, not
 # the classification file's; where no file of the final task sets one, TASK_DEFAULTS (or the
 # schema's default) fills it, and the instruction must be given.
@@ -203,6 +203,9 @@ SWITCHED_KEYS: dict[Path_, tuple[Path_, ...]] = {
     ),
     ("model", "source"): (("model", "name"), ("model", "revision")),
     ("data", "dataset"): (
+        # The instruction and template speak of one dataset's texts and fields.
+        ("prompt", "instruction"),
+        ("prompt", "template"),
         ("data", "name"),
         ("data", "hub_path"),
         ("data", "hub_config"),
@@ -326,7 +329,7 @@ def stack_layers(layers: Sequence[Layer]) -> Resolved:
                 "it whole (config.yaml: [replaces]), so name the task in it too"
             )
         _stack(stacked, layer.values, path=(), source=layer.source, switches=switches, final=final)
-    for unused in stacked.unused:
+    for unused in reversed(stacked.unused):  # the last file that set it says why
         key, switch = ".".join(unused.path), ".".join(unused.switch)
         missing = _get(stacked.config, unused.path) is _MISSING and not _has_default(unused.path, final=final)
         if missing and not any(problem.startswith(f"{key}:") for problem in stacked.problems):
@@ -348,12 +351,9 @@ def _get(values: Any, path: Path_) -> Any:
     return values
 
 
-def _switch_of(path: Path_) -> Path_ | None:
-    """The switch `path` (or a mapping above it) belongs to, if any."""
-    for switch, owned in SWITCHED_KEYS.items():
-        if any(path[: len(key)] == key for key in owned):
-            return switch
-    return None
+def _switches_of(path: Path_) -> list[Path_]:
+    """The switches `path` (or a mapping above it) belongs to."""
+    return [switch for switch, owned in SWITCHED_KEYS.items() if any(path[: len(key)] == key for key in owned)]
 
 
 def _has_default(path: Path_, *, final: Mapping[Path_, Any]) -> bool:
@@ -392,8 +392,9 @@ def _stack(
         parent = parent[part]
     for key, value in values.items():
         here = (*path, key)
-        switch = _switch_of(here)
-        if switch is not None and switches.get(switch) != final.get(switch):
+        other = [switch for switch in _switches_of(here) if switches.get(switch) != final.get(switch)]
+        if other:
+            switch = other[0]
             stacked.unused += [
                 Unused(path=leaf, value=item, source=source, switch=switch, switch_value=switches.get(switch))
                 for leaf, item in _leaves(value, here)
@@ -474,7 +475,9 @@ def validate_config(
     if not found:
         found = _semantic_problems(config, base_dir=Path(base_dir), read_data=read_data)
     if found:
-        lines = [f"  {problem}{_blame(problem, config=config, origins=origins)}" for problem in sorted(found)]
+        # Stacking's own problems name their files already.
+        blamed = {problem: "" if problem in problems else _blame(problem, origins=origins) for problem in found}
+        lines = [f"  {problem}{blamed[problem]}" for problem in sorted(found)]
         raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(lines))
     return config
 
@@ -489,7 +492,7 @@ def _missing_keys(error: jsonschema.ValidationError) -> list[str]:
 _PROBLEM_KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[\w-]+)*")
 
 
-def _blame(problem: str, *, config: Mapping[str, Any], origins: Mapping[Path_, str] | None) -> str:
+def _blame(problem: str, *, origins: Mapping[Path_, str] | None) -> str:
     """` (from FILE)`: where the problem's key was set (every file that set a leaf under it), so
     that a `--config` value is blamed on `--config` and an overlay's on the overlay."""
     match = _PROBLEM_KEY.match(problem)
@@ -842,6 +845,14 @@ DATASET_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+# The classes of the built-in classification datasets (glue: the MRPC config), as the data module
+# names them: task.labels must name exactly these.
+DATASET_LABELS: dict[tuple[str, str | None], tuple[str, ...]] = {
+    ("commons", None): ("Con", "Lab"),
+    ("glue", "mrpc"): ("equivalent", "not_equivalent"),
+}
+
+
 def _task_problems(config: Mapping[str, Any]) -> list[str]:
     """The task block against the prompt template, the dataset and the statistics."""
     task, prompt, data = config["task"], config["prompt"], config["data"]
@@ -877,6 +888,14 @@ def _task_problems(config: Mapping[str, Any]) -> list[str]:
                 )
     if task["name"] == "classification":
         labels = task.get("labels") or {}
+        classes = DATASET_LABELS.get(
+            (data["dataset"], hub_source(data)[1] if data["dataset"] in HUB_DEFAULTS else None)
+        )
+        if classes and len(labels) >= 2 and sorted(map(str, labels)) != sorted(classes):
+            problems.append(
+                f"task.labels: {data['dataset']} examples are labelled {', '.join(classes)}, but task.labels has "
+                f"{', '.join(map(str, labels))}: give words for exactly its labels"
+            )
         if len(labels) < 2:
             problems.append("task.labels: classification needs at least two labels, as label: words to answer with")
         positive = task.get("positive_label")
@@ -971,7 +990,7 @@ def _local_data_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[s
     from lora_study.data import DataError, load_split
 
     local = {**data["local"], **{key: str(_resolve(data["local"][key], base_dir)) for key in LOCAL_FILE_KEY.values()}}
-    problems = []
+    problems, seen = [], set()
     for split, key in LOCAL_FILE_KEY.items():
         if split == "eval" and local["eval_file"] == local["train_file"]:
             continue  # read once
@@ -980,6 +999,7 @@ def _local_data_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[s
         except DataError as error:
             problems.append(f"data.local.{key}: {error}")
             continue
+        seen |= {example.reference for example in examples}
         if task["name"] == "classification":
             known = {str(label) for label in task.get("labels") or {}}
             unknown: dict[str, int] = {}
@@ -992,6 +1012,12 @@ def _local_data_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[s
                     f"data.local.{key}: {local[key]}: labels {shown} are not in task.labels "
                     f"({', '.join(sorted(known))}); add them to task.labels or drop those rows"
                 )
+    never = sorted({str(label) for label in task.get("labels") or {}} - seen)
+    if task["name"] == "classification" and never and not problems:
+        problems.append(
+            f"task.labels: {', '.join(never)} never occur in the data files, whose labels are "
+            f"{', '.join(sorted(seen))}: the model would be scored over classes the data does not have; drop them"
+        )
     return problems
 
 
