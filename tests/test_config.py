@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import snakemake_command
 from lora_study.config import (
     ConfigError,
     dataset_name,
@@ -460,3 +461,24 @@ def test_settings_written_several_ways_are_written_one_way() -> None:
     spelt["drift"]["forgetting"]["general"]["source"] = "news"  # what `auto` is for aclsum
     spelt["statistics"]["metric"] = None  # the task's own
     assert normalised(validate_config(spelt, source="c.yaml")) == plain
+
+
+def test_a_bad_config_value_is_blamed_on_config_in_the_dry_run_as_in_the_checker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the dry run blamed the config files for a `--config` value (and read a
+    mapping's values there as text). The same message as `python -m lora_study.config`."""
+    from lora_study.config import main
+
+    tiny = REPO / "configs" / "tiny.yaml"
+    entry = "evaluation={batch_size: most}"
+    assert main([str(REPO / "config.yaml"), str(tiny), "--config", entry]) == 1
+    message = capsys.readouterr().out.strip()
+    assert "evaluation.batch_size: 'most' is not valid under any of the given schemas (from --config)" in message
+    result = subprocess.run(
+        [*snakemake_command(tmp_path, "-n", "report.html", "--config", entry, configfile=tiny)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and message in result.stdout + result.stderr

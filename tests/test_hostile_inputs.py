@@ -504,16 +504,6 @@ def test_a_key_written_twice_in_an_overlay_stops_the_dry_run_as_the_checker_does
     assert message in failed_dry_run(tmp_path, configfile=mine)
 
 
-def test_a_bad_config_value_is_blamed_on_config_in_the_dry_run_as_in_the_checker(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tiny = REPO / "configs" / "tiny.yaml"
-    entry = "evaluation={batch_size: most}"
-    message = checker_message(capsys, REPO / "config.yaml", tiny, "--config", entry)
-    assert "evaluation.batch_size: 'most' is not valid under any of the given schemas (from --config)" in message
-    assert message in failed_dry_run(tmp_path, "--config", entry, configfile=tiny)
-
-
 def test_a_yaml_error_in_config_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     """The workflow's own config.yaml is read before Snakemake's `configfile:` (whose message
     names neither file nor line)."""

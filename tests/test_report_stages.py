@@ -205,7 +205,7 @@ def write_serving(root: Path) -> dict[str, Any]:
                 "tolerance": 1e-3,
                 "merged_bytes": 540_000_100,
                 "adapter_max_abs_logit_effect": effect,
-                "tolerance_below_adapter_effect": 1e-3 < effect,
+                "tolerance_below_adapter_effect": effect > 1e-3,
             },
             meta=meta(dtype="float32"),
         )
