@@ -496,9 +496,10 @@ def _blame(problem: str, *, origins: Mapping[Path_, str] | None) -> str:
     """` (from FILE)`: where the problem's key was set (every file that set a leaf under it), so
     that a `--config` value is blamed on `--config` and an overlay's on the overlay."""
     match = _PROBLEM_KEY.match(problem)
-    if origins is None or match is None:
+    top = problem.startswith(f"{_key(())}:")
+    if origins is None or not (match or top):
         return ""
-    path = tuple(match.group().split("."))
+    path = tuple(match.group().split(".")) if match else ()
     extra = re.search(r"\('([^']+)' was unexpected\)", problem)  # additionalProperties: the key that is
     if extra:
         path = (*path, extra.group(1))
