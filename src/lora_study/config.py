@@ -457,7 +457,7 @@ def validate_config(
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"{source}: the configuration must be a mapping of keys, got {type(config).__name__}")
-    schema = load_schema()
+    schema = _schema()  # read once per process
     config = copy.deepcopy(dict(config))
     _fill_task_defaults(config)
     _fill_defaults(config, schema)
