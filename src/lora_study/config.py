@@ -100,7 +100,7 @@ def resolve_files(*paths: str | Path, config_args: Sequence[str] = (), read_data
         raise ConfigError("load_config: no config file given")
     layers = [read_layer(path) for path in paths] + config_arg_layers(config_args)
     stacked = stack_layers(layers)
-    source = " + ".join(layer.source for layer in _distinct_sources(layers))
+    source = " + ".join(dict.fromkeys(layer.source for layer in layers))  # `--config` once
     config = validate_config(
         stacked.config, source=source, origins=stacked.origins, problems=stacked.problems, read_data=read_data
     )
@@ -147,7 +147,7 @@ def read_yaml(path: str | Path) -> Any:
     message for a bad `--configfile` names neither), and so does a key written twice."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader)
+            return yaml.load(handle, Loader=_ConfigLoader)
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: config file not found") from error
     except UnicodeDecodeError as error:
@@ -177,12 +177,12 @@ def _yaml_problem(error: yaml.YAMLError, *, where: str) -> str:
 # SWITCHED_KEYS. config.yaml says which rule holds next to each key; tests/test_config.py
 # checks that it says what this code does.
 
-Path_ = tuple[str, ...]
+KeyPath = tuple[str, ...]
 
 # Mappings an overlay replaces whole: a label set cannot be shrunk by merging, a task block
 # merged key by key would keep another task's settings, and the prompt fields are the data
 # file's fields, all or none.
-REPLACED_KEYS: frozenset[Path_] = frozenset({("task",), ("task", "labels"), ("data", "local", "fields")})
+REPLACED_KEYS: frozenset[KeyPath] = frozenset({("task",), ("task", "labels"), ("data", "local", "fields")})
 
 # A switch (left) and the settings that belong to one value of it (right): a config file's
 # value for one of these counts only where the file's own value of the switch (its own, or
@@ -190,7 +190,7 @@ REPLACED_KEYS: frozenset[Path_] = frozenset({("task",), ("task", "labels"), ("da
 # classification config back to summarisation gets config.yaml's cue and token budgets, not
 # the classification file's; where no file of the final task sets one, TASK_DEFAULTS (or the
 # schema's default) fills it, and the instruction must be given.
-SWITCHED_KEYS: dict[Path_, tuple[Path_, ...]] = {
+SWITCHED_KEYS: dict[KeyPath, tuple[KeyPath, ...]] = {
     ("task", "name"): (
         ("prompt", "instruction"),
         ("prompt", "template"),
@@ -216,7 +216,7 @@ SWITCHED_KEYS: dict[Path_, tuple[Path_, ...]] = {
 
 # The task-specific settings of the tasks other than summarisation (config.yaml holds
 # summarisation's) where no config file of that task sets them: the shipped configs' values.
-TASK_DEFAULTS: dict[str, dict[Path_, Any]] = {
+TASK_DEFAULTS: dict[str, dict[KeyPath, Any]] = {
     "classification": {
         ("prompt", "cue"): "Answer:",
         ("generation", "max_new_tokens"): 4,  # the free answer, kept for its parse rate
@@ -247,10 +247,10 @@ class Unused:
     """A setting a config file made that the study does not use: made for another value of a
     switch (another task, model or dataset) than the study's."""
 
-    path: Path_
+    path: KeyPath
     value: Any
     source: str
-    switch: Path_
+    switch: KeyPath
     switch_value: Any
 
     @property
@@ -264,7 +264,7 @@ class Resolved:
     `default`), the settings left out as made for another task, and what stacking found wrong."""
 
     config: dict[str, Any]
-    origins: dict[Path_, str]
+    origins: dict[KeyPath, str]
     unused: list[Unused] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -295,7 +295,7 @@ def config_arg_layers(entries: Sequence[str]) -> list[Layer]:
         if not equals or not key:
             raise ConfigError(f"{CONFIG_ARGS_SOURCE} {entry}: not KEY=VALUE")
         try:
-            value = yaml.load(text, Loader=_ConfigLoader) if text.strip() else None  # noqa: S506 (a SafeLoader)
+            value = yaml.load(text, Loader=_ConfigLoader) if text.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(_yaml_problem(error, where=f"{CONFIG_ARGS_SOURCE} {key}=")) from error
         layers.append(Layer(source=CONFIG_ARGS_SOURCE, values={key: value}))
@@ -311,8 +311,8 @@ def overlay(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
 
 def stack_layers(layers: Sequence[Layer]) -> Resolved:
     """The layers stacked in order (see the comment on REPLACED_KEYS and SWITCHED_KEYS)."""
-    switch_values: list[dict[Path_, Any]] = []
-    state: dict[Path_, Any] = {}
+    switch_values: list[dict[KeyPath, Any]] = []
+    state: dict[KeyPath, Any] = {}
     for layer in layers:
         for switch in SWITCHED_KEYS:
             value = _get(layer.values, switch)
@@ -343,7 +343,7 @@ def stack_layers(layers: Sequence[Layer]) -> Resolved:
 _MISSING = object()
 
 
-def _get(values: Any, path: Path_) -> Any:
+def _get(values: Any, path: KeyPath) -> Any:
     for key in path:
         if not isinstance(values, Mapping) or key not in values:
             return _MISSING
@@ -351,12 +351,12 @@ def _get(values: Any, path: Path_) -> Any:
     return values
 
 
-def _switches_of(path: Path_) -> list[Path_]:
+def _switches_of(path: KeyPath) -> list[KeyPath]:
     """The switches `path` (or a mapping above it) belongs to."""
     return [switch for switch, owned in SWITCHED_KEYS.items() if any(path[: len(key)] == key for key in owned)]
 
 
-def _has_default(path: Path_, *, final: Mapping[Path_, Any]) -> bool:
+def _has_default(path: KeyPath, *, final: Mapping[KeyPath, Any]) -> bool:
     """Whether validation fills `path` when no config file sets it."""
     if path in TASK_DEFAULTS.get(final.get(("task", "name")), {}):
         return True
@@ -364,7 +364,7 @@ def _has_default(path: Path_, *, final: Mapping[Path_, Any]) -> bool:
     return "default" in parent.get("properties", {}).get(path[-1], {}) or path[-1] not in parent.get("required", ())
 
 
-def _subschema(path: Path_) -> Mapping[str, Any]:
+def _subschema(path: KeyPath) -> Mapping[str, Any]:
     """The schema of the object at `path` (by `properties`)."""
     schema: Mapping[str, Any] = _schema()
     for key in path:
@@ -382,10 +382,10 @@ def _stack(
     stacked: Resolved,
     values: Mapping[str, Any],
     *,
-    path: Path_,
+    path: KeyPath,
     source: str,
-    switches: Mapping[Path_, Any],
-    final: Mapping[Path_, Any],
+    switches: Mapping[KeyPath, Any],
+    final: Mapping[KeyPath, Any],
 ) -> None:
     parent = stacked.config
     for part in path:
@@ -412,30 +412,25 @@ def _stack(
         stacked.origins.update((leaf, source) for leaf, _ in _leaves(value, here))
 
 
-def _forget_origins(stacked: Resolved, path: Path_) -> None:
+def _forget_origins(stacked: Resolved, path: KeyPath) -> None:
     for known in [p for p in stacked.origins if p[: len(path)] == path]:
         del stacked.origins[known]
 
 
-def _leaves(value: Any, path: Path_) -> list[tuple[Path_, Any]]:
+def _leaves(value: Any, path: KeyPath) -> list[tuple[KeyPath, Any]]:
     """(path, value) of every leaf under `path`: a value, a list or an empty mapping."""
     if isinstance(value, Mapping) and value:
         return [leaf for key, item in value.items() for leaf in _leaves(item, (*path, key))]
     return [(path, value)]
 
 
-def _leaf_paths(config: Mapping[str, Any]) -> list[Path_]:
+def _leaf_paths(config: Mapping[str, Any]) -> list[KeyPath]:
     return [path for path, _ in _leaves(config, ())]
 
 
-def _default_origin(config: Mapping[str, Any], path: Path_) -> str:
+def _default_origin(config: Mapping[str, Any], path: KeyPath) -> str:
     task = config.get("task", {}).get("name")
     return f"default for {task}" if path in TASK_DEFAULTS.get(task, {}) else SCHEMA_DEFAULT
-
-
-def _distinct_sources(layers: Sequence[Layer]) -> list[Layer]:
-    seen: set[str] = set()
-    return [layer for layer in layers if not (layer.source in seen or seen.add(layer.source))]
 
 
 def validate_config(
@@ -443,7 +438,7 @@ def validate_config(
     *,
     source: str,
     base_dir: str | Path = ".",
-    origins: Mapping[Path_, str] | None = None,
+    origins: Mapping[KeyPath, str] | None = None,
     problems: Sequence[str] = (),
     read_data: bool = True,
 ) -> dict[str, Any]:
@@ -492,7 +487,7 @@ def _missing_keys(error: jsonschema.ValidationError) -> list[str]:
 _PROBLEM_KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[\w-]+)*")
 
 
-def _blame(problem: str, *, origins: Mapping[Path_, str] | None) -> str:
+def _blame(problem: str, *, origins: Mapping[KeyPath, str] | None) -> str:
     """` (from FILE)`: where the problem's key was set (every file that set a leaf under it), so
     that a `--config` value is blamed on `--config` and an overlay's on the overlay."""
     match = _PROBLEM_KEY.match(problem)
@@ -700,7 +695,7 @@ def without_ignored(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _pin_default(config: dict[str, Any], path: Path_) -> None:
+def _pin_default(config: dict[str, Any], path: KeyPath) -> None:
     """Set the setting at `path` to the schema's default."""
     parent = _get(config, path[:-1])
     parent[path[-1]] = copy.deepcopy(_subschema(path)["default"])
@@ -1201,7 +1196,9 @@ def show_resolved(resolved: Resolved) -> str:
     return "\n".join(shown)
 
 
-def _show(value: Mapping[str, Any], origins: Mapping[Path_, str], *, path: Path_, lines: list[tuple[str, str]]) -> None:
+def _show(
+    value: Mapping[str, Any], origins: Mapping[KeyPath, str], *, path: KeyPath, lines: list[tuple[str, str]]
+) -> None:
     indent = "  " * len(path)
     order = list(_subschema(path).get("properties", {}))  # the schema's order, as config.yaml's
     for key in sorted(value, key=lambda key: order.index(key) if key in order else len(order)):
