@@ -185,11 +185,11 @@ KeyPath = tuple[str, ...]
 REPLACED_KEYS: frozenset[KeyPath] = frozenset({("task",), ("task", "labels"), ("data", "local", "fields")})
 
 # A switch (left) and the settings that belong to one value of it (right): a config file's
-# value for one of these counts only where the file's own value of the switch (its own, or
-# inherited from the files below it) is the study's final one (of each switch it belongs to). So an overlay that switches a
-# classification config back to summarisation gets config.yaml's cue and token budgets, not
-# the classification file's; where no file of the final task sets one, TASK_DEFAULTS (or the
-# schema's default) fills it, and the instruction must be given.
+# value for one of these counts only where the file's own value of each switch it belongs to
+# (its own, or inherited from the files below it) is the study's final one. So an overlay that
+# switches a classification config back to summarisation gets config.yaml's cue and token
+# budgets, not the classification file's; where no file of the final task sets one,
+# TASK_DEFAULTS (or the schema's default) fills it, and the instruction must be given.
 SWITCHED_KEYS: dict[KeyPath, tuple[KeyPath, ...]] = {
     ("task", "name"): (
         ("prompt", "instruction"),
