@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml
 
-from lora_study.config import canonical, dataset_name, model_name, validate_config, without_ignored
+from lora_study.config import dataset_name, model_name, workflow_config
 from lora_study.grid import BASE_VARIANT, LORA_KINDS, VariantSpec, expand_grid, rate_label, swept_methods
 from lora_study.provenance import cpu_model
 from lora_study.results import check_result
@@ -209,26 +209,14 @@ def read_results(*, root: Path, layout: RunLayout) -> dict[str, ResultFile]:
 # Config
 
 
-def merge_config(*, base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """`update` merged into `base` recursively, as Snakemake merges config files (later wins)."""
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge_config(base=base[key], update=value)
-        else:
-            base[key] = value
-    return base
-
-
 def resolve_config(*, paths: Sequence[Path]) -> dict[str, Any]:
-    """The config the workflow ran with: the files merged in order, validated, defaults filled,
-    the settings it ignores dropped, keys sorted (rules/common.smk does the same, and its
-    `Config MD5` is of that)."""
-    merged: dict[str, Any] = {}
+    """The config the workflow ran with, as rules/common.smk resolves it (whose `Config MD5`
+    Snakemake logs): the files stacked in order, validated, defaults filled, each setting spelt
+    one way, the settings it ignores dropped, keys sorted. The data files are not read again."""
     for path in paths:
         if not path.is_file():
             raise RecordError(f"config file {path} not found")
-        merge_config(base=merged, update=yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return canonical(without_ignored(validate_config(merged, source=", ".join(map(str, paths)))))
+    return workflow_config(*paths, read_data=False)
 
 
 def config_md5(*, config: Mapping[str, Any]) -> str:

@@ -35,18 +35,22 @@ from lora_study.config import (
     split_files,
     split_settings,
     subset_settings,
-    validate_config,
-    without_ignored,
+    workflow_config,
 )
 
 try:
-    # Keys sorted so that rule params (and so reruns) do not depend on key order in the file;
-    # settings the config documents as ignored here (model.revision of a model that is not a
-    # hub id, sampling under greedy decoding, ...) dropped, so that changing one reruns nothing.
-    config = canonical(
-        without_ignored(
-            validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "the configuration")
-        )
+    # The config as our code reads it, not as Snakemake merged it: config.yaml, each
+    # --configfile overlay (read again here: a key written twice, which Snakemake's reader lets
+    # the second block win, is refused naming its line) and the --config entries (Snakemake
+    # reads a mapping's values there as text), stacked as config.yaml documents per key, each
+    # problem naming the file or --config that set it. Then spelt one way, the settings it
+    # ignores dropped and keys sorted, so that rule params (and so reruns) follow what a setting
+    # does. Cluster jobs parse this again: the local data files are read by the main process only.
+    config = workflow_config(
+        os.path.join(workflow.basedir, "config.yaml"),
+        *map(str, workflow.overwrite_configfiles),
+        config_args=workflow.config_settings.config_args or (),
+        read_data=workflow.is_main_process,
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None

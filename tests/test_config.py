@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import snakemake_command
 from lora_study.config import (
     ConfigError,
     dataset_name,
@@ -244,3 +246,239 @@ def test_settings_documented_as_ignored_are_dropped_and_the_others_kept() -> Non
     kept = without_ignored(validate_config(hub, source="c.yaml"))
     assert kept["model"]["revision"] == "main" and kept["generation"]["temperature"] == 1.0
     assert kept["data"]["hub_path"] == "abisee/cnn_dailymail" and "local" not in kept["data"]
+
+
+# --- how overlays stack: what config.yaml says next to each key, and that it holds ----------
+
+TAGS = ("merges", "replaces", "per task", "per model", "per dataset")
+SWITCH_OF_TAG = {"per task": ("task", "name"), "per model": ("model", "source"), "per dataset": ("data", "dataset")}
+
+
+def documented_rules() -> dict[tuple[str, ...], set[str]]:
+    """Key path -> the tags config.yaml writes in the comment after it ([merges], [per task], ...)."""
+    rules: dict[tuple[str, ...], set[str]] = {}
+    parents: list[str] = []
+    for line in (REPO / "config.yaml").read_text().splitlines():
+        match = re.match(r"^( *)([A-Za-z_][\w-]*):(.*)$", line)
+        if not match:
+            continue
+        depth = len(match.group(1)) // 2
+        parents[depth:] = [match.group(2)]
+        comment = match.group(3).split("#", 1)[1] if "#" in match.group(3) else ""
+        rules[tuple(parents)] = set(re.findall(r"\[(" + "|".join(TAGS) + r")\]", comment))
+    return rules
+
+
+def tagged(tag: str) -> set[tuple[str, ...]]:
+    return {path for path, tags in documented_rules().items() if tag in tags}
+
+
+def test_config_yaml_says_next_to_each_block_how_an_overlay_changes_it() -> None:
+    from lora_study.config import REPLACED_KEYS, SWITCHED_KEYS
+
+    rules = documented_rules()
+
+    def blocks(value: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        if not isinstance(value, dict):
+            return []
+        return [path] * bool(path) + [p for key, item in value.items() for p in blocks(item, (*path, key))]
+
+    untagged = [p for p in blocks(default(), ()) if not rules[p] & {"merges", "replaces"}]
+    assert untagged == [], f"config.yaml: write [merges] or [replaces] after {untagged}"
+    assert tagged("replaces") == set(REPLACED_KEYS)
+    for tag, switch in SWITCH_OF_TAG.items():
+        assert tagged(tag) == set(SWITCHED_KEYS[switch]), tag
+
+
+def owners(path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The switches a key belongs to by config.yaml's tags (on it or on a block above it)."""
+    return [s for tag, s in SWITCH_OF_TAG.items() if any(path[: len(key)] == key for key in tagged(tag))]
+
+
+def written(values: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(values, dict) or key not in values:
+            return DELETE
+        values = values[key]
+    return values
+
+
+def check_stacking(files: list[Path]) -> dict[str, Any]:
+    """Resolve `files` and check the result against config.yaml's tags, file by file, from the
+    files as written: each value is what the last file that may set it wrote (a later file's
+    [replaces] block hides it), and a [per task]/[per model]/[per dataset] value comes only from
+    a file whose task (model, dataset) in force is the final one."""
+    from lora_study.config import resolve_files
+
+    resolved = resolve_files(*files)
+    raw = [(str(path), yaml.safe_load(path.read_text())) for path in files]
+    in_force: list[dict[tuple[str, ...], Any]] = []
+    state: dict[tuple[str, ...], Any] = {}
+    for _, values in raw:
+        state = state | {s: written(values, s) for s in SWITCH_OF_TAG.values() if written(values, s) is not DELETE}
+        in_force.append(state)
+    final = in_force[-1]
+    replaced = tagged("replaces")
+
+    def counts(index: int, path: tuple[str, ...]) -> bool:
+        return all(in_force[index].get(switch) == final.get(switch) for switch in owners(path))
+
+    def sets(values: Any, path: tuple[str, ...]) -> bool:
+        hides = [path[:n] for n in range(1, len(path)) if path[:n] in replaced]
+        return written(values, path) is not DELETE or any(written(values, p) is not DELETE for p in hides)
+
+    for path, origin in resolved.origins.items():
+        setters = [i for i, (_, values) in enumerate(raw) if sets(values, path) and counts(i, path)]
+        value = written(resolved.config, path)
+        if origin in {source for source, _ in raw}:
+            index = max(i for i, (source, _) in enumerate(raw) if source == origin)
+            assert setters and setters[-1] == index, (path, origin, setters)
+            assert value == written(raw[index][1], path), (path, origin)
+        else:
+            # No file that counts sets it, or the last one replaced a block above it without it.
+            assert origin.startswith("default") and (not setters or written(raw[setters[-1]][1], path) is DELETE)
+    return resolved.config
+
+
+SHIPPED_STACKS = [[path.name] for path in sorted((REPO / "configs").glob("*.yaml"))] + [
+    ["tiny.yaml", "tiny-classification.yaml"]
+]
+# What a new user writes on top of a shipped config: settings, their own label set, a task switch.
+USER_OVERLAYS: dict[str, dict[str, Any]] = {
+    "settings": {
+        "training": {"epochs": 5, "lora": {"ranks": [4]}},
+        "evaluation": {"batch_size": 2},
+        "serving": {"merge": {"tolerance": {"float32": 1e-3}}},
+    },
+    "own-labels": {
+        "data": {"dataset": "commons"},
+        "prompt": {"instruction": "Which side of the House?"},
+        "task": {"name": "classification", "labels": {"Con": "right", "Lab": "left"}},
+    },
+    "summarisation-again": {"data": {"dataset": "aclsum"}, "task": {"name": "summarisation"}},
+}
+
+
+@pytest.mark.parametrize("user", USER_OVERLAYS)
+@pytest.mark.parametrize("stack", SHIPPED_STACKS, ids=["+".join(stack) for stack in SHIPPED_STACKS])
+def test_a_new_users_overlay_on_a_shipped_config_resolves_to_what_it_says(
+    tmp_path: Path, stack: list[str], user: str
+) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump(USER_OVERLAYS[user]))
+    config = check_stacking([REPO / "config.yaml", *(REPO / "configs" / name for name in stack), mine])
+    for path, value in [(p, v) for p, v in leaves(USER_OVERLAYS[user])]:
+        assert written(config, path) == value, path
+    if "task" in USER_OVERLAYS[user]:
+        assert config["task"] | USER_OVERLAYS[user]["task"] == config["task"]  # the block as written, no more
+
+
+def leaves(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, dict) and value:
+        return [leaf for key, item in value.items() for leaf in leaves(item, (*path, key))]
+    return [(path, value)]
+
+
+def test_an_overlay_replaces_a_label_set(tmp_path: Path) -> None:
+    """Before: merged key by key, the user's two labels and the shipped config's two, so a
+    four-label classifier scored over two-class data."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"input": f"text {i}", "reference": ["neg", "pos"][i % 2]}) + "\n" for i in range(8))
+    )
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": "local", "local": {"train_file": str(rows), "eval_file": str(rows)}},
+                "task": {"name": "classification", "labels": {"pos": "positive", "neg": "negative"}},
+                "prompt": {"instruction": "Is this review positive or negative?"},
+            }
+        )
+    )
+    shipped = [REPO / "config.yaml", REPO / "configs" / "tiny.yaml", REPO / "configs" / "tiny-classification.yaml"]
+    task = load_config(*shipped, mine)["task"]
+    assert task["labels"] == {"pos": "positive", "neg": "negative"} and task["positive_label"] is None
+
+
+def test_switching_a_classification_config_back_to_summarisation_keeps_none_of_its_task_settings(
+    tmp_path: Path,
+) -> None:
+    """Before: the classification overlay's cue, 4 new tokens and party question stayed, silently."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("data:\n  dataset: aclsum\ntask:\n  name: summarisation\n")
+    tiny = [REPO / "config.yaml", REPO / "configs" / "tiny.yaml"]
+    switched = load_config(*tiny, REPO / "configs" / "tiny-classification.yaml", mine)
+    summarisation = load_config(*tiny)
+    for block, key in [("prompt", "instruction"), ("prompt", "template"), ("prompt", "cue")] + [
+        ("generation", "max_new_tokens"),
+        ("training", "max_target_tokens"),
+        ("statistics", "metric"),
+    ]:
+        assert switched[block][key] == summarisation[block][key], key
+    assert switched["task"] == summarisation["task"]
+
+
+def test_a_task_switch_without_an_instruction_for_the_task_is_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("data:\n  dataset: commons\ntask:\n  name: classification\n  labels: {Con: a, Lab: b}\n")
+    with pytest.raises(ConfigError, match=r"prompt.instruction: .*config.yaml sets it for task.name 'summarisation'"):
+        load_config(REPO / "config.yaml", mine)
+
+
+def test_the_checker_shows_where_each_value_came_from(capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_study.config import main
+
+    tiny, classification = REPO / "configs" / "tiny.yaml", REPO / "configs" / "tiny-classification.yaml"
+    argv = [str(REPO / "config.yaml"), str(tiny), str(classification), "--config", "report={examples: 3}"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def origin(key: str, value: str) -> str:
+        (line,) = [line for line in lines if re.match(rf"^ +{key}: {re.escape(value)} +# ", line)]
+        return line.rsplit("# ", 1)[1]
+
+    device = yaml.safe_load(tiny.read_text())["model"]["device"]
+    assert origin("device", device) == str(tiny)
+    assert origin("examples", "3") == "--config"
+    assert origin("cue", repr(yaml.safe_load(classification.read_text())["prompt"]["cue"])) == str(classification)
+    assert origin("abstain", "unanswerable") == "default"
+    assert origin("max_target_tokens", "8") == "default for classification"
+    # tiny.yaml's token budget is summarisation's: shown as not used, with why.
+    tokens = yaml.safe_load(tiny.read_text())["generation"]["max_new_tokens"]
+    assert f"#   generation.max_new_tokens: {tokens}  ({tiny}, set for task.name 'summarisation')" in lines
+    assert lines[-1] == f"valid: {' + '.join(argv[:3])} + --config"
+
+
+def test_settings_written_several_ways_are_written_one_way() -> None:
+    """What rule params see (rules/common.smk), so that a spelling reruns nothing."""
+    from lora_study.config import normalised
+
+    plain = normalised(validate_config(default(), source="c.yaml"))
+    spelt = default()
+    spelt["model"]["name"] = model_name({"source": spelt["model"]["source"]})  # the derived name, written out
+    spelt["data"]["name"] = spelt["data"]["dataset"]
+    spelt["drift"]["forgetting"]["general"]["source"] = "news"  # what `auto` is for aclsum
+    spelt["statistics"]["metric"] = None  # the task's own
+    assert normalised(validate_config(spelt, source="c.yaml")) == plain
+
+
+def test_a_bad_config_value_is_blamed_on_config_in_the_dry_run_as_in_the_checker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the dry run blamed the config files for a `--config` value (and read a
+    mapping's values there as text). The same message as `python -m lora_study.config`."""
+    from lora_study.config import main
+
+    tiny = REPO / "configs" / "tiny.yaml"
+    entry = "evaluation={batch_size: most}"
+    assert main([str(REPO / "config.yaml"), str(tiny), "--config", entry]) == 1
+    message = capsys.readouterr().out.strip()
+    assert "evaluation.batch_size: 'most' is not valid under any of the given schemas (from --config)" in message
+    result = subprocess.run(
+        [*snakemake_command(tmp_path, "-n", "report.html", "--config", entry, configfile=tiny)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and message in result.stdout + result.stderr

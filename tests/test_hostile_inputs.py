@@ -16,6 +16,7 @@ import yaml
 
 from conftest import REPO, run_snakemake, tiny_config
 from lora_study.config import ConfigError, load_config, model_name, validate_config
+from lora_study.config import main as config_main
 from lora_study.data import DataError, general_texts, load_split
 from lora_study.grid import expand_grid
 
@@ -51,6 +52,8 @@ WHOLE_NUMBERS = [
     ("training.epochs", 2.0, 2),
     ("drift.examples", 100.0, 100),  # type [integer, null]
     ("quantisation.latency.examples", 4.0, 4),
+    ("evaluation.batch_size", 2.0, 2),  # oneOf [integer, `all`]: before, 2.0 was kept and reran every generation
+    ("serving.batch_sizes", [1.0, 2.0], [1, 2]),
 ]
 
 
@@ -68,6 +71,15 @@ def test_floats_stay_floats_where_the_schema_wants_a_number() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "value"), [("training.weight_decay", 0), ("training.lora.alpha_ratio", 2), ("training.lora.dropout", 0)]
+)
+def test_an_integer_where_the_schema_wants_a_number_is_that_float(key: str, value: int) -> None:
+    """`0` and `0.0` are one setting: before, rule params told them apart and reran the jobs."""
+    got = get(validate_config(edited({key: value}), source="c.yaml"), key)
+    assert got == value and type(got) is float
+
+
 REJECTED = [
     # Not whole: rejected, naming the key.
     ({"data.eval.size": 4.5}, "data.eval.size: 4.5 is not of type 'integer'"),
@@ -82,6 +94,39 @@ REJECTED = [
     ({"statistics.pairs": [["fft-n100", "fft-n100"]]}, "pairs a variant group with itself"),
     ({"model.name": "m.."}, "model.name: 'm..' cannot name a results folder: it must not contain '..'"),
     ({"data.name": "x."}, "data.name: 'x.' cannot name a results folder"),
+    # Text that is there but says nothing (an empty instruction was refused, a blank one was not).
+    ({"prompt.instruction": " \n\t "}, "prompt.instruction: holds only whitespace"),
+    # A threshold the metric can never reach (metrics lie in [0, 1]) is a check that cannot fail.
+    ({"statistics.max_quality_gap": 1.0}, "statistics.max_quality_gap: 1.0 is greater than or equal to the maximum"),
+]
+
+
+def classification(labels: dict[Any, str], **task: Any) -> dict[str, Any]:
+    """Changes making config.yaml a classification study of the commons speeches."""
+    return {
+        "data.dataset": "commons",
+        "prompt.instruction": "Which party?",
+        "task": {"name": "classification", "labels": labels, **task},
+        "statistics.metric": None,
+    }
+
+
+# Label words and abstention answers a model job would stop on (or, worse, score): before,
+# each passed the dry run.
+REJECTED += [
+    (classification({"Con": "Yes", "Lab": "yes!"}), "task.labels: labels Con, Lab answer with the same words ('yes'"),
+    (classification({"Con": "Tory", "Lab": "   "}), "task.labels.Lab: the words '   ' are blank or punctuation only"),
+    (classification({"Con": "Tory", "Lab": "?!"}), "task.labels.Lab: the words '?!' are blank or punctuation only"),
+    (classification({0: "no", "0": "yes"}), "names one label twice (as a number and as text)"),
+    (
+        {
+            "data.dataset": "squad_v2",
+            "prompt.template": "{input} {question}",
+            "task": {"name": "extractive_qa", "abstain": "The."},
+            "statistics.metric": None,
+        },
+        "task.abstain: 'The.' is nothing once SQuAD's normalisation",
+    ),
 ]
 
 
@@ -118,10 +163,25 @@ BAD_FILES = [
     ("model: {device: cpu\n", r"bad.yaml:2:1: not valid YAML"),
     (b"model:\n  source: \xff\n", r"bad.yaml: not UTF-8 text .*save it as UTF-8"),
     ("- a list\n", r"bad.yaml: the configuration must be a mapping of keys, got list"),
+    # A key written twice: YAML forbids it, PyYAML (and so Snakemake) silently kept the second block.
+    (
+        "model:\n  device: cpu\ntraining:\n  epochs: 1\nmodel:\n  dtype: float32\n",
+        r"bad.yaml:5:1: not valid YAML: key 'model' is written twice in one mapping \(first at line 1\)",
+    ),
+    (
+        "training:\n  lora:\n    ranks: [4]\n    ranks: [8]\n",
+        r"bad.yaml:4:5: not valid YAML: key 'ranks' is written twice in one mapping \(first at line 3\)",
+    ),
+    # Empty or comment-only: Snakemake refuses it naming no file; the checker said it was valid.
+    ("", r"bad.yaml: holds no settings \(empty, or only comments\)"),
+    ("# only a comment\n\n", r"bad.yaml: holds no settings"),
+    # A task block replaces the one below it whole, so it must say which task it is.
+    ("task:\n  labels: {a: yes, b: no}\n", r"task.name: .*bad.yaml gives a task block without a name"),
 ]
+BAD_FILE_IDS = ["unclosed", "tab", "flow", "not-utf8", "list", "duplicate", "nested-duplicate", "empty", "comments"]
 
 
-@pytest.mark.parametrize(("content", "message"), BAD_FILES, ids=["unclosed", "tab", "flow", "not-utf8", "list"])
+@pytest.mark.parametrize(("content", "message"), BAD_FILES, ids=[*BAD_FILE_IDS, "task-without-name"])
 def test_a_bad_config_file_names_the_file_and_line(tmp_path: Path, content: str | bytes, message: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -129,10 +189,28 @@ def test_a_bad_config_file_names_the_file_and_line(tmp_path: Path, content: str 
         load_config(REPO / "config.yaml", bad)
 
 
-def test_an_empty_overlay_changes_nothing(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("# nothing\n")
-    assert load_config(REPO / "config.yaml", empty) == load_config(REPO / "config.yaml")
+def test_a_number_in_exponent_form_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML, Snakemake) reads `1e-3` as text, which the schema then refused; YAML 1.2
+    and every other reader of numbers read it as 0.001, as the user means."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("serving:\n  merge:\n    tolerance:\n      float32: 1e-3\n      float16: 5E-1\n")
+    tolerance = load_config(REPO / "config.yaml", overlay)["serving"]["merge"]["tolerance"]
+    assert tolerance["float32"] == 0.001 and tolerance["float16"] == 0.5
+    overlay.write_text("serving:\n  merge:\n    tolerance:\n      float32: '1e-3'\n")  # quoted: text, as written
+    with pytest.raises(ConfigError, match="serving.merge.tolerance.float32: '1e-3' is not of type 'number'"):
+        load_config(REPO / "config.yaml", overlay)
+
+
+def test_config_values_are_read_as_a_config_file_and_blamed_on_config(tmp_path: Path) -> None:
+    """`--config evaluation={batch_size: 3}`: Snakemake reads a mapping's values as text ('3'),
+    and a bad value was blamed on the config files."""
+    tiny = REPO / "configs" / "tiny.yaml"
+    config = load_config(REPO / "config.yaml", tiny, config_args=["evaluation={batch_size: 3}"])
+    assert config["evaluation"]["batch_size"] == 3 and config["evaluation"]["cache"] == "prefilled"  # merged
+    with pytest.raises(ConfigError) as error:
+        load_config(REPO / "config.yaml", tiny, config_args=["evaluation={batch_size: most}"])
+    (line,) = [line for line in str(error.value).splitlines() if "evaluation.batch_size" in line]
+    assert line.endswith("(from --config)") and "tiny.yaml" not in line
 
 
 # --- data files -------------------------------------------------------------------
@@ -253,6 +331,63 @@ def test_a_bad_general_text_file_names_the_file_and_row(tmp_path: Path) -> None:
         general_texts(source=str(path), size=1, seed=0)
 
 
+def test_two_data_files_of_one_name_without_an_id_field_are_refused_before_any_job(tmp_path: Path) -> None:
+    """Rows are named by file name and line without `id_field`: before, the two files' ids
+    collided and training rows were silently dropped as evaluation rows."""
+    files = {}
+    for part in ("train", "eval"):
+        (tmp_path / part).mkdir()
+        files[part] = tmp_path / part / "data.jsonl"
+        files[part].write_text("".join(row(f"{part}{i}", f"{part} text {i}") for i in range(3)))
+    local = {"train_file": str(files["train"]), "eval_file": str(files["eval"]), "id_field": None}
+    with pytest.raises(ConfigError, match=r"data.local.id_field: null names each row by its file's name and line"):
+        validate_config(edited({"data.dataset": "local", "data.local": local}), source="c.yaml")
+    # Fine: an id field, or one file for both (its subsets are drawn disjointly from it).
+    validate_config(edited({"data.dataset": "local", "data.local": local | {"id_field": "id"}}), source="c.yaml")
+    same = local | {"eval_file": str(files["train"])}
+    validate_config(edited({"data.dataset": "local", "data.local": same}), source="c.yaml")
+
+
+LOCAL_ROWS_FOR_THE_TASK = [
+    (
+        "summarisation-reference-number",
+        {},
+        row("a") + '{"id": "b", "input": "x", "reference": 3}\n',
+        r"data.local.train_file: .*data.jsonl: row 2: field 'reference' is 3, a number, but a summarisation "
+        r"reference is text",
+    ),
+    (
+        "label-not-in-task-labels",
+        classification({"Con": "Conservative", "Lab": "Labour"}),
+        '{"input": "x", "reference": "Con"}\n{"input": "y", "reference": "Green"}\n',
+        r"data.jsonl: labels 'Green' \(1 rows\) are not in task.labels \(Con, Lab\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("task", "content", "message"),
+    [c[1:] for c in LOCAL_ROWS_FOR_THE_TASK],
+    ids=[c[0] for c in LOCAL_ROWS_FOR_THE_TASK],
+)
+def test_a_local_row_the_task_cannot_use_is_refused_before_any_job(
+    tmp_path: Path, task: dict[str, Any], content: str, message: str
+) -> None:
+    """Before: a number was taken as the summary "3", and an unknown label stopped the first model job."""
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    local = {"train_file": str(path), "eval_file": str(path)}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(edited({**task, "data.dataset": "local", "data.local": local}), source="c.yaml")
+
+
+def test_integer_labels_are_classification_labels(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"input": "x", "reference": 0}\n{"input": "y", "reference": 1}\n')
+    changes = classification({0: "no", 1: "yes"}) | {"data.dataset": "local"}
+    validate_config(edited(changes | {"data.local": {"train_file": str(path), "eval_file": str(path)}}), source="c")
+
+
 # --- the workflow: dry runs -------------------------------------------------------
 
 
@@ -345,6 +480,30 @@ def test_a_bad_derived_model_name_stops_the_workflow_before_any_job(tmp_path: Pa
     with pytest.raises(AssertionError) as failed:
         dry_run(tmp_path, config)
     assert "set model.name" in str(failed.value) and "MissingInputException" not in str(failed.value)
+
+
+def failed_dry_run(workdir: Path, *args: str, configfile: Path) -> str:
+    with pytest.raises(AssertionError) as failed:
+        run_snakemake(workdir, "-n", "report.html", *args, configfile=configfile)
+    return str(failed.value)
+
+
+def checker_message(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
+    """What `python -m lora_study.config ARGV` prints for a bad configuration."""
+    assert config_main([str(arg) for arg in argv]) == 1
+    return capsys.readouterr().out.strip()
+
+
+def test_a_key_written_twice_in_an_overlay_stops_the_dry_run_as_the_checker_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Snakemake's reader keeps the second block: before, the dry run planned with `model`'s
+    first block (the CPU device) silently dropped."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump(tiny_config()) + "model:\n  dtype: float32\n")
+    message = checker_message(capsys, REPO / "config.yaml", mine)
+    assert re.fullmatch(rf"{re.escape(str(mine))}:\d+:1: not valid YAML: key 'model' is written twice.*", message)
+    assert message in failed_dry_run(tmp_path, configfile=mine)
 
 
 def test_a_yaml_error_in_config_yaml_names_the_file_and_line(tmp_path: Path) -> None:

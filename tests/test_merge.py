@@ -110,6 +110,7 @@ def test_merged_logits_equal_unmerged(
     assert metrics["max_abs_logit_difference"] <= metrics["tolerance"] == 1e-2
     # The check means something: the adapter moves the logits far more than the tolerance.
     assert metrics["adapter_max_abs_logit_effect"] > 10 * metrics["tolerance"]
+    assert metrics["tolerance_below_adapter_effect"] is True
     assert metrics["top_token_agreement"] == 1.0
     assert metrics["dequantised_layers"] == (14 if kind == "qlora" else 0)  # 7 Linear layers x 2 blocks
     verify_merged(out)
@@ -213,6 +214,19 @@ def test_a_merge_outside_the_tolerance_fails_and_exports_nothing(
             config=merge_config,
         )
     assert not out.exists() and not (tmp_path / "m" / "merge.json").exists()
+
+
+def test_a_tolerance_the_adapter_itself_does_not_reach_is_flagged(
+    tiny_model_dir: Path, tmp_path: Path, merge_config: dict, eval_file: Path
+) -> None:
+    """A check that cannot fail: before, a tolerance of 1e9 was recorded as a plain pass."""
+    spec = spec_of("lora")
+    adapter = random_adapter(spec=spec, model_dir=tiny_model_dir, out=tmp_path / "a" / "adapter")
+    merge_config["merge"] = {"tolerance": {**merge_config["merge"]["tolerance"], "float32": 1e9}}
+    args = {"spec": spec, "adapter": adapter, "model_dir": tiny_model_dir, "eval_path": eval_file}
+    metrics = merge_into(tmp_path / "m", config=merge_config, **args)["metrics"]
+    assert metrics["tolerance"] >= metrics["adapter_max_abs_logit_effect"] > 0
+    assert read_result(tmp_path / "m" / "merge.json")["metrics"]["tolerance_below_adapter_effect"] is False
 
 
 def test_a_changed_merged_file_is_refused(tiny_model_dir: Path, tmp_path: Path, merge_config: dict, eval_file: Path):

@@ -195,7 +195,8 @@ def write_serving(root: Path) -> dict[str, Any]:
         )
         served.append(path)
     merges = []
-    for spec in (LORA2, LORA4):
+    # LORA4's adapter moves the logits less than the tolerance: a check that could not fail.
+    for spec, effect in ((LORA2, 0.19), (LORA4, 5e-4)):
         path = f"results/merged/{spec.name}/merge.json"
         write_result(
             root / path,
@@ -206,6 +207,8 @@ def write_serving(root: Path) -> dict[str, Any]:
                 "top_token_agreement": 1.0,
                 "tolerance": 1e-3,
                 "merged_bytes": 540_000_100,
+                "adapter_max_abs_logit_effect": effect,
+                "tolerance_below_adapter_effect": effect > 1e-3,
             },
             meta=meta(dtype="float32"),
         )
@@ -606,6 +609,9 @@ def test_serving_and_study4_sections_show_the_summarys_numbers(in_tree, tmp_path
         assert f"[{row['overhead']['low']:+.1%}, {row['overhead']['high']:+.1%}]" in serving
     assert serving.count("<svg") == 1 and "Left out: dora-r2-qv-n4-s1" in serving
     assert "2.50e-05" in serving  # the merge check
+    # ... and where it could not fail, so flagged: LORA4's tolerance is above its adapter's own effect.
+    (flag,) = re.findall(r"<p><strong>The merge check could not fail</strong>.*?</p>", serving)
+    assert LORA4.name in flag and "0.0005" in flag and LORA2.name not in flag
     study4 = section(page, "study4")
     for row in summary["metrics"]["criteria"]:
         assert f"{row['variant']} vs {row['fft']}" in study4 and f"<td>{row['criterion']}</td>" in study4

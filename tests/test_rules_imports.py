@@ -8,11 +8,14 @@ rouge-score, so a plain `snakemake -n` failed.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+import yaml
+
+from conftest import REPO, tiny_config
 
 # Installed by the job environments, not by `pip install snakemake snakemake-executor-plugin-slurm`
 # (numpy and pandas are: the SLURM plugin depends on them).
@@ -55,7 +58,8 @@ except SystemExit as done:
 """
 
 
-def test_dry_run_needs_only_snakemake(tmp_path: Path) -> None:
+def dry_run_loads(workdir: Path, configfile: Path) -> set[str]:
+    """The lora_study modules a dry run in a Snakemake-only environment loads (it must succeed)."""
     result = subprocess.run(
         [
             sys.executable,
@@ -66,12 +70,12 @@ def test_dry_run_needs_only_snakemake(tmp_path: Path) -> None:
             "--cores",
             "1",
             "--directory",
-            str(tmp_path),
+            str(workdir),
             "-s",
             str(REPO / "Snakefile"),
             "report.html",
             "--configfile",
-            str(REPO / "configs" / "tiny.yaml"),
+            str(configfile),
         ],
         capture_output=True,
         text=True,
@@ -80,6 +84,29 @@ def test_dry_run_needs_only_snakemake(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "This was a dry-run" in output
-    # The rules layer loads the grid and the config module only: no stage code.
     loaded = next(line for line in result.stdout.splitlines() if line.startswith("LOADED")).split()[1]
-    assert set(loaded.split(",")) == {"lora_study", "lora_study.grid", "lora_study.config"}
+    return set(loaded.split(","))
+
+
+def test_dry_run_needs_only_snakemake(tmp_path: Path) -> None:
+    # The rules layer loads the grid and the config module only: no stage code.
+    assert dry_run_loads(tmp_path, REPO / "configs" / "tiny.yaml") == {
+        "lora_study",
+        "lora_study.grid",
+        "lora_study.config",
+    }
+
+
+def test_a_local_datasets_rows_are_checked_at_the_dry_run_with_snakemake_alone(tmp_path: Path) -> None:
+    """The dry run reads a local dataset's files as the data jobs do (lora_study.data, with
+    numpy, which a Snakemake environment has), and nothing that needs a job environment."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"id": f"r{i}", "input": f"text {i}", "reference": f"s {i}"}) + "\n" for i in range(30))
+    )
+    config = tiny_config()
+    config["data"].update(dataset="local", local={"train_file": str(rows), "eval_file": str(rows), "id_field": "id"})
+    configfile = tmp_path / "local.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    (tmp_path / "work").mkdir()
+    assert "lora_study.data" in dry_run_loads(tmp_path / "work", configfile)

@@ -13,10 +13,13 @@ Configs stack as Snakemake's `--configfile` does: `config.yaml` first, then over
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import os
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,76 +100,443 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
-def load_config(*paths: str | Path) -> dict[str, Any]:
-    """Read config files, each overlaid on the ones before, and validate the result (for
-    scripts and tests that run without Snakemake; `--configfile a b` does the same)."""
+def load_config(*paths: str | Path, config_args: Sequence[str] = (), read_data: bool = True) -> dict[str, Any]:
+    """Read config files, each overlaid on the ones before as `stack_layers` says, then the
+    `--config KEY=VALUE` entries, and validate the result: what the workflow runs with
+    (rules/common.smk reads config.yaml, the `--configfile` overlays and `--config` so)."""
+    return resolve_files(*paths, config_args=config_args, read_data=read_data).config
+
+
+def resolve_files(*paths: str | Path, config_args: Sequence[str] = (), read_data: bool = True) -> Resolved:
+    """`load_config`, with where each value came from (the checker shows it)."""
     if not paths:
         raise ConfigError("load_config: no config file given")
-    config: dict[str, Any] = {}
-    for path in paths:
-        layer = read_yaml(path)
-        if layer is None:
-            continue  # an empty overlay changes nothing
-        if not isinstance(layer, Mapping):
-            raise ConfigError(f"{path}: the configuration must be a mapping of keys, got {type(layer).__name__}")
-        config = overlay(config, layer)
-    return validate_config(config, source=" + ".join(map(str, paths)))
+    layers = [read_layer(path) for path in paths] + config_arg_layers(config_args)
+    stacked = stack_layers(layers)
+    source = " + ".join(dict.fromkeys(layer.source for layer in layers))  # `--config` once
+    config = validate_config(
+        stacked.config, source=source, origins=stacked.origins, problems=stacked.problems, read_data=read_data
+    )
+    origins = {path: stacked.origins.get(path, _default_origin(config, path)) for path in _leaf_paths(config)}
+    return Resolved(config=config, origins=origins, unused=stacked.unused, problems=[])
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, strict where it would silently change a file's meaning: a key
+    written twice in one mapping is an error (YAML forbids it; PyYAML and so Snakemake keep
+    the second block and drop the first), and `1e-3` is a number as YAML 1.2 reads it (YAML
+    1.1 wants a dot, `1.0e-3`, and reads `1e-3` as text)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges another mapping in; PyYAML handles it
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # PyYAML's own error for an unhashable key follows
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is written twice in one mapping (first at line {first_line[key] + 1}); "
+                    "YAML keeps only the second block, so the first would be lost silently: merge the two",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's exponent numbers without a dot (1e-3, 2E+5), which YAML 1.1 reads as text.
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: str | Path) -> Any:
     """One config file's YAML; a syntax error names the file, line and column (Snakemake's own
-    message for a bad `--configfile` names neither)."""
+    message for a bad `--configfile` names neither), and so does a key written twice."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=_ConfigLoader)
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: config file not found") from error
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from error
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(error, "problem", None) or str(error)
-        context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
-        if context and start is not None:
-            problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
-        hint = "; indent with spaces, not tabs" if "\\t" in problem else ""
-        raise ConfigError(f"{where}: not valid YAML: {problem}{hint}") from error
+        raise ConfigError(_yaml_problem(error, where=str(path))) from error
+
+
+def _yaml_problem(error: yaml.YAMLError, *, where: str) -> str:
+    mark = getattr(error, "problem_mark", None)
+    if mark is not None:
+        where = f"{where}:{mark.line + 1}:{mark.column + 1}"
+    problem = getattr(error, "problem", None) or str(error)
+    context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and start is not None:
+        problem += f" ({context} started at line {start.line + 1}, column {start.column + 1})"
+    hint = "; indent with spaces, not tabs" if "\\t" in problem else ""
+    return f"{where}: not valid YAML: {problem}{hint}"
+
+
+# --- how config files stack -------------------------------------------------------
+#
+# config.yaml first, then each overlay (`--configfile a b`, configs/*.yaml), then `--config`
+# entries. A mapping merges key by key into the one below it, except at REPLACED_KEYS, where
+# an overlay's mapping replaces the whole one below; a list or a value always replaces. And
+# a setting made for one task (model, dataset) does not carry over to another: see
+# SWITCHED_KEYS. config.yaml says which rule holds next to each key; tests/test_config.py
+# checks that it says what this code does.
+
+KeyPath = tuple[str, ...]
+
+# Mappings an overlay replaces whole: a label set cannot be shrunk by merging, a task block
+# merged key by key would keep another task's settings, and the prompt fields are the data
+# file's fields, all or none.
+REPLACED_KEYS: frozenset[KeyPath] = frozenset(
+    {
+        ("task",),
+        ("task", "labels"),
+        ("data", "local", "fields"),
+        # A rate, a list of rates or a {low, high, count} range: a new range is never a mix of two.
+        ("training", "lora", "learning_rate"),
+        ("training", "fft", "learning_rate"),
+    }
+)
+
+# A switch (left) and the settings that belong to one value of it (right): a config file's
+# value for one of these counts only where the file's own value of each switch it belongs to
+# (its own, or inherited from the files below it) is the study's final one. So an overlay that
+# switches a classification config back to summarisation gets config.yaml's cue and token
+# budgets, not the classification file's; where no file of the final task sets one,
+# TASK_DEFAULTS (or the schema's default) fills it, and the instruction must be given.
+SWITCHED_KEYS: dict[KeyPath, tuple[KeyPath, ...]] = {
+    ("task", "name"): (
+        ("prompt", "instruction"),
+        ("prompt", "template"),
+        ("prompt", "cue"),
+        ("generation", "max_new_tokens"),
+        ("training", "max_target_tokens"),
+        ("statistics", "metric"),
+        ("data", "local", "fields"),
+        ("data", "local", "answers_field"),
+    ),
+    ("model", "source"): (("model", "name"), ("model", "revision")),
+    ("data", "dataset"): (
+        # The instruction and template speak of one dataset's texts and fields.
+        ("prompt", "instruction"),
+        ("prompt", "template"),
+        ("data", "name"),
+        ("data", "hub_path"),
+        ("data", "hub_config"),
+        ("data", "train", "split"),
+        ("data", "eval", "split"),
+    ),
+}
+
+# The task-specific settings of the tasks other than summarisation (config.yaml holds
+# summarisation's) where no config file of that task sets them: the shipped configs' values.
+TASK_DEFAULTS: dict[str, dict[KeyPath, Any]] = {
+    "classification": {
+        ("prompt", "cue"): "Answer:",
+        ("generation", "max_new_tokens"): 4,  # the free answer, kept for its parse rate
+        ("training", "max_target_tokens"): 8,  # a label's words and the end marker
+        ("statistics", "metric"): None,  # the task's own: accuracy
+    },
+    "extractive_qa": {
+        ("prompt", "cue"): "Answer:",
+        ("generation", "max_new_tokens"): 32,  # SQuAD answers are short spans
+        ("training", "max_target_tokens"): 48,
+        ("statistics", "metric"): None,  # the task's own: f1
+    },
+}
+CONFIG_ARGS_SOURCE = "--config"
+SCHEMA_DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One config file's settings (or the `--config` entries), named by where they came from."""
+
+    source: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A setting a config file made that the study does not use: made for another value of a
+    switch (another task, model or dataset) than the study's."""
+
+    path: KeyPath
+    value: Any
+    source: str
+    switch: KeyPath
+    switch_value: Any
+
+    @property
+    def why(self) -> str:
+        return f"set for {'.'.join(self.switch)} {self.switch_value!r}"
+
+
+@dataclass
+class Resolved:
+    """A stacked configuration: the values, where each leaf came from (a file, `--config`,
+    `default`), the settings left out as made for another task, and what stacking found wrong."""
+
+    config: dict[str, Any]
+    origins: dict[KeyPath, str]
+    unused: list[Unused] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_layer(path: str | Path) -> Layer:
+    """One config file as a layer: a mapping of settings, or an error naming the file."""
+    values = read_yaml(path)
+    if values is None:
+        # Snakemake refuses it too, before the workflow runs, with "Config file must be given
+        # as JSON or YAML with keys at top level." (no file named): say which and why.
+        raise ConfigError(
+            f"{path}: holds no settings (empty, or only comments); Snakemake refuses such a --configfile "
+            "('Config file must be given as JSON or YAML with keys at top level'): leave it out, or write in it "
+            "the settings it should change"
+        )
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{path}: the configuration must be a mapping of keys, got {type(values).__name__}")
+    return Layer(source=str(path), values=values)
+
+
+def config_arg_layers(entries: Sequence[str]) -> list[Layer]:
+    """`--config KEY=VALUE` entries as layers named `--config`, each VALUE read as YAML (as in a
+    config file: Snakemake reads a mapping's values as text, so `evaluation={batch_size: 2}`
+    would hold the string '2'). Snakemake applies them after every config file; so do we."""
+    layers = []
+    for entry in entries:
+        key, equals, text = str(entry).partition("=")
+        if not equals or not key:
+            raise ConfigError(f"{CONFIG_ARGS_SOURCE} {entry}: not KEY=VALUE")
+        try:
+            value = yaml.load(text, Loader=_ConfigLoader) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(_yaml_problem(error, where=f"{CONFIG_ARGS_SOURCE} {key}=")) from error
+        layers.append(Layer(source=CONFIG_ARGS_SOURCE, values={key: value}))
+    return layers
 
 
 def overlay(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `changes` merged in key by key; a list or a value replaces the old one
-    (Snakemake's rule for `--configfile` and the `configfile:` directive)."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = overlay(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    """`base` with `changes` stacked on it, as an overlay file on the files below it
+    (`stack_layers`: mappings merge key by key except at REPLACED_KEYS, lists and values replace,
+    and settings made for another task, model or dataset than the result's are left out)."""
+    return stack_layers([Layer("base", base), Layer("overlay", changes)]).config
 
 
-def validate_config(config: Any, *, source: str, base_dir: str | Path = ".") -> dict[str, Any]:
-    """Return a validated copy of `config` with schema defaults filled in.
+def stack_layers(layers: Sequence[Layer]) -> Resolved:
+    """The layers stacked in order (see the comment on REPLACED_KEYS and SWITCHED_KEYS)."""
+    switch_values: list[dict[KeyPath, Any]] = []
+    state: dict[KeyPath, Any] = {}
+    for layer in layers:
+        for switch in SWITCHED_KEYS:
+            value = _get(layer.values, switch)
+            if value is not _MISSING:
+                state[switch] = value
+        switch_values.append(dict(state))
+    final = dict(state)
+    stacked = Resolved(config={}, origins={})
+    for layer, switches in zip(layers, switch_values, strict=True):
+        task = layer.values.get("task")
+        if isinstance(task, Mapping) and "name" not in task:
+            stacked.problems.append(
+                f"task.name: {layer.source} gives a task block without a name; a task block replaces the one below "
+                "it whole (config.yaml: [replaces]), so name the task in it too"
+            )
+        _stack(stacked, layer.values, path=(), source=layer.source, switches=switches, final=final)
+    for unused in reversed(stacked.unused):  # the last file that set it says why
+        key, switch = ".".join(unused.path), ".".join(unused.switch)
+        missing = _get(stacked.config, unused.path) is _MISSING and not _has_default(unused.path, final=final)
+        if missing and not any(problem.startswith(f"{key}:") for problem in stacked.problems):
+            stacked.problems.append(
+                f"{key}: {unused.source} sets it for {switch} {unused.switch_value!r}, but the study's {switch} is "
+                f"{final.get(unused.switch)!r}: set {key} in the file that sets {switch}: {final.get(unused.switch)}"
+            )
+    return stacked
 
-    Raises ConfigError listing every problem, each as `source: key.path: message`.
-    Relative local paths are resolved against `base_dir` (the workflow's working directory).
+
+_MISSING = object()
+
+
+def _get(values: Any, path: KeyPath) -> Any:
+    for key in path:
+        if not isinstance(values, Mapping) or key not in values:
+            return _MISSING
+        values = values[key]
+    return values
+
+
+def _switches_of(path: KeyPath) -> list[KeyPath]:
+    """The switches `path` (or a mapping above it) belongs to."""
+    return [switch for switch, owned in SWITCHED_KEYS.items() if any(path[: len(key)] == key for key in owned)]
+
+
+def _has_default(path: KeyPath, *, final: Mapping[KeyPath, Any]) -> bool:
+    """Whether validation fills `path` when no config file sets it."""
+    if path in TASK_DEFAULTS.get(final.get(("task", "name")), {}):
+        return True
+    parent = _subschema(path[:-1])
+    return "default" in parent.get("properties", {}).get(path[-1], {}) or path[-1] not in parent.get("required", ())
+
+
+def _subschema(path: KeyPath) -> Mapping[str, Any]:
+    """The schema of the object at `path` (by `properties`)."""
+    schema: Mapping[str, Any] = _schema()
+    for key in path:
+        schema = schema.get("properties", {}).get(key, {})
+    return schema
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    """The schema, read once per process (checks consult it per key)."""
+    return load_schema()
+
+
+def _stack(
+    stacked: Resolved,
+    values: Mapping[str, Any],
+    *,
+    path: KeyPath,
+    source: str,
+    switches: Mapping[KeyPath, Any],
+    final: Mapping[KeyPath, Any],
+) -> None:
+    parent = stacked.config
+    for part in path:
+        parent = parent[part]
+    for key, value in values.items():
+        here = (*path, key)
+        other = [switch for switch in _switches_of(here) if switches.get(switch) != final.get(switch)]
+        if other:
+            switch = other[0]
+            stacked.unused += [
+                Unused(path=leaf, value=item, source=source, switch=switch, switch_value=switches.get(switch))
+                for leaf, item in _leaves(value, here)
+            ]
+            continue
+        if isinstance(value, Mapping) and here not in REPLACED_KEYS:
+            # Merged key by key, also onto nothing: keys inside may belong to another task.
+            if not isinstance(parent.get(key), dict):
+                parent[key] = {}
+                _forget_origins(stacked, here)
+            _stack(stacked, value, path=here, source=source, switches=switches, final=final)
+            continue
+        parent[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+        _forget_origins(stacked, here)
+        stacked.origins.update((leaf, source) for leaf, _ in _leaves(value, here))
+
+
+def _forget_origins(stacked: Resolved, path: KeyPath) -> None:
+    for known in [p for p in stacked.origins if p[: len(path)] == path]:
+        del stacked.origins[known]
+
+
+def _leaves(value: Any, path: KeyPath) -> list[tuple[KeyPath, Any]]:
+    """(path, value) of every leaf under `path`: a value, a list or an empty mapping."""
+    if isinstance(value, Mapping) and value:
+        return [leaf for key, item in value.items() for leaf in _leaves(item, (*path, key))]
+    return [(path, value)]
+
+
+def _leaf_paths(config: Mapping[str, Any]) -> list[KeyPath]:
+    return [path for path, _ in _leaves(config, ())]
+
+
+def _default_origin(config: Mapping[str, Any], path: KeyPath) -> str:
+    task = config.get("task", {}).get("name")
+    return f"default for {task}" if path in TASK_DEFAULTS.get(task, {}) else SCHEMA_DEFAULT
+
+
+def validate_config(
+    config: Any,
+    *,
+    source: str,
+    base_dir: str | Path = ".",
+    origins: Mapping[KeyPath, str] | None = None,
+    problems: Sequence[str] = (),
+    read_data: bool = True,
+) -> dict[str, Any]:
+    """Return a validated copy of `config` with defaults filled in (a task's own, then the schema's).
+
+    Raises ConfigError listing every problem, each as `key.path: message`, under a line naming
+    `source`; with `origins` (leaf path -> the file or `--config` that set it, from
+    `stack_layers`), each problem also names where its key was set. `problems`: what stacking
+    the files found. Relative local paths are resolved against `base_dir` (the workflow's working
+    directory); `read_data`: also read a local dataset's files for what the data jobs would refuse.
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"{source}: the configuration must be a mapping of keys, got {type(config).__name__}")
-    schema = load_schema()
+    schema = _schema()  # read once per process
     config = copy.deepcopy(dict(config))
+    _fill_task_defaults(config)
     _fill_defaults(config, schema)
     # JSON Schema's `integer` accepts 4.0, which would then reach names (fft-n4.0-s1) and
-    # slicing; a whole-number float where the schema wants an integer is that integer.
-    config = _whole_numbers_as_int(config, schema)
+    # slicing, and rule params compare 2 and 2.0 as different: each number is made the type
+    # its place in the schema holds (under oneOf too).
+    config = _numbers_as_schema_types(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
-    problems = [f"{_key(error.absolute_path)}: {error.message}" for error in validator.iter_errors(config)]
-    if not problems:
-        problems = _semantic_problems(config, base_dir=Path(base_dir))
-    if problems:
-        raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(f"  {p}" for p in sorted(problems)))
+    found = list(problems)
+    for error in validator.iter_errors(config):
+        missing = [f"{_key(error.absolute_path)}.{key}".lstrip(".") for key in _missing_keys(error)]
+        if any(problem.startswith(f"{key}:") for key in missing for problem in problems):
+            continue  # stacking said why it is missing
+        found.append(f"{_key(error.absolute_path)}: {error.message}")
+    if not found:
+        found = _semantic_problems(config, base_dir=Path(base_dir), read_data=read_data)
+    if found:
+        # Stacking's own problems name their files already.
+        blamed = {problem: "" if problem in problems else _blame(problem, origins=origins) for problem in found}
+        lines = [f"  {problem}{blamed[problem]}" for problem in sorted(found)]
+        raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(lines))
     return config
+
+
+def _missing_keys(error: jsonschema.ValidationError) -> list[str]:
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        return [key for key in error.validator_value if key not in error.instance]
+    return []
+
+
+# The dotted key a problem's message starts with ("data.eval.size: ...", "data.dataset commons holds ...").
+_PROBLEM_KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[\w-]+)*")
+
+
+def _blame(problem: str, *, origins: Mapping[KeyPath, str] | None) -> str:
+    """` (from FILE)`: where the problem's key was set (every file that set a leaf under it), so
+    that a `--config` value is blamed on `--config` and an overlay's on the overlay."""
+    match = _PROBLEM_KEY.match(problem)
+    top = problem.startswith(f"{_key(())}:")
+    if origins is None or not (match or top):
+        return ""
+    path = tuple(match.group().split(".")) if match else ()
+    extra = re.search(r"\('([^']+)' was unexpected\)", problem)  # additionalProperties: the key that is
+    if extra:
+        path = (*path, extra.group(1))
+    while path:
+        sources = sorted({source for leaf, source in origins.items() if leaf[: len(path)] == path})
+        if sources:
+            return f" (from {', '.join(sources)})"
+        path = path[:-1]
+    return ""
+
+
+def _fill_task_defaults(config: dict[str, Any]) -> None:
+    """Fill the task's own defaults (TASK_DEFAULTS) where no config file of the task set them."""
+    task = config.get("task")
+    if not isinstance(task, Mapping):
+        return
+    for path, value in TASK_DEFAULTS.get(task.get("name"), {}).items():
+        parent = _get(config, path[:-1])
+        if isinstance(parent, dict) and path[-1] not in parent:
+            parent[path[-1]] = copy.deepcopy(value)
 
 
 def model_kind(source: str) -> str:
@@ -322,7 +692,8 @@ def without_ignored(config: Mapping[str, Any]) -> dict[str, Any]:
     rule params (and so reruns) never depend on them: `model.revision` unless the model is a
     hub id, sampling settings under greedy decoding, the hub dataset's location unless the
     dataset is a hub dataset (and there the resolved one: null equals the default written
-    out), `data.local` unless it is local."""
+    out), `data.local` unless it is local; and set to their defaults: `prompt.cue` under a chat
+    template, and the task settings of the other tasks (labels, positive label, abstention answer)."""
     config = copy.deepcopy(dict(config))
     if model_kind(config["model"]["source"]) != "hub":
         config["model"].pop("revision", None)
@@ -336,10 +707,58 @@ def without_ignored(config: Mapping[str, Any]) -> dict[str, Any]:
             config["data"].pop(key, None)
     if config["data"]["dataset"] != "local":
         config["data"].pop("local", None)
+    # The prompt and task blocks are params of nearly every job: their ignored settings are set
+    # to the schema's defaults rather than dropped, so that studies run before keep their params.
+    if config["prompt"]["chat_template"]:
+        _pin_default(config, ("prompt", "cue"))  # the chat template marks where the answer begins
+    if config["task"]["name"] != "classification":
+        _pin_default(config, ("task", "labels"))
+        _pin_default(config, ("task", "positive_label"))
+    if config["task"]["name"] != "extractive_qa":
+        _pin_default(config, ("task", "abstain"))
     return config
 
 
-def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str]:
+def _pin_default(config: dict[str, Any], path: KeyPath) -> None:
+    """Set the setting at `path` to the schema's default."""
+    parent = _get(config, path[:-1])
+    parent[path[-1]] = copy.deepcopy(_subschema(path)["default"])
+
+
+def normalised(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` (validated) with each setting that can be written several ways written one way,
+    so that rule params, and so reruns, follow what a setting does, not how it is spelt: a name
+    equal to the one derived (`model.name` of the model's own name, `data.name` of the dataset's)
+    is null, the general text `auto` stands for is `auto`, a null metric is the task's own, and
+    label keys are text (YAML reads `0:` as a number; the data's labels are compared as text).
+    Whole numbers are normalised by `validate_config`."""
+    config = copy.deepcopy(dict(config))
+    model, data = config["model"], config["data"]
+    if model.get("name") and model["name"] == model_name({**model, "name": None}):
+        model["name"] = None
+    if data.get("name") == data["dataset"]:
+        data["name"] = None
+    general = config["drift"]["forgetting"]["general"]
+    if general["source"] == general_source(dataset=data["dataset"], source="auto"):
+        general["source"] = "auto"
+    task = config["task"]
+    if config["statistics"].get("metric") is None:
+        config["statistics"]["metric"] = TASK_DEFAULT_METRIC[task["name"]]
+    if task.get("labels"):
+        task["labels"] = {str(label): words for label, words in task["labels"].items()}
+    return config
+
+
+def workflow_config(*paths: str | Path, config_args: Sequence[str] = (), read_data: bool = True) -> dict[str, Any]:
+    """The configuration the rules read (rules/common.smk): the files and `--config` entries
+    stacked and validated (`load_config`), each setting spelt one way (`normalised`), the
+    settings it ignores dropped (`without_ignored`) and keys sorted (`canonical`), so that rule
+    params, and so reruns, change only with what a setting does."""
+    loaded = load_config(*paths, config_args=config_args, read_data=read_data)
+    return canonical(without_ignored(normalised(loaded)))
+
+
+def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path, read_data: bool = True) -> list[str]:
     problems = []
     source = config["model"]["source"]
     kind = model_kind(source)
@@ -401,6 +820,10 @@ def _semantic_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str
     problems += _cpu_float16_problems(config)
     problems += _grid_problems(config)
     problems += _task_problems(config)
+    problems += _text_problems(config)
+    problems += _local_id_problems(config, base_dir=base_dir)
+    if read_data and not problems:
+        problems += _local_data_problems(config, base_dir=base_dir)
     return problems
 
 
@@ -448,6 +871,14 @@ DATASET_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+# The classes of the built-in classification datasets (glue: the MRPC config), as the data module
+# names them: task.labels must name exactly these.
+DATASET_LABELS: dict[tuple[str, str | None], tuple[str, ...]] = {
+    ("commons", None): ("Con", "Lab"),
+    ("glue", "mrpc"): ("equivalent", "not_equivalent"),
+}
+
+
 def _task_problems(config: Mapping[str, Any]) -> list[str]:
     """The task block against the prompt template, the dataset and the statistics."""
     task, prompt, data = config["task"], config["prompt"], config["data"]
@@ -483,6 +914,14 @@ def _task_problems(config: Mapping[str, Any]) -> list[str]:
                 )
     if task["name"] == "classification":
         labels = task.get("labels") or {}
+        classes = DATASET_LABELS.get(
+            (data["dataset"], hub_source(data)[1] if data["dataset"] in HUB_DEFAULTS else None)
+        )
+        if classes and len(labels) >= 2 and sorted(map(str, labels)) != sorted(classes):
+            problems.append(
+                f"task.labels: {data['dataset']} examples are labelled {', '.join(classes)}, but task.labels has "
+                f"{', '.join(map(str, labels))}: give words for exactly its labels"
+            )
         if len(labels) < 2:
             problems.append("task.labels: classification needs at least two labels, as label: words to answer with")
         positive = task.get("positive_label")
@@ -495,6 +934,115 @@ def _task_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"statistics.metric: {metric!r} is not a metric of the {task['name']} task; use one of "
             f"{', '.join(metrics)} (or null for {TASK_DEFAULT_METRIC[task['name']]})"
+        )
+    return problems
+
+
+def label_words_key(words: str) -> str:
+    """What a label's words come to when an answer is matched against them: lower case, the
+    punctuation a space, whitespace collapsed (classification compares answers this way, so two
+    labels whose words come to the same key could never be told apart)."""
+    return " ".join(re.sub(r"[^\w\s]", " ", words.lower()).split())
+
+
+def _text_problems(config: Mapping[str, Any]) -> list[str]:
+    """Text the model is given or trained to answer with, blank or meaningless: refused here
+    rather than by the first model job."""
+    task, problems = config["task"], []
+    if not config["prompt"]["instruction"].strip():
+        problems.append("prompt.instruction: holds only whitespace; write the task's instruction")
+    if task["name"] == "classification":
+        labels = task.get("labels") or {}
+        keys: dict[str, list[str]] = {}
+        for label, words in labels.items():
+            keys.setdefault(label_words_key(words), []).append(str(label))
+            if not label_words_key(words):
+                problems.append(
+                    f"task.labels.{label}: the words {words!r} are blank or punctuation only, and answers are "
+                    "matched after dropping both: give the words the model should answer with"
+                )
+        for key, same in keys.items():
+            if key and len(same) > 1:
+                problems.append(
+                    f"task.labels: labels {', '.join(same)} answer with the same words ({key!r} once case and "
+                    "punctuation are dropped), so no answer could tell them apart: give each its own words"
+                )
+        as_text = [str(label) for label in labels]
+        if len(set(as_text)) != len(as_text):
+            problems.append(
+                f"task.labels: {list(labels)} names one label twice (as a number and as text): the data's labels "
+                "are compared as text"
+            )
+    if task["name"] == "extractive_qa":
+        from lora_study.tasks.squad_v2 import normalize_answer  # standard library only
+
+        if not normalize_answer(task["abstain"]):
+            problems.append(
+                f"task.abstain: {task['abstain']!r} is nothing once SQuAD's normalisation (lower case, no "
+                "punctuation, no a/an/the) is applied, so abstaining could not be told from an empty answer: use "
+                "words, e.g. unanswerable"
+            )
+    return problems
+
+
+def _local_id_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str]:
+    """Without `id_field`, a local row is named by its file's name and line (data.jsonl:3): two
+    different files with the same name would give rows of each the other's ids, and training
+    rows would be dropped as overlapping the evaluation set."""
+    data = config["data"]
+    local = data.get("local") or {}
+    if data["dataset"] != "local" or local.get("id_field") or not (local.get("train_file") and local.get("eval_file")):
+        return []
+    train, evals = (_resolve(local[key], base_dir) for key in ("train_file", "eval_file"))
+    if train == evals or train.name != evals.name:
+        return []
+    return [
+        f"data.local.id_field: null names each row by its file's name and line ({train.name}:1, ...), but "
+        f"data.local.train_file ({train}) and eval_file ({evals}) are two files named {train.name}: their rows' "
+        "ids would collide and training rows be dropped as evaluation rows; set data.local.id_field to a field "
+        "of unique ids, or rename one of the files"
+    ]
+
+
+def _local_data_problems(config: Mapping[str, Any], *, base_dir: Path) -> list[str]:
+    """A local dataset's files, read as the data jobs read them, with what the task needs of
+    each row: a summarisation reference is text (a JSON number is a mistake there), a
+    classification label is one of task.labels. What a data job or the first model job would
+    stop on, said before any job starts."""
+    data, task = config["data"], config["task"]
+    if data["dataset"] != "local":
+        return []
+    # Here, not at the top: the data module needs numpy, which only a local dataset's check reads.
+    from lora_study.data import DataError, load_split
+
+    local = {**data["local"], **{key: str(_resolve(data["local"][key], base_dir)) for key in LOCAL_FILE_KEY.values()}}
+    problems, seen = [], set()
+    for split, key in LOCAL_FILE_KEY.items():
+        if split == "eval" and local["eval_file"] == local["train_file"]:
+            continue  # read once
+        try:
+            examples = load_split(data={**data, "local": local}, split=split, task=task["name"])
+        except DataError as error:
+            problems.append(f"data.local.{key}: {error}")
+            continue
+        seen |= {example.reference for example in examples}
+        if task["name"] == "classification":
+            known = {str(label) for label in task.get("labels") or {}}
+            unknown: dict[str, int] = {}
+            for example in examples:
+                if example.reference not in known:
+                    unknown[example.reference] = unknown.get(example.reference, 0) + 1
+            if unknown:
+                shown = ", ".join(f"{label!r} ({count} rows)" for label, count in list(unknown.items())[:5])
+                problems.append(
+                    f"data.local.{key}: {local[key]}: labels {shown} are not in task.labels "
+                    f"({', '.join(sorted(known))}); add them to task.labels or drop those rows"
+                )
+    never = sorted({str(label) for label in task.get("labels") or {}} - seen)
+    if task["name"] == "classification" and never and not problems:
+        problems.append(
+            f"task.labels: {', '.join(never)} never occur in the data files, whose labels are "
+            f"{', '.join(sorted(seen))}: the model would be scored over classes the data does not have; drop them"
         )
     return problems
 
@@ -595,19 +1143,50 @@ def _resolve(path: str, base_dir: Path) -> Path:
     return expanded if expanded.is_absolute() else (base_dir / expanded).resolve()
 
 
-def _whole_numbers_as_int(value: Any, schema: Mapping[str, Any]) -> Any:
-    """`value` with every whole-number float at a place the schema types `integer` made an int
-    (4.0 -> 4); anything else, 4.5 included, is left for the schema to judge."""
-    types = schema.get("type")
-    wants_integer = types == "integer" or (isinstance(types, list) and "integer" in types)
-    if wants_integer and isinstance(value, float) and value.is_integer():
+def _numbers_as_schema_types(value: Any, schema: Mapping[str, Any]) -> Any:
+    """`value` with each number the type its place in the schema holds: a whole-number float
+    where an integer is allowed becomes that integer (4.0 -> 4), an integer where only numbers
+    are becomes a float (2 -> 2.0), under oneOf/anyOf branches too. Anything else, 4.5 where an
+    integer is wanted included, is left for the schema to judge."""
+    branches = _branches(schema)
+    types = {kind for branch in branches for kind in _types(branch)}
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer() and "integer" in types:
         return int(value)
+    if isinstance(value, int) and "number" in types and "integer" not in types:
+        return float(value)
     if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        return {key: _whole_numbers_as_int(item, properties.get(key, {})) for key, item in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [_whole_numbers_as_int(item, schema["items"]) for item in value]
+        return {key: _numbers_as_schema_types(item, _property_schema(branches, key)) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [branch["items"] for branch in branches if isinstance(branch.get("items"), Mapping)]
+        return [_numbers_as_schema_types(item, {"anyOf": items}) for item in value]
     return value
+
+
+def _branches(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """`schema` and every schema it combines with oneOf, anyOf or allOf, recursively."""
+    found = [schema]
+    for key in ("oneOf", "anyOf", "allOf"):
+        for branch in schema.get(key, ()):
+            found += _branches(branch)
+    return found
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema.get("type", ())
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _property_schema(branches: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
+    """The schemas a mapping's `key` is checked against, in any branch."""
+    found = []
+    for branch in branches:
+        if key in branch.get("properties", {}):
+            found.append(branch["properties"][key])
+        elif isinstance(branch.get("additionalProperties"), Mapping):
+            found.append(branch["additionalProperties"])
+    return {"anyOf": found}
 
 
 def _fill_defaults(instance: dict[str, Any], schema: Mapping[str, Any]) -> None:
@@ -633,16 +1212,60 @@ def canonical(value: Any) -> Any:
     return value
 
 
+def show_resolved(resolved: Resolved) -> str:
+    """The resolved configuration as YAML, each value followed by the file (or `--config`, or
+    `default`) it came from, then the settings left out as made for another task, model or
+    dataset (where they differ from what the study uses)."""
+    lines: list[tuple[str, str]] = []
+    _show(resolved.config, resolved.origins, path=(), lines=lines)
+    column = min(max(len(text) for text, _ in lines), 62)
+    shown = [f"{text:<{column}}  # {origin}" if origin else text for text, origin in lines]
+    unused = [item for item in resolved.unused if _get(resolved.config, item.path) != item.value]
+    if unused:
+        shown.append("# Not used: set for another task, model or dataset than the study's")
+        shown += [f"#   {'.'.join(item.path)}: {_flow(item.value)}  ({item.source}, {item.why})" for item in unused]
+    return "\n".join(shown)
+
+
+def _show(
+    value: Mapping[str, Any], origins: Mapping[KeyPath, str], *, path: KeyPath, lines: list[tuple[str, str]]
+) -> None:
+    indent = "  " * len(path)
+    order = list(_subschema(path).get("properties", {}))  # the schema's order, as config.yaml's
+    for key in sorted(value, key=lambda key: order.index(key) if key in order else len(order)):
+        item, here = value[key], (*path, key)
+        if isinstance(item, Mapping) and item:
+            lines.append((f"{indent}{key}:", ""))
+            _show(item, origins, path=here, lines=lines)
+        else:
+            lines.append((f"{indent}{key}: {_flow(item)}", origins.get(here, SCHEMA_DEFAULT)))
+
+
+def _flow(value: Any) -> str:
+    """`value` as one line of YAML."""
+    if isinstance(value, str) and "\n" in value:
+        return json.dumps(value, ensure_ascii=False)  # a double-quoted YAML string, \n kept on its line
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**31, allow_unicode=True, sort_keys=False)
+    return text.strip().removesuffix("\n...").strip()
+
+
 def main(argv: Sequence[str]) -> int:
-    """`python -m lora_study.config config.yaml [overlay.yaml ...]`: check config files as the
-    workflow would, naming the file and line of a YAML syntax error (which Snakemake's
-    `--configfile` does not)."""
+    """`python -m lora_study.config config.yaml [overlay.yaml ...] [--config KEY=VALUE ...]`: check
+    config files as the workflow does (the same messages as `snakemake -n` with `--configfile`
+    and `--config`), and show the resolved configuration with the file each value came from.
+    Snakemake reads a `--configfile` before the workflow runs and refuses an empty file, a YAML
+    syntax error or a non-UTF-8 file without naming its line (or the file): this names both."""
+    argv = list(argv)
+    paths, config_args = (
+        (argv[: argv.index("--config")], argv[argv.index("--config") + 1 :]) if "--config" in argv else (argv, [])
+    )
     try:
-        load_config(*argv)
+        resolved = resolve_files(*paths, config_args=config_args)
     except ConfigError as error:
         print(error)
         return 1
-    print(f"valid: {' + '.join(argv)}")
+    print(show_resolved(resolved))
+    print(f"valid: {' + '.join([*map(str, paths), *([CONFIG_ARGS_SOURCE] if config_args else [])])}")
     return 0
 
 

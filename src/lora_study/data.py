@@ -80,10 +80,12 @@ def default_splits(dataset: str) -> tuple[str, str]:
     return train, eval_
 
 
-def load_split(*, data: Mapping[str, Any], split: str, labels: bool = True) -> list[Example]:
+def load_split(*, data: Mapping[str, Any], split: str, labels: bool = True, task: str | None = None) -> list[Example]:
     """All usable examples of one split, in the source's own order (the shuffle relies on it).
     `labels=False` where only the inputs are used (drift prompts): a split whose gold labels
-    are withheld (GLUE's test) is then served, with empty references, instead of refused."""
+    are withheld (GLUE's test) is then served, with empty references, instead of refused.
+    `task` (task.name), where known: a local file's references are checked for it too (a
+    summarisation reference written as a number is refused; a classification label may be one)."""
     dataset = data["dataset"]
     default_splits(dataset)  # rejects an unknown dataset
     if split not in _SPLITS[dataset][2]:
@@ -91,7 +93,9 @@ def load_split(*, data: Mapping[str, Any], split: str, labels: bool = True) -> l
         raise DataError(f"unknown split {split!r} for dataset {dataset!r}; available: {available}")
     if dataset in HUB_DEFAULTS:
         return _load_hub(data, split, labels=labels)
-    loaders = {"aclsum": _load_aclsum, "news": _load_news, "commons": _load_commons, "local": _load_local}
+    if dataset == "local":
+        return _load_local(data, split, task=task)
+    loaders = {"aclsum": _load_aclsum, "news": _load_news, "commons": _load_commons}
     return loaders[dataset](data, split)
 
 
@@ -679,7 +683,7 @@ def _label_name(label: int, feature: Any, *, where: str) -> str:
 _LOCAL_KEY = LOCAL_FILE_KEY
 
 
-def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
+def _load_local(data: Mapping[str, Any], split: str, *, task: str | None = None) -> list[Example]:
     local, key = data["local"], _LOCAL_KEY[split]
     if not local.get(key):
         raise DataError(f"data.local.{key} is not set but the {split} split is read from it")
@@ -688,7 +692,7 @@ def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
         raise DataError(f"{path}: no such file (data.local.{key})")
     examples, rows_of = [], {}
     for number, row in _read_rows(path):
-        example = _local_example(row, local=local, where=f"{path}: row {number}", path=path, number=number)
+        example = _local_example(row, local=local, where=f"{path}: row {number}", path=path, number=number, task=task)
         rows_of.setdefault(example.id, []).append(number)
         examples.append(example)
     if not examples:
@@ -708,7 +712,9 @@ def _load_local(data: Mapping[str, Any], split: str) -> list[Example]:
     return examples
 
 
-def _local_example(row: Any, *, local: Mapping[str, Any], where: str, path: Path, number: int) -> Example:
+def _local_example(
+    row: Any, *, local: Mapping[str, Any], where: str, path: Path, number: int, task: str | None = None
+) -> Example:
     """One row of a local file as an Example, every field checked; `where` names the row."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: not a JSON object")
@@ -722,7 +728,7 @@ def _local_example(row: Any, *, local: Mapping[str, Any], where: str, path: Path
         answers = _local_answers(row, local["answers_field"], where=where)
         reference = answers[0] if answers else ""
     else:
-        reference = _local_reference(row, local["reference_field"], where=where)
+        reference = _local_reference(row, local["reference_field"], where=where, task=task)
     id_field = local.get("id_field")
     if id_field is not None and row.get(id_field) in (None, ""):
         raise DataError(f"{where}: no field {id_field!r} (data.local.id_field)")
@@ -742,11 +748,18 @@ def _local_text(row: Mapping[str, Any], name: str, *, key: str, where: str) -> s
     return _text(row[name], where=f"{where}: field {name!r}")
 
 
-def _local_reference(row: Mapping[str, Any], name: str, *, where: str) -> str:
-    """The gold answer: text, or a classification label written as an integer (as str())."""
+def _local_reference(row: Mapping[str, Any], name: str, *, where: str, task: str | None = None) -> str:
+    """The gold answer: text, or a classification label written as an integer (as str()); for a
+    task known to be another than classification, text only."""
     if name not in row:
         raise DataError(f"{where}: no field {name!r} (data.local.reference_field)")
     value = row[name]
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and task not in (None, "classification"):
+        raise DataError(
+            f"{where}: field {name!r} is {json.dumps(value)}, a number, but a {task} reference is text: write it "
+            'as a string ("..."), or point data.local.reference_field at the field that holds the text'
+        )
     # bool is an int in Python, but true/false is no class number: a file that holds it is wrong.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)

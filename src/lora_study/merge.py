@@ -186,6 +186,19 @@ def merge_variant(
         100 * check["top_token_agreement"],
         check["positions"],
     )
+    # A tolerance at or above what the adapter itself does could not fail: a merge that dropped
+    # the adapter, or merged it wrongly, would pass. Recorded and reported, not refused: an
+    # adapter that barely moved (a short run) is no reason to stop the study.
+    below_effect = tolerance < effect["max_abs_logit_difference"]
+    if not below_effect:
+        log.warning(
+            "%s: the tolerance %.3g (merge.tolerance.%s) is not below the adapter's own effect on the logits "
+            "(%.3g): this check could not fail, so it shows nothing; merge.json and the report say so",
+            spec.name,
+            tolerance,
+            dtype_name(dtype),
+            effect["max_abs_logit_difference"],
+        )
     if not check["max_abs_logit_difference"] <= tolerance:  # also catches NaN
         raise MergeError(
             f"{spec.name}: the merged model's logits differ from the unmerged adapter's by up to "
@@ -218,6 +231,8 @@ def merge_variant(
             "within_tolerance": True,
             # On the first evaluation batch: the largest change the adapter makes to a logit.
             "adapter_max_abs_logit_effect": effect["max_abs_logit_difference"],
+            # False: the check above could not have failed (the tolerance is not below that effect).
+            "tolerance_below_adapter_effect": below_effect,
             "adapter_top_token_change": 1 - effect["top_token_agreement"],
             "load_seconds": load_seconds,
             "merge_seconds": merge_seconds,

@@ -299,6 +299,11 @@ def summarise_serving(
                             "merged_bytes",
                         )
                     },
+                    # Absent from merge.json files written before these were recorded.
+                    **{
+                        key: merge["metrics"].get(key)
+                        for key in ("adapter_max_abs_logit_effect", "tolerance_below_adapter_effect")
+                    },
                 }
                 for merge in merges
             ],

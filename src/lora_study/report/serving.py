@@ -200,17 +200,46 @@ def _merges(summary: Mapping[str, Any]) -> str:
             m["dtype"],
             f"{m['max_abs_logit_difference']:.2e}",
             f"{m['tolerance']:.1e}",
+            "" if m.get("adapter_max_abs_logit_effect") is None else f"{m['adapter_max_abs_logit_effect']:.2e}",
             f"{m['top_token_agreement']:.2%}",
             f"{m['merged_bytes'] / MB:,.1f}",
         ]
         for m in merges
     ]
+    # A tolerance at or above the adapter's own effect passes any merge, a wrong one too.
+    blind = [m for m in merges if m.get("tolerance_below_adapter_effect") is False]
+    warning = (
+        "<p><strong>The merge check could not fail</strong> for "
+        + ", ".join(
+            f"{escape(m['variant'])} (tolerance {m['tolerance']:.3g} &ge; the adapter's own effect "
+            f"{m['adapter_max_abs_logit_effect']:.3g})"
+            for m in blind
+        )
+        + ": a merge that dropped the adapter would pass it too. Set serving.merge.tolerance below the "
+        "adapter's effect.</p>"
+        if blind
+        else ""
+    )
     return (
         "<h3>Merged exports</h3>"
-        + table(["variant", "dtype", "max |logit diff|", "tolerance", "top token agrees", "size MB"], body)
+        + warning
+        + table(
+            [
+                "variant",
+                "dtype",
+                "max |logit diff|",
+                "tolerance",
+                "adapter's own max |logit change|",
+                "top token agrees",
+                "size MB",
+            ],
+            body,
+        )
         + (
             "<p class=muted>Each adapter merged into its base (QLoRA: the de-quantised 4-bit base) and exported as a "
-            "plain model folder; its logits against the unmerged adapter's on every evaluation prompt.</p>"
+            "plain model folder; its logits against the unmerged adapter's on every evaluation prompt. The adapter's "
+            "own change (unmerged adapter against the base, first batch of prompts) is what a wrong merge would "
+            "move the logits by: the tolerance must be below it for the check to mean anything.</p>"
         )
     )
 
