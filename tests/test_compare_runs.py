@@ -34,9 +34,11 @@ def test_finds_the_changed_setting_and_the_figure_it_moved(runs, capsys) -> None
     assert main([str(a), str(b)]) == 0
     output = capsys.readouterr().out
     assert "Settings that differ (1):\n  training.lora.learning_rate: 0.001 -> 0.002" in output
-    assert f"{lora(1e-3).name}: learning_rate 0.001 -> 0.002" in output
+    # A changed rate is a new variant (a new name), matched with its earlier self by grid position.
+    both = f"{lora(1e-3).name} (B: {lora(2e-3).name})"
+    assert f"{both}: learning_rate 0.001 -> 0.002" in output
     moved = moved_lines(output)
-    assert f"scores: {lora(1e-3).name} eval rougeL: " in "\n".join(moved)
+    assert f"scores: {both} eval rougeL: " in "\n".join(moved)
     assert not any(line.startswith("scores: base ") or line.startswith("scores: full ") for line in moved), moved
     assert not any(line.startswith("drift:") or line.startswith("serving_overhead:") for line in moved), moved
     assert "Only in" not in output  # every figure of one study matched one of the other
@@ -55,7 +57,7 @@ def test_a_folder_without_tables_is_read_from_its_result_files(runs, tmp_path: P
     shutil.copytree(b / "results", tmp_path / "results", ignore=shutil.ignore_patterns("tables"))
     assert main([str(a / "results" / "tables"), str(tmp_path)]) == 0
     output = capsys.readouterr().out
-    assert f"scores: {lora(1e-3).name} eval rougeL: " in "\n".join(moved_lines(output))
+    assert f"scores: {lora(1e-3).name} (B: {lora(2e-3).name}) eval rougeL: " in "\n".join(moved_lines(output))
     assert "training.lora.learning_rate: only in A (0.001)" in output  # B's config is not known
 
 

@@ -346,7 +346,7 @@ SHIPPED_STACKS = [[path.name] for path in sorted((REPO / "configs").glob("*.yaml
 # What a new user writes on top of a shipped config: settings, their own label set, a task switch.
 USER_OVERLAYS: dict[str, dict[str, Any]] = {
     "settings": {
-        "training": {"epochs": 5, "lora": {"ranks": [4]}},
+        "training": {"epochs": 5, "lora": {"ranks": [4, 8]}},
         "evaluation": {"batch_size": 2},
         "serving": {"merge": {"tolerance": {"float32": 1e-3}}},
     },
