@@ -12,6 +12,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lora_study.conditions import load_mark
 from lora_study.report.inputs import Files, Stage, by_variant, one, same_variants
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import plot_svg
@@ -48,6 +49,17 @@ class PrecisionResult:
     @property
     def p95(self) -> float:
         return float(self.latency["metrics"]["latency_seconds"]["p95"])
+
+    @property
+    def under_load(self) -> bool | None:
+        """Whether a timed run was taken under load (latency.json; None: not measurable, or a file
+        from before the flag)."""
+        return self.latency["metrics"].get("under_load")
+
+    @property
+    def timed(self) -> str:
+        """The name with the mark of its timing's load, for every place that shows a latency."""
+        return f"{self.name}{load_mark(self.under_load)}"
 
     @property
     def device(self) -> str:
@@ -97,7 +109,8 @@ def quantisation_sections(
     if not results:
         return []
     body = (
-        _table(results)
+        _load(results)
+        + _table(results)
         + _mixed_devices(results)
         + _paired_tests(comparisons, metric=metric)
         + _ordering(results)
@@ -172,6 +185,27 @@ def _mixed_devices(results: Sequence[PrecisionResult]) -> str:
     )
 
 
+def _load(results: Sequence[PrecisionResult]) -> str:
+    """Which timings were taken under load, as the serving section says it: their latencies and
+    every ratio to them are not the precision's own speed."""
+    loaded = [r for r in results if r.under_load is True]
+    unknown = [r for r in results if r.under_load is None]
+    if loaded:
+        runs = "; ".join(
+            f"{escape(r.name)}: {r.latency['metrics'].get('runs_under_load', '?')} of "
+            f"{r.latency['metrics']['timed_runs']} timed runs"
+            for r in loaded
+        )
+        return (
+            f"<p><strong>Taken under load:</strong> {runs}: other processes used CPU this job needed during those "
+            "runs (latency.json's under_load_definition). Their latencies, throughput and every ratio or order "
+            "below that involves them measure the machine's load as well as the precision.</p>"
+        )
+    if unknown:
+        return f"<p>Load not measurable (or not recorded) for: {escape(', '.join(r.name for r in unknown))}.</p>"
+    return "<p class=muted>No timed run was taken under load.</p>"
+
+
 def _mb(value: Any) -> str:
     return "n/a" if value is None else f"{value / MB:,.1f}"
 
@@ -203,7 +237,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
                 r.device,
                 r.dtype_backend,
                 f"{metrics['load_seconds']:.2f}",
-                f"{r.p50:.3f}",
+                f"{r.p50:.3f}{load_mark(r.under_load)}",
                 f"{r.p95:.3f}",
                 f"{metrics['ttft_seconds']['p50']:.3f}",
                 f"{metrics['tokens_per_second']:.1f}",
@@ -241,11 +275,19 @@ def _ordering(results: Sequence[PrecisionResult]) -> str:
 
 def _latency_order(results: Sequence[PrecisionResult], *, where: str) -> str:
     by_latency = sorted(results, key=lambda r: r.p50)
-    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s)" for r in by_latency)
+    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s){load_mark(r.under_load)}" for r in by_latency)
     slowest, fastest = by_latency[-1], by_latency[0]
+    loads = (slowest.under_load, fastest.under_load)
+    kind = (
+        ", a ratio of timings taken under load"
+        if True in loads
+        else ", a ratio of timings whose load is unknown"
+        if None in loads
+        else ""
+    )
     ratio = (
-        f" The slowest ({escape(slowest.name)}) takes {slowest.p50 / fastest.p50:.2f}x the fastest "
-        f"({escape(fastest.name)})."
+        f" The slowest, {escape(slowest.timed)}, takes {slowest.p50 / fastest.p50:.2f}x the fastest, "
+        f"{escape(fastest.timed)}{kind}."
         if len(by_latency) > 1
         else ""
     )
@@ -258,7 +300,7 @@ def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
     frame = pd.DataFrame(
         {
             # With mixed devices each point says where it was timed.
-            "precision": [f"{r.name} ({r.device})" if mixed else r.name for r in results],
+            "precision": [f"{r.timed} ({r.device})" if mixed else r.timed for r in results],
             "latency p50 (s per example)": [r.p50 for r in results],
             "p95": [r.p95 for r in results],
             results[0].headline: [r.quality() for r in results],
