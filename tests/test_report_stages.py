@@ -124,6 +124,7 @@ def latency_result(name: str, p50: float) -> dict[str, Any]:
             "new_tokens": 32,
             "warmup_runs": 1,
             "timed_runs": 4,
+            "under_load": False,
             "runs": [],
             "warmup": [],
         },
