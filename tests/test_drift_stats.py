@@ -200,7 +200,7 @@ def test_fft_partner_has_the_same_training_size() -> None:
 
 
 def test_a_ratio_of_positive_drifts_keeps_a_positive_interval() -> None:
-    """Three LoRA seeds that barely moved and one that did, against FFT: the symmetric delta-method
+    """Two of three LoRA seeds barely moved and one did, against FFT: the symmetric delta-method
     interval of the ratio reached -1.53 (a negative drift ratio, impossible for drifts above 0);
     on the log scale it stays above 0 and still reaches past 0.8 (nothing shown)."""
     numerator, denominator = np.array([0.001, 0.02, 0.002]), np.array([0.020])
