@@ -138,6 +138,8 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
     ]
     first = comparisons[0]
     confidence = first["difference"]["confidence"]
+    # The interval each record says it used (0/1 metrics: the paired-proportion one).
+    methods = "; ".join(dict.fromkeys(c["difference"].get("method", "studentised bootstrap") for c in comparisons))
     return table(
         [
             "precision",
@@ -151,7 +153,7 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
         numeric_from=1,
     ) + (
         f"<p class=muted>Paired on the same {first['examples']} evaluation examples: "
-        "studentised bootstrap interval (never narrower than Student's t), sign-flip permutation p, "
+        f"interval by {escape(methods)}, sign-flip permutation p, "
         f"Holm-adjusted over the {first['family_size']} secondary comparisons of the study. Supported: "
         "the adjusted p is below alpha and the interval excludes 0. Latency is not tested: its runs "
         "are repeated timings on one machine, summarised by p50 and p95.</p>"
