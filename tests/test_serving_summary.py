@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from lora_study.distributions import t_quantile
+from lora_study.report.page import escape
+from lora_study.report.serving import _criteria as serving_sections_criteria
 from lora_study.serving_summary import (
     FAILS,
     HOLDS,
@@ -208,3 +210,34 @@ def test_a_comparison_under_load_or_across_machines_supports_nothing() -> None:
         paired=True,
     )
     assert outcome(interval, limit=0.3) == HOLDS and outcome(interval, limit=0.3, under_load=True) == UNSUPPORTED
+
+
+def test_the_drift_leg_of_study4_carries_the_caveat_of_a_variant_not_shown_to_learn() -> None:
+    """The drift summary's caveat (LoRA not shown to beat the base) goes with the drift leg into
+    the serving summary's Study 4 table, and the report shows it beside that leg's outcome."""
+    caveat = "lora-r8-qv-n100 is not shown to beat the base (rougeL -0.0001 [-0.0300, +0.0300] over the base, p 0.997)"
+    verdict = {
+        "variant": "lora-r8-qv-n100",
+        "fft": "fft-n100",
+        "quality": {"outcome": "not shown", "difference": None},
+        "drift": HOLDS,
+        "ratio": {"estimate": 0.5, "low": 0.4, "high": 0.6, "confidence": 0.95},
+        "threshold": 0.8,
+        "drift_caveat": caveat,
+    }
+    (row,) = study4_criteria(
+        rows=[],
+        groups={},
+        drift_summary={"metrics": {"verdicts": [verdict]}},
+        sources={"comparisons": "c.json", "drift_summary": "d.json", "serving": "s"},
+    )
+    assert row["drift"]["caveat"] == caveat
+    assert escape(f"{HOLDS} (but {caveat})") in serving_sections_criteria({"metrics": {"criteria": [row]}})
+    verdict["drift_caveat"] = ""
+    (row,) = study4_criteria(
+        rows=[],
+        groups={},
+        drift_summary={"metrics": {"verdicts": [verdict]}},
+        sources={"comparisons": "c.json", "drift_summary": "d.json", "serving": "s"},
+    )
+    assert "(but" not in serving_sections_criteria({"metrics": {"criteria": [row]}})

@@ -202,6 +202,8 @@ def study4_criteria(
                     "outcome": drift,
                     "ratio": verdict["ratio"],
                     "threshold": verdict["threshold"],
+                    # A side not shown to beat the base: its drift may be under-training's (lora_study.learning).
+                    "caveat": verdict.get("drift_caveat", ""),
                     "source": sources["drift_summary"],
                 },
                 "serving": {**serving, "source": sources["serving"]},

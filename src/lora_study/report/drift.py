@@ -14,6 +14,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lora_study.learning import gain_text
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
@@ -128,6 +129,7 @@ def _drift_body(
                 _mean([row["cka_biased"] for row in per_layer]),
                 _mean([row["cosine_centred"] for row in per_layer]),
                 _mean(token) if any(value is not None for value in token) else "-",
+                gain_text(info.get("gain_over_base")),
             ]
         )
     protocol = (
@@ -150,6 +152,7 @@ def _drift_body(
         "mean biased CKA",
         "mean centred cosine",
         "mean token-level CKA (debiased)",
+        "gain over the base shown",
     ]
     return _drift_plot(results, summary) + protocol + table(header, rows) + _verdict_text(summary, serving_summary)
 

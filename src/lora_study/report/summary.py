@@ -212,7 +212,8 @@ def _drift(summary: Mapping[str, Any], comparisons: Mapping[str, Any]) -> str:
                 "holds" if v["holds"] else "not supported",
                 f"{ratio['estimate']:.3f}",
                 f"[{ratio['low']:.3f}, {ratio['high']:.3f}] ({ratio['confidence']:.1%})",
-                f"at most {v['threshold']:.2f}: {v['drift']}",
+                f"at most {v['threshold']:.2f}: {v['drift']}"
+                + (f" (but {v['drift_caveat']})" if v.get("drift_caveat") else ""),
                 "not measured" if d is None else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]",
                 quality["outcome"] if d is None else f"within {quality['max_gap']:g}: {quality['outcome']}",
                 _p(record) if record else "n/a",
