@@ -177,3 +177,56 @@ def test_the_summary_flags_a_latency_ratio_of_timings_taken_under_load() -> None
     )
     quiet = {"full": timing(1.0, False), "int8": timing(2.62, False)}
     assert latency_against(quiet, name="int8", reference="full") == "2.620 s (2.62x full's 1.000 s)"
+
+
+KERNEL = {
+    "cpu": {
+        "model": "Intel(R) Xeon(R) Processor",
+        "vendor": "GenuineIntel",
+        "family": "6",
+        "model_number": "143",
+        "stepping": "8",
+        "isa": ["avx2", "avx512f", "avx512_vnni", "amx_int8"],
+    },
+    "torch_cpu_capability": "AVX512",
+    "torch_threads": 2,
+    "torch_quantized_engine": "x86",
+}
+
+
+def test_the_quality_figures_name_the_machine_and_kernels_they_hold_on() -> None:
+    """Quantised quality is one greedy run, repeatable on one machine only: beside the quality
+    columns the section names each quality run's CPU, ISA, torch capability, quantized engine and
+    bitsandbytes kernels (generation.json), and says a file that predates the record."""
+    bnb_kernel = {
+        **{k: v for k, v in KERNEL.items() if k != "torch_quantized_engine"},
+        "bitsandbytes": {
+            "device_kernels": ["int8_linear_matmul"],
+            "native_library": "libbitsandbytes_cpu.so",
+            "cpu_gemm_4bit_kernel": False,
+        },
+    }
+
+    def with_generation(r: PrecisionResult, kernel: dict | None, workers: int = 1) -> PrecisionResult:
+        model = {"kernel": kernel} if kernel else {}
+        generation = {"run": {"workers": workers}, "meta": {"model": model}}
+        return PrecisionResult(name=r.name, latency=r.latency, scores=r.scores, generation=generation)
+
+    results = [
+        with_generation(result("full", p50=1.0, p95=1.1, rouge_l=0.24, weights="float32", backend="torch"), None),
+        with_generation(
+            result("int8-dynamic", p50=0.8, p95=0.9, rouge_l=0.14, weights="qint8", backend="torch"), KERNEL, workers=2
+        ),
+        with_generation(result("int8", p50=2.6, p95=3.0, rouge_l=0.22, weights="int8", backend="bnb"), bnb_kernel),
+    ]
+    [section] = quantisation_sections(results=results, comparisons=[], metric="rougeL")
+    body = section.body
+    assert "The quality columns hold on this machine's kernels." in body
+    assert (
+        "<li>int8-dynamic: Intel(R) Xeon(R) Processor (vendor GenuineIntel, family 6, model 143, stepping 8); "
+        "ISA avx2, avx512f, avx512_vnni, amx_int8; torch CPU capability AVX512; 2 torch threads; "
+        "torch quantized engine x86 (2 worker processes of one thread each)</li>"
+    ) in body
+    assert "bitsandbytes&#x27; own kernels: int8_linear_matmul; native library libbitsandbytes_cpu.so" in body
+    assert "4-bit matmul from the kernels package: not loaded" in body
+    assert "<li>full: not recorded (a result file from before the kernel record)</li>" in body

@@ -29,6 +29,13 @@ class PrecisionResult:
     name: str
     latency: Mapping[str, Any]
     scores: Mapping[str, Any]
+    generation: Mapping[str, Any] | None = None  # the quality run's generation.json
+
+    @property
+    def quality_kernel(self) -> Mapping[str, Any] | None:
+        """The machine and kernels the quality run computed on (quantise.kernel_record); None
+        where the file predates the record."""
+        return None if self.generation is None else self.generation["meta"].get("model", {}).get("kernel")
 
     def quality(self, kind: str | None = None) -> float:
         """The mean of a metric of the task (None: the task's headline metric)."""
@@ -84,8 +91,12 @@ class PrecisionResult:
 def load_precisions(files: Files) -> list[PrecisionResult]:
     """Per precision, matched by the precision each file records; in input order."""
     latency, scores = by_variant(files["quant_latency"]), by_variant(files["quant_scores"])
-    same_variants(quant_latency=latency, quant_scores=scores)
-    return [PrecisionResult(name=name, latency=latency[name], scores=scores[name]) for name in latency]
+    generation = by_variant(files["quant_generation"])
+    same_variants(quant_latency=latency, quant_scores=scores, quant_generation=generation)
+    return [
+        PrecisionResult(name=name, latency=latency[name], scores=scores[name], generation=generation[name])
+        for name in latency
+    ]
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
@@ -97,7 +108,9 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
     )
 
 
-STAGE = Stage(name="quantisation", inputs=("quant_latency", "quant_scores", "comparisons"), sections=sections)
+STAGE = Stage(
+    name="quantisation", inputs=("quant_latency", "quant_scores", "quant_generation", "comparisons"), sections=sections
+)
 
 
 def quantisation_sections(
@@ -155,7 +168,8 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
         f"<p class=muted>Paired on the same {first['examples']} evaluation examples: "
         f"interval by {escape(methods)}, sign-flip permutation p, "
         f"Holm-adjusted over the {first['family_size']} secondary comparisons of the study. Supported: "
-        "the adjusted p is below alpha and the interval excludes 0. Latency is not tested: its runs "
+        "the adjusted p is below alpha and the interval excludes 0; the difference is that of this machine's "
+        "kernels (above), not of the precision on every machine. Latency is not tested: its runs "
         "are repeated timings on one machine, summarised by p50 and p95.</p>"
     )
 
@@ -259,7 +273,63 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         f"{results[0].scores['run']['examples']} evaluation examples, from predictions that stop "
         "naturally (the quality run, separate from the timed runs).</p>"
     )
-    return table(header, rows, numeric_from=3) + note
+    return table(header, rows, numeric_from=3) + note + _quality_kernels(results)
+
+
+def kernel_text(kernel: Mapping[str, Any] | None) -> str:
+    """One line of what a run's arithmetic depended on (quantise.kernel_record)."""
+    if not kernel:
+        return "not recorded (a result file from before the kernel record)"
+    cpu = kernel["cpu"]
+    chip = f"{cpu['model']}" + (
+        f" (vendor {cpu['vendor']}, family {cpu['family']}, model {cpu['model_number']}, stepping {cpu['stepping']})"
+        if cpu.get("vendor")
+        else ""
+    )
+    parts = [
+        chip,
+        f"ISA {', '.join(cpu['isa']) or 'none of the listed'}" if cpu.get("isa") is not None else "ISA unknown",
+        f"torch CPU capability {kernel['torch_cpu_capability']}",
+        f"{kernel['torch_threads']} torch threads",
+    ]
+    if "gpu" in kernel:
+        gpu = kernel["gpu"]
+        parts.insert(0, f"{gpu['name']} (compute capability {gpu['capability']}, CUDA {gpu['cuda']})")
+    if "torch_quantized_engine" in kernel:
+        parts.append(f"torch quantized engine {kernel['torch_quantized_engine']}")
+    if "bitsandbytes" in kernel:
+        bnb = kernel["bitsandbytes"]
+        own = ", ".join(bnb["device_kernels"]) or "none (plain torch fallbacks)"
+        parts.append(f"bitsandbytes' own kernels: {own}; native library {bnb['native_library'] or 'none'}")
+        if bnb.get("cpu_gemm_4bit_kernel") is not None:
+            parts.append(
+                f"4-bit matmul from the kernels package: {'loaded' if bnb['cpu_gemm_4bit_kernel'] else 'not loaded'}"
+            )
+    return "; ".join(parts)
+
+
+def _quality_kernels(results: Sequence[PrecisionResult]) -> str:
+    """Next to the quality figures: they are one greedy run each, repeatable on one machine and
+    its kernels only. The same int8 models scored differently on CPUs with other instruction sets
+    (recorded runs in docs/results), so each quality run's machine and kernels are named."""
+    items = "".join(
+        f"<li>{escape(r.name)}: {escape(kernel_text(r.quality_kernel))}"
+        + (
+            f" ({r.generation['run']['workers']} worker processes of one thread each)"
+            if r.generation and r.generation["run"].get("workers", 1) > 1
+            else ""
+        )
+        + "</li>"
+        for r in results
+    )
+    return (
+        "<p><strong>The quality columns hold on this machine's kernels.</strong> Each precision's quality is one "
+        "greedy run: the same code and config give the same figure again on the same machine, but the quantised "
+        "precisions' arithmetic depends on the CPU's instruction set (AVX2, AVX-512 and its VNNI and BF16 parts, "
+        "AMX) or the GPU, on torch's quantized engine and on which bitsandbytes kernels loaded, and another "
+        "machine can give other outputs and another figure. The quality runs computed on:</p>"
+        f"<ul>{items}</ul>"
+    )
 
 
 def _ordering(results: Sequence[PrecisionResult]) -> str:

@@ -164,7 +164,9 @@ def _quantisation(comparisons: Mapping[str, Any], *, latency: Mapping[str, Mappi
     ]
     return _study(
         f"Does a quantised precision change {comparisons['run'].get('metric_label', comparisons['run']['metric'])} against {reference}, and at what latency?",
-        _count(records, word="with a supported difference in quality"),
+        _count(records, word="with a supported difference in quality")
+        + " Each precision's quality is one greedy run on this machine's kernels (named in the quantisation "
+        "section): another CPU or GPU can give another figure.",
         ["precision (b vs a)", "verdict", *_numbers_header(comparisons), "latency p50 per example"],
         rows,
     )
