@@ -23,11 +23,8 @@ def gain_over_base(*, comparisons: Mapping[str, Any] | None, group: str) -> dict
     higher; False when it is not (no difference shown, or the group is worse); None when no
     such comparison exists (no base evaluated, or no comparisons). `note`: what a verdict about
     the group must carry beside it (empty when the gain is shown)."""
-    records = [
-        c
-        for c in (comparisons or {}).get("metrics", {}).get("comparisons", [])
-        if c["a"] == BASE_VARIANT and c["b"] == group
-    ]
+    found = comparisons or {}
+    records = [c for c in found.get("metrics", {}).get("comparisons", []) if c["a"] == BASE_VARIANT and c["b"] == group]
     if not records:
         return {
             "group": group,
@@ -38,9 +35,7 @@ def gain_over_base(*, comparisons: Mapping[str, Any] | None, group: str) -> dict
     record = records[0]
     difference = record["difference"]
     shown = bool(record["supported"]) and difference["mean"] > 0
-    metric = (comparisons or {}).get("run", {}).get("metric_label") or (comparisons or {}).get("run", {}).get(
-        "metric", "quality"
-    )
+    metric = found.get("run", {}).get("metric_label") or found.get("run", {}).get("metric", "quality")
     numbers = (
         f"{metric} {difference['mean']:+.4f} [{difference['low']:+.4f}, {difference['high']:+.4f}] over the base, "
         f"p {record['p_adjusted']:.3g}"
