@@ -230,3 +230,7 @@ def test_the_quality_figures_name_the_machine_and_kernels_they_hold_on() -> None
     assert "bitsandbytes&#x27; own kernels: int8_linear_matmul; native library libbitsandbytes_cpu.so" in body
     assert "4-bit matmul from the kernels package: not loaded" in body
     assert "<li>full: not recorded (a result file from before the kernel record)</li>" in body
+    reused = {"run": {"workers": 1, "reused_from": {}}, "meta": {"device_name": "AMD EPYC (2 threads)", "model": {}}}
+    results[0] = PrecisionResult(name="full", latency=results[0].latency, scores=results[0].scores, generation=reused)
+    [section] = quantisation_sections(results=results, comparisons=[], metric="rougeL")
+    assert "<li>full: the base evaluation&#x27;s run, unquantised, on AMD EPYC (2 threads)" in section.body

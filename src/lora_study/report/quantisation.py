@@ -308,12 +308,24 @@ def kernel_text(kernel: Mapping[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
+def _quality_machine(result: PrecisionResult) -> str:
+    """kernel_text of the quality run; for `full`, whose predictions are the base evaluation's
+    (lora_study.reuse), that run's machine: it loads no quantised kernel."""
+    generation = result.generation or {}
+    if result.quality_kernel is None and "reused_from" in generation.get("run", {}):
+        return (
+            f"the base evaluation's run, unquantised, on {generation['meta']['device_name']} "
+            "(kernels are recorded for the quantisation stage's own runs)"
+        )
+    return kernel_text(result.quality_kernel)
+
+
 def _quality_kernels(results: Sequence[PrecisionResult]) -> str:
     """Next to the quality figures: they are one greedy run each, repeatable on one machine and
     its kernels only. The same int8 models scored differently on CPUs with other instruction sets
     (recorded runs in docs/results), so each quality run's machine and kernels are named."""
     items = "".join(
-        f"<li>{escape(r.name)}: {escape(kernel_text(r.quality_kernel))}"
+        f"<li>{escape(r.name)}: {escape(_quality_machine(r))}"
         + (
             f" ({r.generation['run']['workers']} worker processes of one thread each)"
             if r.generation and r.generation["run"].get("workers", 1) > 1
