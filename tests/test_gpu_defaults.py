@@ -237,7 +237,7 @@ def test_float16_training_on_auto_without_a_gpu_fails_before_the_flop_probe(
 
 def test_summary_gives_no_latency_ratio_across_devices() -> None:
     def timing(p50: float, device: str) -> dict[str, Any]:
-        return {"metrics": {"latency_seconds": {"p50": p50}}, "meta": {"device": device}}
+        return {"metrics": {"latency_seconds": {"p50": p50}, "under_load": False}, "meta": {"device": device}}
 
     latency = {"full": timing(0.5, "cuda"), "int8": timing(1.0, "cuda"), "int8-dynamic": timing(4.0, "cpu")}
     assert latency_against(latency, name="int8", reference="full") == "1.000 s (2.00x full's 0.500 s)"

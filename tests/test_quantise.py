@@ -14,7 +14,14 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from lora_study.config import precision_options
 from lora_study.evaluate import score
 from lora_study.io import read_jsonl, write_jsonl
-from lora_study.quantise import benchmark_latency, load_at_precision, predict_at_precision, weight_bytes
+from lora_study.provenance import cpu_features
+from lora_study.quantise import (
+    BITSANDBYTES_OPS,
+    benchmark_latency,
+    load_at_precision,
+    predict_at_precision,
+    weight_bytes,
+)
 from lora_study.results import read_result
 
 CPU = {"device": "cpu", "dtype": "auto"}
@@ -166,6 +173,8 @@ def test_latency_file_has_every_field_and_the_raw_runs(
     assert result["meta"]["model"]["precision"] == precision
     assert {"torch", "transformers", "bitsandbytes"} <= set(result["meta"]["versions"])
     assert result["meta"]["device"] == "cpu" and result["meta"]["torch_threads"] >= 1
+    # The timing depends on the kernels that ran, so the file says which.
+    assert result["meta"]["model"]["kernel"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def predict_quality(*, model_dir: Path, eval_file: Path, out: Path, precision: str, evaluation: dict) -> None:
@@ -195,6 +204,50 @@ def test_quality_goes_through_the_evaluation_code(tiny_model_dir: Path, eval_fil
     rouge = score(predictions_path=out / "predictions.jsonl", scores_path=out / "scores.json", variant="int8")
     assert rouge["run"]["examples"] == 4 and "rougeL" in rouge["metrics"]["mean"]
     assert read_result(out / "scores.json") == rouge
+
+
+def test_the_quality_run_records_the_machine_and_kernels_its_figure_depends_on(
+    tiny_model_dir: Path, eval_file: Path, tmp_path: Path
+) -> None:
+    """The same int8 models scored differently on CPUs with other instruction sets: each quality
+    run's generation.json names the CPU (model, family, ISA extensions), torch's CPU capability
+    and threads, torch's quantized engine (int8-dynamic) and bitsandbytes' kernels (int8)."""
+    for precision in ("int8-dynamic", "int8"):
+        out = tmp_path / precision
+        predict_quality(
+            model_dir=tiny_model_dir, eval_file=eval_file, out=out, precision=precision, evaluation={"batch_size": 2}
+        )
+        kernel = read_result(out / "generation.json")["meta"]["model"]["kernel"]
+        assert kernel["cpu"] == cpu_features()
+        assert kernel["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert kernel["torch_threads"] >= 1
+        if precision == "int8-dynamic":
+            assert kernel["torch_quantized_engine"] == torch.backends.quantized.engine
+            assert "bitsandbytes" not in kernel
+        else:
+            own = kernel["bitsandbytes"]["device_kernels"]
+            assert set(own) <= set(BITSANDBYTES_OPS)
+            assert ("int8_linear_matmul" in own) == torch._C._dispatch_has_kernel_for_dispatch_key(  # noqa: SLF001
+                "bitsandbytes::int8_linear_matmul", "CPU"
+            )
+            assert "torch_quantized_engine" not in kernel
+
+
+def test_cpu_features_tell_apart_cpus_with_one_model_name(tmp_path: Path) -> None:
+    """Two VMs both named "Intel(R) Xeon(R) Processor": family, model number and the AVX-512 /
+    AMX extensions (what picks an int8 kernel) tell them apart."""
+    block = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: {model}\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+    older, newer = tmp_path / "older", tmp_path / "newer"
+    older.write_text(block.format(model=85) + "stepping\t: 7\nflags\t\t: fpu avx avx2 fma avx512f avx512_vnni\n\n")
+    newer.write_text(
+        block.format(model=143) + "stepping\t: 8\nflags\t\t: avx avx2 avx512f avx512_bf16 amx_tile amx_int8\n\n"
+        "processor\t: 1\nflags\t\t: sse\n"
+    )
+    a, b = cpu_features(cpuinfo=older), cpu_features(cpuinfo=newer)
+    assert (a["vendor"], a["family"], a["model_number"], a["stepping"]) == ("GenuineIntel", "6", "85", "7")
+    assert a["isa"] == ["avx", "avx2", "fma", "avx512f", "avx512_vnni"]
+    assert b["model_number"] == "143" and b["isa"] == ["avx", "avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_int8"]
+    assert cpu_features(cpuinfo=tmp_path / "absent")["isa"] is None
 
 
 def test_batch_dependent_precisions_generate_one_example_per_call(

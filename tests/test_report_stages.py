@@ -127,6 +127,7 @@ def latency_result(name: str, p50: float) -> dict[str, Any]:
             "new_tokens": 32,
             "warmup_runs": 1,
             "timed_runs": 4,
+            "under_load": False,
             "runs": [],
             "warmup": [],
         },
@@ -512,11 +513,12 @@ def test_summary_has_each_study_with_the_files_numbers(in_tree, tmp_path: Path) 
     assert f"[{primary['difference']['low']:+.4f}, {primary['difference']['high']:+.4f}]" in summary
     assert f"{primary['p_adjusted']:.3g} (tested alone)" in summary
     records = {(c["a"], c["b"]): c for c in comparisons["metrics"]["comparisons"]}
-    lora_fft = records[("lora-r2-qv-n4", "fft-n4")]  # paired by the specs' grid.fft_group_of
+    lora_fft = records[("lora-r2-qv-n4", "fft-n4")]  # paired by the specs' grid.fft_partner
     assert "full fine-tuning on the same data" in summary
     assert f"{lora_fft['p_adjusted']:.3g} (Holm over {lora_fft['family_size']})" in summary
     [int8] = comparisons["metrics"]["precisions"]
     assert f"{int8['difference']['mean']:+.4f}" in summary and "1.500 s (0.75x full&#x27;s 2.000 s)" in summary
+    assert "quality is one greedy run on this machine&#x27;s kernels" in summary  # not a figure for every machine
     drift = read_result(root / named["drift_summary"][0])
     for verdict in drift["metrics"]["verdicts"]:
         ratio = verdict["ratio"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lora_study.grid import VariantSpec
+from lora_study.grid import VariantSpec, group_of
 from lora_study.report.weights import WeightResult, compared_kinds, per_layer, weight_sections
 
 SETTINGS = {"top_k": 10, "epsilon": 0.5, "epsilon_sweep": [0.3, 0.5, 0.7], "energy": 0.9, "spectrum_values": 64}
@@ -165,3 +165,43 @@ def test_the_mitigation_curve_appears_when_it_ran() -> None:
     for text in ("0.2468", "0.2357", "0.2111", "+0.2500", "+0.1250", "+0.0625", "3 in 2/4", "0.800"):
         assert text in body
     assert "fft-n100-s1" not in body and body.count("<svg") == 1
+
+
+def test_a_variant_not_shown_to_beat_the_base_is_flagged_beside_its_weight_figures() -> None:
+    """LoRA's comparison against the base is not supported: its few intruders and low rank may
+    say it barely moved, so the section says so next to them; full fine-tuning, which beat the
+    base, is not flagged."""
+    comparisons = {
+        "run": {"metric": "rougeL", "metric_label": "ROUGE-L"},
+        "metrics": {
+            "comparisons": [
+                {
+                    "a": "base",
+                    "b": group_of(LORA_SPEC),
+                    "difference": {"mean": -0.0001, "low": -0.03, "high": 0.03},
+                    "supported": False,
+                    "p_adjusted": 0.997,
+                },
+                {
+                    "a": "base",
+                    "b": group_of(FFT_SPEC),
+                    "difference": {"mean": 0.05, "low": 0.02, "high": 0.08},
+                    "supported": True,
+                    "p_adjusted": 0.01,
+                },
+            ]
+        },
+    }
+    body = weight_sections(results=[LORA, FFT], comparisons=comparisons)[0].body
+    assert "<strong>Not shown to have learned:</strong>" in body
+    note = (
+        f"{LORA.name}: 3 intruders, median effective rank 4.0; {group_of(LORA_SPEC)} is not shown to beat the base "
+        "(ROUGE-L -0.0001 [-0.0300, +0.0300] over the base, p 0.997)"
+    )
+    assert note in body
+    assert f"<li>{FFT.name}" not in body
+    assert "no: -0.0001 [-0.0300, +0.0300], p 0.997 (may be under-trained)" in body  # the table's column
+    assert "yes: +0.0500 [+0.0200, +0.0800], p 0.01" in body
+    # Without comparisons the gain is unknown, and the section says that instead.
+    unknown = weight_sections(results=[LORA])[0].body
+    assert "Not shown to have learned" not in unknown and "Gain over the base not measured" in unknown

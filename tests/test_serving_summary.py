@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from lora_study.distributions import t_quantile
+from lora_study.report.page import escape
+from lora_study.report.serving import _criteria as serving_sections_criteria
 from lora_study.serving_summary import (
     FAILS,
     HOLDS,
@@ -76,8 +78,9 @@ def test_paired_t_interval_by_hand() -> None:
     low, high = paired_ratio_interval(numerator=u, denominator=m, confidence=0.9)
     ratio = u.mean() / m.mean()
     d = u - ratio * m
-    half = t_quantile(0.95, df=3) * d.std(ddof=1) / (2 * m.mean())
-    assert (low, high) == pytest.approx((ratio - half, ratio + half))
+    se = d.std(ddof=1) / (2 * m.mean())
+    factor = np.exp(t_quantile(0.95, df=3) * se / ratio)  # on the log scale: se(log ratio) = se / ratio
+    assert (low, high) == pytest.approx((ratio / factor, ratio * factor))
 
 
 def test_overhead_interval_is_at_least_the_delta_method_t_interval() -> None:
@@ -89,11 +92,32 @@ def test_overhead_interval_is_at_least_the_delta_method_t_interval() -> None:
     # Delta method by hand: relative variances of the two means, Welch df.
     ratio = unmerged.mean() / merged.mean()
     parts = [(v.var(ddof=1) / v.size / v.mean() ** 2, v.size - 1) for v in (unmerged, merged)]
-    se = ratio * np.sqrt(sum(p for p, _ in parts))
+    log_se = np.sqrt(sum(p for p, _ in parts))
     df = sum(p for p, _ in parts) ** 2 / sum(p**2 / d for p, d in parts)
-    half = t_quantile(0.975, df=df) * se
-    assert interval.low <= ratio - half - 1 + 1e-9
-    assert interval.high >= ratio + half - 1 - 1e-9
+    factor = np.exp(t_quantile(0.975, df=df) * log_se)  # on the log scale
+    assert interval.low <= ratio / factor - 1 + 1e-9
+    assert interval.high >= ratio * factor - 1 - 1e-9
+
+
+def test_an_overhead_interval_never_reaches_below_minus_100_percent() -> None:
+    """Three paired passes, one of them far slower unmerged: the t interval of the ratio's
+    linearisation, symmetric around 1.77, reached a ratio of -5.2 (an overhead of -620%, a
+    negative latency). On the log scale it stays a ratio above 0, and wide: not supported."""
+    serving = {"v": {"merged": serving_file({1: [1.0, 1.0, 1.0]}), "unmerged": serving_file({1: [0.1, 5.0, 0.2]})}}
+    (row,) = overhead_table(serving=serving, settings=SETTINGS)
+    overhead = row["overhead"]
+    assert -1.0 < overhead["low"] < overhead["estimate"] < overhead["high"]
+    assert row["outcome"] == UNSUPPORTED
+    # Timed apart (Welch, unpaired): the same.
+    apart = overhead_interval(
+        unmerged=np.array([0.1, 5.0, 0.2]),
+        merged=np.array([1.0, 1.0, 1.0]),
+        resamples=2000,
+        rng=np.random.default_rng(0),
+        confidence=0.95,
+        paired=False,
+    )
+    assert -1.0 < apart.low < apart.estimate < apart.high
 
 
 def test_verdicts_per_batch_size_with_simultaneous_intervals() -> None:
@@ -186,3 +210,34 @@ def test_a_comparison_under_load_or_across_machines_supports_nothing() -> None:
         paired=True,
     )
     assert outcome(interval, limit=0.3) == HOLDS and outcome(interval, limit=0.3, under_load=True) == UNSUPPORTED
+
+
+def test_the_drift_leg_of_study4_carries_the_caveat_of_a_variant_not_shown_to_learn() -> None:
+    """The drift summary's caveat (LoRA not shown to beat the base) goes with the drift leg into
+    the serving summary's Study 4 table, and the report shows it beside that leg's outcome."""
+    caveat = "lora-r8-qv-n100 is not shown to beat the base (rougeL -0.0001 [-0.0300, +0.0300] over the base, p 0.997)"
+    verdict = {
+        "variant": "lora-r8-qv-n100",
+        "fft": "fft-n100",
+        "quality": {"outcome": "not shown", "difference": None},
+        "drift": HOLDS,
+        "ratio": {"estimate": 0.5, "low": 0.4, "high": 0.6, "confidence": 0.95},
+        "threshold": 0.8,
+        "drift_caveat": caveat,
+    }
+    (row,) = study4_criteria(
+        rows=[],
+        groups={},
+        drift_summary={"metrics": {"verdicts": [verdict]}},
+        sources={"comparisons": "c.json", "drift_summary": "d.json", "serving": "s"},
+    )
+    assert row["drift"]["caveat"] == caveat
+    assert escape(f"{HOLDS} (but {caveat})") in serving_sections_criteria({"metrics": {"criteria": [row]}})
+    verdict["drift_caveat"] = ""
+    (row,) = study4_criteria(
+        rows=[],
+        groups={},
+        drift_summary={"metrics": {"verdicts": [verdict]}},
+        sources={"comparisons": "c.json", "drift_summary": "d.json", "serving": "s"},
+    )
+    assert "(but" not in serving_sections_criteria({"metrics": {"criteria": [row]}})

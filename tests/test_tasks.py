@@ -19,7 +19,7 @@ from lora_study.data import Example
 from lora_study.grid import VariantSpec
 from lora_study.prompts import PromptBuilder, PromptError
 from lora_study.scores import predictions_result
-from lora_study.stats import Interval, wilson_interval, within
+from lora_study.stats import PAIRED_PROPORTIONS, Interval, wilson_interval, within
 from lora_study.tasks import TaskError, mean_values, task_named
 from lora_study.tasks.label_scoring import answer_ids, label_predictions, sequence_log_probs
 from lora_study.training import IGNORE, make_item
@@ -381,6 +381,11 @@ def test_compare_variants_for_classification() -> None:
         n = a_only + b_only
         p = min(1.0, 2 * sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2**n)
         assert mcnemar["p_value"] == pytest.approx(p)
+        # Accuracy is 0/1 per example: its paired interval is the paired-proportion one, not the bootstrap.
+        assert records[pair]["difference"]["method"] == PAIRED_PROPORTIONS
+    # base right on 4, r4 on all 10: p12 = 1/12, p21 = 7/12 (Bonett-Price), 0.5 -+ 1.96 x 0.186339.
+    difference = records[("base", r4)]["difference"]
+    assert (difference["low"], difference["high"]) == pytest.approx((0.134782, 0.865218), abs=1e-6)
 
     rates = per_variant["base"]["failure_modes"]["rates"]
     assert rates == pytest.approx({"unparseable": 3 / 10, "empty": 2 / 10})

@@ -180,7 +180,12 @@ def test_every_precision_has_latency_and_rouge(workflow_dir: Path) -> None:
         assert (
             rouge["run"]["variant"] == precision and [row["id"] for row in rouge["metrics"]["per_example"]] == eval_ids
         )
-        assert read_result(folder / "generation.json")["run"]["variant"] == precision
+        generation = read_result(folder / "generation.json")
+        assert generation["run"]["variant"] == precision
+        # What the figures depend on beyond code and config: the machine and kernels (full's
+        # quality run is the base evaluation's, reused; its timing has one).
+        assert latency["meta"]["model"]["kernel"]["cpu"]["isa"] is not None
+        assert precision == "full" or "kernel" in generation["meta"]["model"]
     assert read_result(workflow_dir / QUANT_DIR / "full" / "latency.json")["meta"]["dtype"] == "float32"
     assert read_result(workflow_dir / QUANT_DIR / "int8" / "latency.json")["meta"]["model"]["layer_type"].endswith(
         "Linear8bitLt"
@@ -217,6 +222,9 @@ def test_report_has_the_quantisation_table_and_plot(workflow_dir: Path) -> None:
         assert f"<td>{precision}</td>" in section
         assert f"{rouge['metrics']['mean']['rougeL']['fmeasure']:.4f}" in section
         assert f"{latency['metrics']['latency_seconds']['p50']:.3f}" in section
+        if precision != "full":
+            assert f"<li>{precision}: " in section  # its quality run's machine and kernels
+    assert "The quality columns hold on this machine's kernels." in section
 
 
 def test_dropping_a_precision_reruns_only_the_comparisons_and_report(workflow_dir: Path, tmp_path: Path) -> None:
@@ -457,6 +465,8 @@ def test_report_has_drift_plot_heatmaps_forgetting_and_verdict(workflow_dir: Pat
     summary = read_result(workflow_dir / DRIFT_DIR / "summary.json")
     drift = page.split('<section id="drift">', 1)[1].split("</section>", 1)[0]
     assert "<svg" in drift and "less drift</h3>" in drift
+    # The serving stage ran: the criterion's alternative is judged there, not "not measured".
+    assert "not measured by this workflow" not in page and "is judged by the serving stage" in drift
     for group, info in summary["metrics"]["groups"].items():
         assert f"<td>{group}</td>" in drift and interval_text(info["mean_drift"]) in drift
     for verdict in summary["metrics"]["verdicts"]:

@@ -193,6 +193,8 @@ def compare_variants(
                 resamples=resamples,
                 seed=seed + index,
                 confidence=confidence,
+                # 0/1 outcomes (accuracy, exact match): an interval for paired proportions keeps its level.
+                binary=metric in chosen.binary_metrics,
             )
         )
         for index, (a, b, _, _) in enumerate(asked)

@@ -100,6 +100,13 @@ def any_under_load(flags: Iterable[bool | None]) -> bool | None:
     return False
 
 
+def load_mark(under_load: bool | None) -> str:
+    """What a report puts beside a timing, as the serving section does: " (under load)" when other
+    processes took CPU the job needed, " (load unknown)" where the file could not tell (or
+    predates the flag), nothing for a quiet timing."""
+    return {True: " (under load)", None: " (load unknown)"}.get(under_load, "")
+
+
 def _machine_busy_seconds() -> float | None:
     try:
         fields = _PROC_STAT.read_text().split("\n", 1)[0].split()

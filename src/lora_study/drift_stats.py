@@ -114,20 +114,36 @@ def ratio_seed_interval(
     *, numerator: np.ndarray, denominator: np.ndarray, confidence: float
 ) -> tuple[float, float] | None:
     """Interval of mean(numerator) / mean(denominator) over independent seeds of two groups:
-    the delta method's standard error with Welch-Satterthwaite degrees of freedom; None when
-    neither group has several seeds (seed variation not measured)."""
+    the delta method's standard error with Welch-Satterthwaite degrees of freedom, on the log
+    scale where every value is positive (`log_scale_bounds`); None when neither group has
+    several seeds (seed variation not measured)."""
+    numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
     parts = []
     ratio = float(np.mean(numerator) / np.mean(denominator))
-    for values in (np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)):
+    for values in (numerator, denominator):
         if values.size > 1:
-            # Relative variance of the group's mean, and its degrees of freedom.
+            # Relative variance of the group's mean (the variance of its log), and its degrees of freedom.
             parts.append((values.var(ddof=1) / values.size / values.mean() ** 2, values.size - 1))
     if not parts:
         return None
     relative = sum(v for v, _ in parts)
     df = relative**2 / sum(v**2 / k for v, k in parts) if relative > 0 else float(sum(k for _, k in parts))
-    half = t_quantile(1 - (1 - confidence) / 2, df=df) * abs(ratio) * np.sqrt(relative)
-    return ratio - half, ratio + half
+    quantile = t_quantile(1 - (1 - confidence) / 2, df=df)
+    positive = bool(np.all(numerator > 0) and np.all(denominator > 0))
+    return log_scale_bounds(ratio=ratio, se=abs(ratio) * float(np.sqrt(relative)), quantile=quantile, positive=positive)
+
+
+def log_scale_bounds(*, ratio: float, se: float, quantile: float, positive: bool) -> tuple[float, float]:
+    """The t interval of a ratio with standard error `se`, taken on the log scale:
+    ratio x exp(-+ quantile x se / ratio) (the delta method: log(ratio) has standard error
+    se / ratio). A ratio of means of positive values (latencies, drifts) is positive, and so is
+    this interval; the symmetric one, ratio -+ quantile x se, reached below 0 with a few noisy
+    passes (an overhead below -100%, a negative latency). Where some value is not positive
+    (`positive` False) the ratio's range has no floor and the log is undefined: the symmetric one."""
+    if positive and ratio > 0:
+        factor = float(np.exp(quantile * se / ratio))
+        return ratio / factor, ratio * factor
+    return ratio - quantile * se, ratio + quantile * se
 
 
 def percentile_interval(

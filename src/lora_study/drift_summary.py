@@ -40,6 +40,7 @@ from lora_study.drift_stats import (
     seed_interval,
 )
 from lora_study.grid import SpecLike, fft_partner, group_of
+from lora_study.learning import caveat, gain_over_base
 
 
 def summarise_drift(
@@ -84,6 +85,8 @@ def summarise_drift(
         summary[group] = {
             "variants": members,
             "seeds": len(members),
+            # Whether the group learned at all: drift of a group that did not is under-training's.
+            "gain_over_base": gain_over_base(comparisons=comparisons, group=group),
             "mean_drift": percentile_interval(
                 estimate=float(seed_means[group].mean()),
                 samples=mean_samples[group],
@@ -183,6 +186,9 @@ def _verdicts(
             ratio = Interval(estimate=nan, low=nan, high=nan, confidence=level)
         drift = drift_outcome(ratio=ratio, threshold=threshold)
         quality = _quality(comparisons=comparisons, group=group, fft=fft)
+        gains = {
+            side: gain_over_base(comparisons=comparisons, group=name) for side, name in (("lora", group), ("fft", fft))
+        }
         verdicts.append(
             {
                 "variant": group,
@@ -192,8 +198,17 @@ def _verdicts(
                 "drift": drift,
                 "quality": quality,
                 "holds": drift == "holds" and quality["outcome"] == "holds",
+                # Said beside the drift verdict when either side is not shown to have learned.
+                "gain_over_base": gains,
+                "drift_caveat": caveat(gains.values()),
                 "text": _text(
-                    group=group, fft=fft, ratio=ratio, drift=drift, quality=quality, criterion=settings["criterion"]
+                    group=group,
+                    fft=fft,
+                    ratio=ratio,
+                    drift=drift,
+                    quality=quality,
+                    criterion=settings["criterion"],
+                    beside=caveat(gains.values()),
                 ),
             }
         )
@@ -232,7 +247,18 @@ def _quality(*, comparisons: Mapping[str, Any] | None, group: str, fft: str) -> 
     }
 
 
-def _text(*, group: str, fft: str, ratio: Interval, drift: str, quality: Mapping[str, Any], criterion: float) -> str:
+def _text(
+    *,
+    group: str,
+    fft: str,
+    ratio: Interval,
+    drift: str,
+    quality: Mapping[str, Any],
+    criterion: float,
+    beside: str,
+) -> str:
+    """The verdict in words; `beside`: the caveat of a side not shown to have learned, right after
+    the drift outcome it qualifies."""
     if np.isfinite(ratio.estimate):
         drift_text = (
             f"drift ratio {group} / {fft} {ratio.estimate:.3f} [{ratio.low:.3f}, {ratio.high:.3f}] "
@@ -240,6 +266,8 @@ def _text(*, group: str, fft: str, ratio: Interval, drift: str, quality: Mapping
         )
     else:
         drift_text = f"{fft} did not drift at all: no ratio to judge"
+    if beside:
+        drift_text += f" (but {beside})"
     if quality["difference"] is None:
         quality_text = "quality within the gap: not measured"
     else:

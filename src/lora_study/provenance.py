@@ -68,6 +68,56 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction-set extensions that pick a kernel for int8, bfloat16 or 4-bit arithmetic
+# (x86: AVX2, AVX-512 and its VNNI and BF16 parts, AMX; Arm: NEON/ASIMD, SVE, BF16, I8MM).
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
+)
+
+
+def cpu_features(*, cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """What tells two CPUs apart where the model name does not (a VM often says only "Intel(R)
+    Xeon(R) Processor"): vendor, family, model number and stepping, and the instruction-set
+    extensions among ISA_FLAGS the first CPU reports (Linux; elsewhere only the model name)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    break  # the first CPU's block is enough: the others are the same chip
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return {"model": cpu_model(), "isa": None}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {
+        "model": cpu_model(),
+        "vendor": fields.get("vendor_id") or fields.get("CPU implementer"),
+        "family": fields.get("cpu family") or fields.get("CPU architecture"),
+        "model_number": fields.get("model") or fields.get("CPU part"),
+        "stepping": fields.get("stepping") or fields.get("CPU variant"),
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
+    }
+
+
 def device_description(device: str) -> str:
     """A human-readable name of the device that ran a job.
 

@@ -27,6 +27,7 @@ code (`evaluate.predict`) on the model loaded at a precision.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import logging
@@ -61,7 +62,7 @@ from lora_study.modeling import (
     weights_dir,
 )
 from lora_study.prompts import PromptBuilder
-from lora_study.provenance import meta_info
+from lora_study.provenance import cpu_features, meta_info
 from lora_study.results import write_result
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ PRECISIONS = ("full", *FULL_PRECISIONS, "int8", "int4", "int8-dynamic")
 CPU_ONLY = ("int8-dynamic",)
 # Modules kept at the full dtype by every quantised precision (the tied output head).
 KEEP_FULL = ("lm_head",)
+# bitsandbytes operations whose kernel decides its quantised arithmetic (each has a plain-torch fallback).
+BITSANDBYTES_OPS = ("int8_linear_matmul", "int8_vectorwise_quant", "int8_mm_dequant", "gemv_4bit", "dequantize_4bit")
 
 
 class QuantisationError(RuntimeError):
@@ -107,6 +110,62 @@ def load_at_precision(
 
     `model` is the config's model block (device, dtype); `options` is
     `config.precision_options(precision, ...)`."""
+    loaded = _load(model_dir=model_dir, precision=precision, model=model, options=options)
+    # What its numbers depend on beyond code and config: the same int8 model scored differently
+    # on CPUs with other instruction sets, where torch and bitsandbytes pick other kernels.
+    kernel = kernel_record(precision=precision, device=loaded.device)
+    return dataclasses.replace(loaded, details={**loaded.details, "kernel": kernel})
+
+
+def kernel_record(*, precision: str, device: str) -> dict[str, Any]:
+    """The machine and kernels a precision's arithmetic ran on: the CPU (model, family, ISA
+    extensions), torch's CPU capability (the instruction set its kernels dispatch to), its
+    quantized engine (torch's dynamic int8), its threads, the GPU where there is one, and for
+    bitsandbytes which of its operations have a kernel of their own on this device (the others
+    fall back to plain torch) and which native library it loaded."""
+    record: dict[str, Any] = {
+        "cpu": cpu_features(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if precision == "int8-dynamic":
+        record["torch_quantized_engine"] = torch.backends.quantized.engine
+    if device.startswith("cuda"):
+        record["gpu"] = {
+            "name": torch.cuda.get_device_name(torch.device(device)),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(torch.device(device)))),
+            "cuda": torch.version.cuda,
+        }
+    if precision in ("int8", "int4"):
+        record["bitsandbytes"] = _bitsandbytes_kernels(device=device)
+    return record
+
+
+def _bitsandbytes_kernels(*, device: str) -> dict[str, Any]:
+    from bitsandbytes import cextension
+
+    key = "CUDA" if device.startswith("cuda") else "CPU"
+    own = [
+        op
+        for op in BITSANDBYTES_OPS
+        if torch._C._dispatch_has_kernel_for_dispatch_key(f"bitsandbytes::{op}", key)  # noqa: SLF001
+    ]
+    library = getattr(getattr(cextension, "lib", None), "_lib", None)
+    record: dict[str, Any] = {
+        "device_kernels": own,
+        "native_library": Path(library._name).name if library is not None else None,  # noqa: SLF001
+    }
+    if key == "CPU":
+        from bitsandbytes.backends.cpu import ops
+
+        # Only on AVX512-BF16 CPUs: its 4-bit matmul from the `kernels` package, when that loaded.
+        record["cpu_gemm_4bit_kernel"] = getattr(ops, "gemm_4bit_forward_kernel", None) is not None
+    return record
+
+
+def _load(
+    *, model_dir: str | Path, precision: str, model: Mapping[str, Any], options: Mapping[str, Any]
+) -> LoadedModel:
     device = precision_device(precision=precision, requested=model["device"])
     if precision == "int8-dynamic":  # float32 on the CPU, whatever model.dtype asks of the GPU
         note = device_note(precision=precision, requested=model["device"])

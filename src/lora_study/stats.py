@@ -1,10 +1,13 @@
-"""Statistics for per-example scores that keep their level at 20 examples: studentised
-bootstrap intervals, paired tests over examples and over seeds, and Holm's correction.
+"""Statistics for per-example scores at 20 examples: studentised bootstrap intervals, the
+Bonett-Price interval for paired 0/1 outcomes, paired tests over examples and over seeds, and
+Holm's correction.
 
-Why these methods (docs/STATISTICS.md has the measured coverages): the percentile
-bootstrap is too narrow at n = 20 (it covers ~92-93% of normal and ~88-90% of skewed means
-at nominal 95%); the studentised bootstrap (bootstrap-t), never narrower than Student's t,
-keeps 95-96%. With several
+Why these methods (docs/STATISTICS.md gives the coverage measured per data shape by
+bench/interval_coverage.py): the percentile bootstrap is too narrow at n = 20; the studentised
+bootstrap (bootstrap-t), never narrower than Student's t, keeps its level on normal, exponential
+and ROUGE-like differences but not on every shape (lognormal, differences that are nearly all
+ties, and paired 0/1 outcomes fall short). Paired 0/1 outcomes (accuracy, exact match, one seed a
+side) take Bonett and Price's adjusted Wald interval for paired proportions instead. With several
 training seeds, resampling seeds inside a bootstrap treats 3 seeds as a population and
 is too narrow too; a Welch t-test on the per-seed means, with its few degrees of
 freedom, is not, and the verdict takes the more conservative of the two levels.
@@ -29,6 +32,7 @@ ALPHA = 0.05  # significance level of the verdicts
 # Interval methods, as recorded with each interval; "t floor": never narrower than Student's t.
 STUDENTISED = "studentised bootstrap, t floor"
 BCA = "expanded BCa, t floor"  # the fallback where bootstrap-t is undefined (near-constant data)
+PAIRED_PROPORTIONS = "Bonett-Price adjusted Wald (paired proportions)"
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,43 @@ def _bca(data: np.ndarray, means: np.ndarray, *, confidence: float) -> tuple[np.
     return bounds[0], bounds[1]
 
 
+def paired_proportion_intervals(a: np.ndarray, b: np.ndarray, *, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of p_b - p_a for each row of paired 0/1 outcomes `a`, `b` (datasets x examples):
+    Bonett and Price's adjusted Wald interval (J. Educ. Behav. Stat. 37, 2012). With n12 examples
+    only a gets right and n21 only b: p12 = (n12 + 1) / (n + 2), p21 = (n21 + 1) / (n + 2),
+    interval p21 - p12 -+ z sqrt((p12 + p21 - (p21 - p12)^2) / (n + 2)), cut to [-1, 1].
+
+    Why not the bootstrap of the differences: on 0/1 outcomes whose disagreements mostly go one
+    way (one model right where the other is wrong, rarely the reverse) the studentised bootstrap
+    covers ~91% at 20 examples; this one keeps near its level across the range of disagreement
+    (bench/interval_coverage.py measures both, exactly over a grid). Vectorised over rows so that
+    the coverage computation runs this very code."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    if a.shape != b.shape or a.shape[1] == 0:
+        raise ValueError("a and b must be paired outcomes on the same examples")
+    if not (np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all()):
+        raise ValueError("the paired-proportion interval is for 0/1 outcomes")
+    n = a.shape[1]
+    only_a, only_b = ((a == 1) & (b == 0)).sum(axis=1), ((a == 0) & (b == 1)).sum(axis=1)
+    p12, p21 = (only_a + 1) / (n + 2), (only_b + 1) / (n + 2)
+    centre = p21 - p12
+    half = float(normal_quantile(1 - (1 - confidence) / 2)) * np.sqrt((p12 + p21 - centre**2) / (n + 2))
+    return np.maximum(-1.0, centre - half), np.minimum(1.0, centre + half)
+
+
+def paired_proportion_interval(*, a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Interval:
+    """`paired_proportion_intervals` of one pair of outcome lists; the estimate is the observed
+    difference of the shares (the interval is centred on an adjusted one)."""
+    low, high = paired_proportion_intervals(np.asarray([a]), np.asarray([b]), confidence=confidence)
+    return Interval(
+        mean=float(np.mean(b) - np.mean(a)),
+        low=float(low[0]),
+        high=float(high[0]),
+        confidence=confidence,
+        method=PAIRED_PROPORTIONS,
+    )
+
+
 def sign_flip_p_value(differences: Sequence[float], *, resamples: int, seed: int) -> float:
     """Two-sided paired permutation test of mean difference 0: each example's difference
     keeps or flips its sign at random. p = (1 + #{|permuted mean| >= |observed|}) / (1 + R),
@@ -218,24 +259,37 @@ def seed_level_test(*, means_a: Sequence[float], means_b: Sequence[float], confi
 
 
 def paired_comparison(
-    *, a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], resamples: int, seed: int, confidence: float = 0.95
+    *,
+    a: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+    binary: bool = False,
 ) -> PairedComparison:
     """Compare variant b with variant a on the same examples.
 
     `a` and `b` are per-seed lists of per-example scores (one list for a deterministic
     variant such as the base model). Example level: the per-example differences of the
-    seed-averaged scores, studentised bootstrap interval and sign-flip p-value. Seed level
-    (several seeds on a side): Welch t on per-seed means. The result carries both and, as
-    its headline, the envelope of the two intervals and the larger p.
+    seed-averaged scores, studentised bootstrap interval and sign-flip p-value; `binary` (a 0/1
+    metric: accuracy, exact match) with one seed a side: the paired-proportion interval instead
+    (with several seeds the seed-averaged outcomes are no longer 0/1, and the bootstrap stays).
+    Seed level (several seeds on a side): Welch t on per-seed means. The result carries both
+    and, as its headline, the envelope of the two intervals and the larger p.
     """
     scores_a, scores_b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if scores_a.ndim != 2 or scores_b.ndim != 2 or scores_a.shape[1] != scores_b.shape[1]:
         raise ValueError("a and b must be [seeds][examples] over the same examples")
     per_example = scores_b.mean(axis=0) - scores_a.mean(axis=0)
+    if binary and scores_a.shape[0] == scores_b.shape[0] == 1:
+        interval = paired_proportion_interval(a=scores_a[0], b=scores_b[0], confidence=confidence)
+    else:
+        interval = bootstrap_ci(per_example, resamples=resamples, seed=seed, confidence=confidence)
+    name = "Bonett-Price paired-proportion" if interval.method == PAIRED_PROPORTIONS else "studentised bootstrap"
     example_level = LevelTest(
-        interval=bootstrap_ci(per_example, resamples=resamples, seed=seed, confidence=confidence),
+        interval=interval,
         p_value=sign_flip_p_value(per_example, resamples=resamples, seed=seed + 1),
-        test="paired over examples: studentised bootstrap interval, sign-flip permutation p",
+        test=f"paired over examples: {name} interval, sign-flip permutation p",
     )
     seed_level = None
     if max(scores_a.shape[0], scores_b.shape[0]) > 1:

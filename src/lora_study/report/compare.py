@@ -47,7 +47,9 @@ def supported_means(run: Mapping[str, Any]) -> str:
         "questions form one family, every other comparison (against the base, rank against rank, LoRA "
         "against full fine-tuning, configured pairs, quantised precisions against full) another, so the "
         f"chance of any false &quot;supported&quot; in a family stays at most {alpha:g}. Intervals: "
-        "studentised bootstrap over examples, never narrower than Student's t. With several seeds a "
+        "studentised bootstrap over examples, never narrower than Student's t; for a 0/1 metric (accuracy, "
+        "exact match) with one seed a side, Bonett and Price's interval for paired proportions, which keeps its "
+        "level there where the bootstrap does not. With several seeds a "
         "difference must also hold over seeds (Welch t on per-seed means): the larger p and the wider "
         "interval of the two levels are used. Intervals are not adjusted for multiplicity."
     )

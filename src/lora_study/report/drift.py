@@ -14,6 +14,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lora_study.learning import gain_text
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
@@ -40,22 +41,32 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
     results = [DriftResult(name=name, drift=drift) for name, drift in by_variant(files["drift"]).items()]
     # One summary when a variant is trained, none otherwise (rules/report.smk).
     summaries = [read_result(path) for path in files["drift_summary"]]
+    # The serving summary judges the criterion's other alternative; none when serving did not run.
+    serving = [read_result(path) for path in files["serving_summary"]]
     return drift_sections(
-        results=results, summary=summaries[0] if summaries else None, comparisons=read_result(one(files, "comparisons"))
+        results=results,
+        summary=summaries[0] if summaries else None,
+        comparisons=read_result(one(files, "comparisons")),
+        serving_summary=serving[0] if serving else None,
     )
 
 
-STAGE = Stage(name="drift", inputs=("drift", "drift_summary", "comparisons"), sections=sections)
+STAGE = Stage(name="drift", inputs=("drift", "drift_summary", "comparisons", "serving_summary"), sections=sections)
 
 
 def drift_sections(
-    *, results: Sequence[DriftResult], summary: Mapping[str, Any] | None, comparisons: Mapping[str, Any]
+    *,
+    results: Sequence[DriftResult],
+    summary: Mapping[str, Any] | None,
+    comparisons: Mapping[str, Any],
+    serving_summary: Mapping[str, Any] | None = None,
 ) -> list[Section]:
-    """`summary`: drift/summary.json; `comparisons`: comparisons.json. Nothing when no variant is trained."""
+    """`summary`: drift/summary.json; `comparisons`: comparisons.json; `serving_summary`: the
+    serving stage's summary.json (None: serving did not run). Nothing when no variant is trained."""
     if not results or summary is None:
         return []
     return [
-        Section("drift", "Representational drift by layer", _drift_body(results, summary)),
+        Section("drift", "Representational drift by layer", _drift_body(results, summary, serving_summary)),
         Section("cka-matrices", "CKA between base and tuned layers", _heatmaps(results)),
         Section("forgetting", "Forgetting: cross-entropy on held-out and general text", _forgetting(summary)),
         Section("learning-forgetting", "Learning against forgetting", _learning_forgetting(summary, comparisons)),
@@ -86,7 +97,9 @@ def _mean(values: Sequence[float | None]) -> str:
     return f"{sum(defined) / len(defined):.4f}" if defined else "undefined"
 
 
-def _drift_body(results: Sequence[DriftResult], summary: Mapping[str, Any]) -> str:
+def _drift_body(
+    results: Sequence[DriftResult], summary: Mapping[str, Any], serving_summary: Mapping[str, Any] | None
+) -> str:
     first = results[0].metrics
     run = summary["run"]
     self_cka = _defined(first["baselines"]["self"]["cka_debiased"])
@@ -116,6 +129,7 @@ def _drift_body(results: Sequence[DriftResult], summary: Mapping[str, Any]) -> s
                 _mean([row["cka_biased"] for row in per_layer]),
                 _mean([row["cosine_centred"] for row in per_layer]),
                 _mean(token) if any(value is not None for value in token) else "-",
+                gain_text(info.get("gain_over_base")),
             ]
         )
     protocol = (
@@ -138,11 +152,27 @@ def _drift_body(results: Sequence[DriftResult], summary: Mapping[str, Any]) -> s
         "mean biased CKA",
         "mean centred cosine",
         "mean token-level CKA (debiased)",
+        "gain over the base shown",
     ]
-    return _drift_plot(results, summary) + protocol + table(header, rows) + _verdict_text(summary)
+    return _drift_plot(results, summary) + protocol + table(header, rows) + _verdict_text(summary, serving_summary)
 
 
-def _verdict_text(summary: Mapping[str, Any]) -> str:
+def serving_alternative(serving_summary: Mapping[str, Any] | None) -> str:
+    """Where the criterion's other alternative (at most a serving overhead) is judged: in Study 4's
+    success criteria when the serving stage ran, nowhere in this run otherwise."""
+    if serving_summary is None:
+        return (
+            "The criterion's alternative, a bounded serving overhead, was not judged in this run: the serving stage "
+            "did not run (serving.enabled false, or no LoRA variant to serve)."
+        )
+    limit = serving_summary["run"]["settings"]["max_overhead"]
+    return (
+        f"The criterion's alternative, at most {limit:.0%} serving overhead of the unmerged adapter, is judged by the "
+        "serving stage: Study 4's success criteria (below) combine quality, this drift leg and that serving leg."
+    )
+
+
+def _verdict_text(summary: Mapping[str, Any], serving_summary: Mapping[str, Any] | None) -> str:
     run = summary["run"]
     heading = (
         f"<h3>Study 4's criterion: LoRA within {run['max_quality_gap']:.2f} of full fine-tuning's quality "
@@ -161,8 +191,9 @@ def _verdict_text(summary: Mapping[str, Any]) -> str:
             "<p class=muted>Drift holds when the whole interval of the drift ratio LoRA / FFT is at or below "
             f"{1 - run['criterion']:.2f}, does not hold when the whole interval is above, and is not supported when the "
             "interval straddles it. Ratio intervals are simultaneous over the verdicts (Bonferroni). Quality holds when "
-            "the paired interval of FFT minus LoRA lies below the gap (comparisons). The criterion's alternative, at most "
-            "30% serving overhead, is not measured by this workflow yet.</p>"
+            "the paired interval of FFT minus LoRA lies below the gap (comparisons). "
+            + escape(serving_alternative(serving_summary))
+            + "</p>"
         )
     )
 

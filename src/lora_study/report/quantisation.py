@@ -12,6 +12,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lora_study.conditions import load_mark
 from lora_study.report.inputs import Files, Stage, by_variant, one, same_variants
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import plot_svg
@@ -28,6 +29,13 @@ class PrecisionResult:
     name: str
     latency: Mapping[str, Any]
     scores: Mapping[str, Any]
+    generation: Mapping[str, Any] | None = None  # the quality run's generation.json
+
+    @property
+    def quality_kernel(self) -> Mapping[str, Any] | None:
+        """The machine and kernels the quality run computed on (quantise.kernel_record); None
+        where the file predates the record."""
+        return None if self.generation is None else self.generation["meta"].get("model", {}).get("kernel")
 
     def quality(self, kind: str | None = None) -> float:
         """The mean of a metric of the task (None: the task's headline metric)."""
@@ -48,6 +56,17 @@ class PrecisionResult:
     @property
     def p95(self) -> float:
         return float(self.latency["metrics"]["latency_seconds"]["p95"])
+
+    @property
+    def under_load(self) -> bool | None:
+        """Whether a timed run was taken under load (latency.json; None: not measurable, or a file
+        from before the flag)."""
+        return self.latency["metrics"].get("under_load")
+
+    @property
+    def timed(self) -> str:
+        """The name with the mark of its timing's load, for every place that shows a latency."""
+        return f"{self.name}{load_mark(self.under_load)}"
 
     @property
     def device(self) -> str:
@@ -72,8 +91,12 @@ class PrecisionResult:
 def load_precisions(files: Files) -> list[PrecisionResult]:
     """Per precision, matched by the precision each file records; in input order."""
     latency, scores = by_variant(files["quant_latency"]), by_variant(files["quant_scores"])
-    same_variants(quant_latency=latency, quant_scores=scores)
-    return [PrecisionResult(name=name, latency=latency[name], scores=scores[name]) for name in latency]
+    generation = by_variant(files["quant_generation"])
+    same_variants(quant_latency=latency, quant_scores=scores, quant_generation=generation)
+    return [
+        PrecisionResult(name=name, latency=latency[name], scores=scores[name], generation=generation[name])
+        for name in latency
+    ]
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
@@ -85,7 +108,9 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
     )
 
 
-STAGE = Stage(name="quantisation", inputs=("quant_latency", "quant_scores", "comparisons"), sections=sections)
+STAGE = Stage(
+    name="quantisation", inputs=("quant_latency", "quant_scores", "quant_generation", "comparisons"), sections=sections
+)
 
 
 def quantisation_sections(
@@ -97,7 +122,8 @@ def quantisation_sections(
     if not results:
         return []
     body = (
-        _table(results)
+        _load(results)
+        + _table(results)
         + _mixed_devices(results)
         + _paired_tests(comparisons, metric=metric)
         + _ordering(results)
@@ -125,6 +151,8 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
     ]
     first = comparisons[0]
     confidence = first["difference"]["confidence"]
+    # The interval each record says it used (0/1 metrics: the paired-proportion one).
+    methods = "; ".join(dict.fromkeys(c["difference"].get("method", "studentised bootstrap") for c in comparisons))
     return table(
         [
             "precision",
@@ -138,9 +166,10 @@ def _paired_tests(comparisons: Sequence[Mapping[str, Any]], *, metric: str) -> s
         numeric_from=1,
     ) + (
         f"<p class=muted>Paired on the same {first['examples']} evaluation examples: "
-        "studentised bootstrap interval (never narrower than Student's t), sign-flip permutation p, "
+        f"interval by {escape(methods)}, sign-flip permutation p, "
         f"Holm-adjusted over the {first['family_size']} secondary comparisons of the study. Supported: "
-        "the adjusted p is below alpha and the interval excludes 0. Latency is not tested: its runs "
+        "the adjusted p is below alpha and the interval excludes 0; the difference is that of this machine's "
+        "kernels (above), not of the precision on every machine. Latency is not tested: its runs "
         "are repeated timings on one machine, summarised by p50 and p95.</p>"
     )
 
@@ -170,6 +199,27 @@ def _mixed_devices(results: Sequence[PrecisionResult]) -> str:
         "Latency, tokens/s and memory compare only between precisions on the same device; "
         "quality compares across them.</p>"
     )
+
+
+def _load(results: Sequence[PrecisionResult]) -> str:
+    """Which timings were taken under load, as the serving section says it: their latencies and
+    every ratio to them are not the precision's own speed."""
+    loaded = [r for r in results if r.under_load is True]
+    unknown = [r for r in results if r.under_load is None]
+    if loaded:
+        runs = "; ".join(
+            f"{escape(r.name)}: {r.latency['metrics'].get('runs_under_load', '?')} of "
+            f"{r.latency['metrics']['timed_runs']} timed runs"
+            for r in loaded
+        )
+        return (
+            f"<p><strong>Taken under load:</strong> {runs}: other processes used CPU this job needed during those "
+            "runs (latency.json's under_load_definition). Their latencies, throughput and every ratio or order "
+            "below that involves them measure the machine's load as well as the precision.</p>"
+        )
+    if unknown:
+        return f"<p>Load not measurable (or not recorded) for: {escape(', '.join(r.name for r in unknown))}.</p>"
+    return "<p class=muted>No timed run was taken under load.</p>"
 
 
 def _mb(value: Any) -> str:
@@ -203,7 +253,7 @@ def _table(results: Sequence[PrecisionResult]) -> str:
                 r.device,
                 r.dtype_backend,
                 f"{metrics['load_seconds']:.2f}",
-                f"{r.p50:.3f}",
+                f"{r.p50:.3f}{load_mark(r.under_load)}",
                 f"{r.p95:.3f}",
                 f"{metrics['ttft_seconds']['p50']:.3f}",
                 f"{metrics['tokens_per_second']:.1f}",
@@ -223,7 +273,75 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         f"{results[0].scores['run']['examples']} evaluation examples, from predictions that stop "
         "naturally (the quality run, separate from the timed runs).</p>"
     )
-    return table(header, rows, numeric_from=3) + note
+    return table(header, rows, numeric_from=3) + note + _quality_kernels(results)
+
+
+def kernel_text(kernel: Mapping[str, Any] | None) -> str:
+    """One line of what a run's arithmetic depended on (quantise.kernel_record)."""
+    if not kernel:
+        return "not recorded (a result file from before the kernel record)"
+    cpu = kernel["cpu"]
+    chip = f"{cpu['model']}" + (
+        f" (vendor {cpu['vendor']}, family {cpu['family']}, model {cpu['model_number']}, stepping {cpu['stepping']})"
+        if cpu.get("vendor")
+        else ""
+    )
+    parts = [
+        chip,
+        f"ISA {', '.join(cpu['isa']) or 'none of the listed'}" if cpu.get("isa") is not None else "ISA unknown",
+        f"torch CPU capability {kernel['torch_cpu_capability']}",
+        f"{kernel['torch_threads']} torch threads",
+    ]
+    if "gpu" in kernel:
+        gpu = kernel["gpu"]
+        parts.insert(0, f"{gpu['name']} (compute capability {gpu['capability']}, CUDA {gpu['cuda']})")
+    if "torch_quantized_engine" in kernel:
+        parts.append(f"torch quantized engine {kernel['torch_quantized_engine']}")
+    if "bitsandbytes" in kernel:
+        bnb = kernel["bitsandbytes"]
+        own = ", ".join(bnb["device_kernels"]) or "none (plain torch fallbacks)"
+        parts.append(f"bitsandbytes' own kernels: {own}; native library {bnb['native_library'] or 'none'}")
+        if bnb.get("cpu_gemm_4bit_kernel") is not None:
+            parts.append(
+                f"4-bit matmul from the kernels package: {'loaded' if bnb['cpu_gemm_4bit_kernel'] else 'not loaded'}"
+            )
+    return "; ".join(parts)
+
+
+def _quality_machine(result: PrecisionResult) -> str:
+    """kernel_text of the quality run; for `full`, whose predictions are the base evaluation's
+    (lora_study.reuse), that run's machine: it loads no quantised kernel."""
+    generation = result.generation or {}
+    if result.quality_kernel is None and "reused_from" in generation.get("run", {}):
+        return (
+            f"the base evaluation's run, unquantised, on {generation['meta']['device_name']} "
+            "(kernels are recorded for the quantisation stage's own runs)"
+        )
+    return kernel_text(result.quality_kernel)
+
+
+def _quality_kernels(results: Sequence[PrecisionResult]) -> str:
+    """Next to the quality figures: they are one greedy run each, repeatable on one machine and
+    its kernels only. The same int8 models scored differently on CPUs with other instruction sets
+    (recorded runs in docs/results), so each quality run's machine and kernels are named."""
+    items = "".join(
+        f"<li>{escape(r.name)}: {escape(_quality_machine(r))}"
+        + (
+            f" ({r.generation['run']['workers']} worker processes of one thread each)"
+            if r.generation and r.generation["run"].get("workers", 1) > 1
+            else ""
+        )
+        + "</li>"
+        for r in results
+    )
+    return (
+        "<p><strong>The quality columns hold on this machine's kernels.</strong> Each precision's quality is one "
+        "greedy run: the same code and config give the same figure again on the same machine, but the quantised "
+        "precisions' arithmetic depends on the CPU's instruction set (AVX2, AVX-512 and its VNNI and BF16 parts, "
+        "AMX) or the GPU, on torch's quantized engine and on which bitsandbytes kernels loaded, and another "
+        "machine can give other outputs and another figure. The quality runs computed on:</p>"
+        f"<ul>{items}</ul>"
+    )
 
 
 def _ordering(results: Sequence[PrecisionResult]) -> str:
@@ -241,11 +359,19 @@ def _ordering(results: Sequence[PrecisionResult]) -> str:
 
 def _latency_order(results: Sequence[PrecisionResult], *, where: str) -> str:
     by_latency = sorted(results, key=lambda r: r.p50)
-    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s)" for r in by_latency)
+    order = " &lt; ".join(f"{escape(r.name)} ({r.p50:.3f} s){load_mark(r.under_load)}" for r in by_latency)
     slowest, fastest = by_latency[-1], by_latency[0]
+    loads = (slowest.under_load, fastest.under_load)
+    kind = (
+        ", a ratio of timings taken under load"
+        if True in loads
+        else ", a ratio of timings whose load is unknown"
+        if None in loads
+        else ""
+    )
     ratio = (
-        f" The slowest ({escape(slowest.name)}) takes {slowest.p50 / fastest.p50:.2f}x the fastest "
-        f"({escape(fastest.name)})."
+        f" The slowest, {escape(slowest.timed)}, takes {slowest.p50 / fastest.p50:.2f}x the fastest, "
+        f"{escape(fastest.timed)}{kind}."
         if len(by_latency) > 1
         else ""
     )
@@ -258,7 +384,7 @@ def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
     frame = pd.DataFrame(
         {
             # With mixed devices each point says where it was timed.
-            "precision": [f"{r.name} ({r.device})" if mixed else r.name for r in results],
+            "precision": [f"{r.timed} ({r.device})" if mixed else r.timed for r in results],
             "latency p50 (s per example)": [r.p50 for r in results],
             "p95": [r.p95 for r in results],
             results[0].headline: [r.quality() for r in results],

@@ -260,7 +260,7 @@ def _criteria(summary: Mapping[str, Any]) -> str:
         ratio = r["drift"]["ratio"]
         drift_text = (
             f"{ratio['estimate']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}] ≤ {r['drift']['threshold']:.2f}: "
-            f"{r['drift']['outcome']}"
+            f"{r['drift']['outcome']}" + (f" (but {r['drift']['caveat']})" if r["drift"].get("caveat") else "")
         )
         worst = r["serving"]["worst"]
         serving_text = (

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lora_study import grid
+from lora_study.conditions import load_mark
 from lora_study.io import MANIFEST, read_json
 from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells, gap_cell
 from lora_study.report.inputs import Files, Stage, by_variant, one
@@ -167,7 +168,9 @@ def _quantisation(comparisons: Mapping[str, Any], *, latency: Mapping[str, Mappi
     ]
     return _study(
         f"Does a quantised precision change {comparisons['run'].get('metric_label', comparisons['run']['metric'])} against {reference}, and at what latency?",
-        _count(records, word="with a supported difference in quality"),
+        _count(records, word="with a supported difference in quality")
+        + " Each precision's quality is one greedy run on this machine's kernels (named in the quantisation "
+        "section): another CPU or GPU can give another figure.",
         ["precision (b vs a)", "verdict", *_numbers_header(comparisons), "latency p50 per example"],
         rows,
     )
@@ -175,12 +178,26 @@ def _quantisation(comparisons: Mapping[str, Any], *, latency: Mapping[str, Mappi
 
 def latency_against(latency: Mapping[str, Mapping[str, Any]], *, name: str, reference: str) -> str:
     """A precision's median latency, as a ratio to the reference's only when both ran on the
-    same device (int8-dynamic runs on the CPU beside GPU precisions under `auto`)."""
+    same device (int8-dynamic runs on the CPU beside GPU precisions under `auto`). Each timing
+    is marked as the serving section marks it (taken under load, load unknown), and a ratio
+    involving one says so."""
     p50 = {key: latency[key]["metrics"]["latency_seconds"]["p50"] for key in (name, reference)}
     device = {key: latency[key]["meta"]["device"] for key in (name, reference)}
+    load = {key: latency[key]["metrics"].get("under_load") for key in (name, reference)}
+    mark = {key: load_mark(flag) for key, flag in load.items()}
     if device[name] != device[reference]:
-        return f"{p50[name]:.3f} s on {device[name]} (not comparable: {reference} ran on {device[reference]})"
-    return f"{p50[name]:.3f} s ({p50[name] / p50[reference]:.2f}x {reference}'s {p50[reference]:.3f} s)"
+        return (
+            f"{p50[name]:.3f} s{mark[name]} on {device[name]} (not comparable: {reference} ran on {device[reference]})"
+        )
+    ratio = (
+        f"{p50[name]:.3f} s{mark[name]} ({p50[name] / p50[reference]:.2f}x {reference}'s "
+        f"{p50[reference]:.3f} s{mark[reference]}"
+    )
+    if True in load.values():
+        return f"{ratio}: a ratio of timings taken under load, not of the precisions alone)"
+    if None in load.values():
+        return f"{ratio}: the load during these timings is unknown)"
+    return f"{ratio})"
 
 
 def _drift(summary: Mapping[str, Any], comparisons: Mapping[str, Any]) -> str:
@@ -201,7 +218,8 @@ def _drift(summary: Mapping[str, Any], comparisons: Mapping[str, Any]) -> str:
                 "holds" if v["holds"] else "not supported",
                 f"{ratio['estimate']:.3f}",
                 f"[{ratio['low']:.3f}, {ratio['high']:.3f}] ({ratio['confidence']:.1%})",
-                f"at most {v['threshold']:.2f}: {v['drift']}",
+                f"at most {v['threshold']:.2f}: {v['drift']}"
+                + (f" (but {v['drift_caveat']})" if v.get("drift_caveat") else ""),
                 "not measured" if d is None else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]",
                 quality["outcome"] if d is None else f"within {quality['max_gap']:g}: {_quality(quality, record)}",
                 _p(record) if record else "n/a",

@@ -18,9 +18,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant
+from lora_study.grid import group_of
+from lora_study.learning import gain_over_base, gain_text
+from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
+from lora_study.results import read_result
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class WeightResult:
     def modules(self) -> Sequence[Mapping[str, Any]]:
         return self.weights["metrics"]["modules"]
 
+    @property
+    def group(self) -> str:
+        """The seed group comparisons.json compares, from the spec weights.json records."""
+        return group_of(self.weights["run"]["spec"])
+
 
 def load_weights(files: Files) -> list[WeightResult]:
     """weights.json per trained variant, with its mitigation.json where mitigation ran; both
@@ -51,10 +59,10 @@ def load_weights(files: Files) -> list[WeightResult]:
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
-    return weight_sections(results=load_weights(files))
+    return weight_sections(results=load_weights(files), comparisons=read_result(one(files, "comparisons")))
 
 
-STAGE = Stage(name="weights", inputs=("weights", "mitigation"), sections=sections)
+STAGE = Stage(name="weights", inputs=("weights", "mitigation", "comparisons"), sections=sections)
 
 
 def compared_kinds(results: Sequence[WeightResult]) -> set[str]:
@@ -79,12 +87,17 @@ def per_layer(result: WeightResult, *, kinds: set[str]) -> dict[int, dict[str, f
     }
 
 
-def weight_sections(*, results: Sequence[WeightResult]) -> list[Section]:
-    """Nothing when no variant is trained; the mitigation section only when it ran."""
+def weight_sections(*, results: Sequence[WeightResult], comparisons: Mapping[str, Any] | None = None) -> list[Section]:
+    """Nothing when no variant is trained; the mitigation section only when it ran. `comparisons`
+    (comparisons.json) says which variants are shown to beat the base (None: not measured)."""
     if not results:
         return []
     sections = [
-        Section("weight-drift", "Weight-space drift: update rank and intruder dimensions", _weights_body(results))
+        Section(
+            "weight-drift",
+            "Weight-space drift: update rank and intruder dimensions",
+            _weights_body(results, comparisons),
+        )
     ]
     mitigated = [r for r in results if r.mitigation is not None]
     if mitigated:
@@ -118,10 +131,11 @@ def _subset(result: WeightResult, kinds: set[str]) -> list[Mapping[str, Any]]:
     return [m for m in result.modules if m["kind"] in kinds]
 
 
-def _weights_body(results: Sequence[WeightResult]) -> str:
+def _weights_body(results: Sequence[WeightResult], comparisons: Mapping[str, Any] | None) -> str:
     settings = results[0].weights["run"]["settings"]
     kinds = compared_kinds(results)
     kind_list = ", ".join(sorted(kinds))
+    gains = {r.name: gain_over_base(comparisons=comparisons, group=r.group) for r in results}
     rows = []
     for r in results:
         summary, compared = r.weights["metrics"]["summary"], _subset(r, kinds)
@@ -137,6 +151,7 @@ def _weights_body(results: Sequence[WeightResult]) -> str:
                 summary["modules_with_intruders"],
                 _number(statistics.median(ranks), 1) if ranks else "n/a",
                 sum(m["intruders"] for m in compared),
+                gain_text(gains[r.name]),
             ]
         )
     protocol = (
@@ -160,14 +175,38 @@ def _weights_body(results: Sequence[WeightResult]) -> str:
         "modules with intruders",
         f"median eff. rank on {kind_list}",
         f"intruders on {kind_list}",
+        "gain over the base shown",
     ]
     return (
         protocol
         + table(header, rows)
+        + _unlearned(results, gains)
         + _layer_plots(results, kinds)
         + "<h3>Intruders against epsilon</h3>"
         + _sweep(results, kinds)
     )
+
+
+def _unlearned(results: Sequence[WeightResult], gains: Mapping[str, Mapping[str, Any]]) -> str:
+    """Beside the table: the variants not shown to beat the base, whose small update, low rank or
+    few intruders may say they are under-trained rather than how their method changes weights."""
+    unlearned = [r for r in results if gains[r.name]["shown"] is False]
+    unknown = [r.name for r in results if gains[r.name]["shown"] is None]
+    text = ""
+    if unlearned:
+        items = "".join(
+            f"<li>{escape(r.name)}: {r.weights['metrics']['summary']['intruders']} intruders, median effective rank "
+            f"{_number(r.weights['metrics']['summary']['median_effective_rank'], 1)}; "
+            f"{escape(gains[r.name]['note'])}.</li>"
+            for r in unlearned
+        )
+        text += f"<p><strong>Not shown to have learned:</strong></p><ul>{items}</ul>"
+    if unknown:
+        text += (
+            f"<p class=muted>Gain over the base not measured for {escape(', '.join(unknown))}: whether their weight "
+            "changes reflect learning is unknown.</p>"
+        )
+    return text
 
 
 def _style(result: WeightResult) -> str:
