@@ -135,8 +135,8 @@ def test_weight_sections_show_the_numbers() -> None:
     assert [s.anchor for s in sections] == ["weight-drift"]  # no mitigation ran
     body = sections[0].body
     for text in (
-        "lora-r8-qv-n100-s1",
-        "fft-n100-s1",
+        LORA.name,
+        FFT.name,
         "0.0123",
         "0.0456",
         "4.0",
@@ -154,7 +154,7 @@ def test_weight_sections_show_the_numbers() -> None:
 def test_one_variant_and_no_variant() -> None:
     assert weight_sections(results=[]) == []
     sections = weight_sections(results=[LORA])
-    assert len(sections) == 1 and "lora-r8-qv-n100-s1" in sections[0].body
+    assert len(sections) == 1 and LORA.name in sections[0].body
 
 
 def test_the_mitigation_curve_appears_when_it_ran() -> None:
@@ -164,7 +164,7 @@ def test_the_mitigation_curve_appears_when_it_ran() -> None:
     body = sections[1].body
     for text in ("0.2468", "0.2357", "0.2111", "+0.2500", "+0.1250", "+0.0625", "3 in 2/4", "0.800"):
         assert text in body
-    assert "fft-n100-s1" not in body and body.count("<svg") == 1
+    assert FFT.name not in body and body.count("<svg") == 1
 
 
 def test_a_variant_not_shown_to_beat_the_base_is_flagged_beside_its_weight_figures() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_envs import rule_blocks, rule_directive, script_imports
-from test_report_env import MODEL_PACKAGES, REPORT_RULES, blocker_path, run_blocked
+from test_report_env import MODEL_PACKAGES, REPORT_RULES, SWEEP_ONLY_RULES, blocker_path, run_blocked
 
 from conftest import REPO
 
@@ -101,5 +101,5 @@ def test_torch_free_jobs_run_without_model_packages(workflow_dir: Path, tmp_path
             *workdir.glob("results/adapters/*/parameter_counts.json"),
         }
     )
-    rules = tuple(rule for rule in TORCH_ENV_RULES if rule != "score_predictions")
+    rules = tuple(rule for rule in TORCH_ENV_RULES if rule not in ("score_predictions", *SWEEP_ONLY_RULES))
     run_blocked(workdir, tmp_path / "data", rules=rules, targets=data)

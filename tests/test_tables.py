@@ -323,7 +323,9 @@ def test_the_tiny_run_has_every_table(workflow_dir: Path) -> None:
     assert len(tables["comparisons"]) == sum(
         len(read_result(comparisons)["metrics"][k]) for k in ("comparisons", "precisions")
     )
-    assert all(not table.empty for table in tables.values())
+    # Every table has rows but validation.csv, which only a learning-rate sweep fills (tests/test_sweep.py).
+    assert all(not table.empty for name, table in tables.items() if name != "validation")
+    assert tables["validation"].empty
 
 
 @pytest.mark.slow
@@ -334,7 +336,7 @@ def test_an_old_variant_folder_of_the_tiny_run_is_tabulated_as_not_in_config(
     from disk by the real job, beside the current ones."""
     workdir = tmp_path / "work"
     shutil.copytree(workflow_dir, workdir, copy_function=os.link, symlinks=True)
-    [scores] = glob.glob(str(workdir / "results/eval/*/*/lora-r2-qv-n4-s1/scores.json"))
+    [scores] = glob.glob(str(workdir / "results/eval/*/*/lora-r2-qv-n4-lr*-s1/scores.json"))
     old = Path(scores).parent.with_name("lora-r2-qv-n4-s1-earlier")
     old.mkdir()
     shutil.copy(scores, old / "scores.json")

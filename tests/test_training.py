@@ -402,15 +402,17 @@ def test_grid_names_and_alpha() -> None:
     }
     grid = expand_grid(training=training, train_sizes=[100, 300])
     assert len(grid) == 2 * 2 * (2 * 2 * 2 + 1)
-    assert grid["lora-r8-qv-n100-s1"].alpha == 16.0 and grid["dora-r32-q_proj+k_proj-n300-s2"].alpha == 64.0
-    assert grid["fft-n300-s2"].learning_rate == 2e-5
+    by_short = {(spec.method, spec.seed): spec for spec in grid.values()}
+    assert by_short[("lora-r8-qv-n100", 1)].alpha == 16.0 and by_short[("dora-r32-q_proj+k_proj-n300", 2)].alpha == 64.0
+    assert by_short[("fft-n300", 2)].learning_rate == 2e-5
     assert target_modules("q_proj+k_proj") == ["q_proj", "k_proj"]
     fixed = expand_grid(
         training={**training, "lora": {**training["lora"], "alpha": 16, "variants": ["lora", "rslora"]}},
         train_sizes=[100],
     )
     assert {spec.alpha for spec in fixed.values() if spec.is_lora} == {16.0}
-    assert VariantSpec.from_dict(grid["lora-r8-qv-n100-s1"].to_dict()) == grid["lora-r8-qv-n100-s1"]
+    lora = by_short[("lora-r8-qv-n100", 1)]
+    assert VariantSpec.from_dict(lora.to_dict()) == lora and grid[lora.name] == lora
 
 
 def test_rslora_keeps_one_alpha_at_every_rank_and_plain_lora_keeps_alpha_2r() -> None:
@@ -430,9 +432,18 @@ def test_rslora_keeps_one_alpha_at_every_rank_and_plain_lora_keeps_alpha_2r() ->
     }
     grid = expand_grid(training=training, train_sizes=[100])
     assert {spec.alpha for spec in grid.values() if spec.kind == "rslora"} == {8.0}
-    # Plain LoRA's specs (and so its jobs' params) are what they were: alpha = 2r, same names.
-    assert grid["lora-r8-qv-n100-s1"] == VariantSpec(
-        kind="lora", train_size=100, seed=1, learning_rate=2e-4, rank=8, alpha=16.0, dropout=0.05, targets="qv"
+    # Plain LoRA's specs keep alpha = 2r.
+    [lora_r8] = [spec for spec in grid.values() if spec.method == "lora-r8-qv-n100"]
+    assert lora_r8 == VariantSpec(
+        kind="lora",
+        train_size=100,
+        seed=1,
+        learning_rate=2e-4,
+        rank=8,
+        alpha=16.0,
+        dropout=0.05,
+        targets="qv",
+        training={},
     )
     assert {lora_scaling(kind=s.kind, rank=s.rank, alpha=s.alpha) for s in grid.values() if s.kind == "lora"} == {2.0}
     assert lora_scaling(kind="rslora", rank=64, alpha=8.0) == 1.0
