@@ -500,6 +500,8 @@ def test_learning_rate_section_shows_each_curve_the_choice_and_the_lora_to_fft_r
     assert lora["chosen"]["learning_rate"] == 1e-3  # the lowest validation loss of the three
     row = f'<td>{LORA2.method}</td><td class="num">1e-3</td><td class="num">{chosen["mean_loss"]:.4f}</td>'
     assert row in rates and "<svg" in rates
+    # 1e-3 (losses 1.80-1.82) and 1e-4 (2.10-2.12) are apart; the report says which are not.
+    assert f"<li>{LORA2.method}: 1e-3 chosen; its interval overlaps no other candidate" in rates
     # LoRA's chosen 1e-3 over full fine-tuning's chosen 1e-5; one seed, so no interval.
     assert f'<td>{LORA2.method} / {FFT.method}</td><td class="num">100</td>' in rates and "one seed" in rates
 

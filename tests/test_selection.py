@@ -83,3 +83,23 @@ def test_rate_ratio_interval_is_on_the_log_scale_and_positive() -> None:
     assert ratio["interval"]["low"] == pytest.approx(math.exp(logs.mean() - half), rel=1e-6)
     assert ratio["interval"]["high"] == pytest.approx(math.exp(logs.mean() + half), rel=1e-6)
     assert 0 < ratio["interval"]["low"] < 10 < ratio["interval"]["high"]
+
+
+def test_the_report_says_which_candidates_the_validation_set_did_not_tell_apart() -> None:
+    from lora_study.report.selection import selection_body
+
+    candidates = {
+        1e-4: [validation(1e-4, 1, noisy(2.00, seed=1))],
+        3e-4: [validation(3e-4, 1, noisy(1.99, seed=2))],  # within the noise of 1e-4
+        1e-3: [validation(1e-3, 1, noisy(3.00, seed=3))],
+    }
+    metrics = choose_rate(candidates=candidates, resamples=500, seed=0, confidence=0.95)
+    spec = {"kind": "lora", "train_size": 4, "seed": 1, "learning_rate": 1e-4, "rank": 2, "alpha": 4.0, "targets": "qv"}
+    body = selection_body(
+        selections=[{"run": {"method": "lora-r2-qv-n4", "specs": [spec]}, "metrics": metrics}], confidence=0.95
+    )
+    chosen = metrics["chosen"]["learning_rate"]
+    other = ({1e-4, 3e-4} - {chosen}).pop()
+    assert chosen in (1e-4, 3e-4)
+    assert f"its interval overlaps that of {'1e-4' if other == 1e-4 else '3e-4'}: not told apart" in body
+    assert "1e-3: not told apart" not in body and "that of 1e-3" not in body

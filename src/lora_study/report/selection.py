@@ -45,7 +45,38 @@ def selection_body(*, selections: Sequence[Mapping[str, Any]], confidence: float
         "set. The intervals are over validation examples; two rates whose intervals overlap were not told "
         "apart by this validation set, so the choice between them is the point estimate's.</p>"
     )
-    return intro + _curve(selections) + _table(selections) + _ratios(selections, confidence=confidence)
+    return (
+        intro
+        + _curve(selections)
+        + _table(selections)
+        + _not_told_apart(selections)
+        + _ratios(selections, confidence=confidence)
+    )
+
+
+def _not_told_apart(selections: Sequence[Mapping[str, Any]]) -> str:
+    """Per method, the candidates whose interval overlaps the chosen rate's: the validation set
+    did not tell them apart, so the choice among them rests on the point estimates."""
+    items = []
+    for selection in selections:
+        rows = selection["metrics"]["candidates"]
+        chosen = next(r for r in rows if r["learning_rate"] == selection["metrics"]["chosen"]["learning_rate"])
+        close = [
+            rate_label(r["learning_rate"])
+            for r in rows
+            if r is not chosen
+            and r["interval"]["low"] <= chosen["interval"]["high"]
+            and chosen["interval"]["low"] <= r["interval"]["high"]
+        ]
+        told = (
+            f"its interval overlaps that of {', '.join(close)}: not told apart by this validation set"
+            if close
+            else "its interval overlaps no other candidate's"
+        )
+        items.append(
+            f"<li>{escape(selection['run']['method'])}: {rate_label(chosen['learning_rate'])} chosen; {told}.</li>"
+        )
+    return f"<ul>{''.join(items)}</ul>"
 
 
 def _spec(selection: Mapping[str, Any]) -> VariantSpec:
