@@ -428,3 +428,32 @@ def test_the_resolved_config_is_the_one_snakemake_logs(tmp_path: Path) -> None:
     assert record_run.config_md5(config=resolved) == record_run.config_md5(
         config=record_run.resolve_config(paths=[plain])
     )
+
+
+def test_a_swept_method_contributes_only_its_chosen_variants_and_its_curve(tmp_path: Path) -> None:
+    config = overlay(
+        yaml.safe_load((REPO / "config.yaml").read_text()),
+        yaml.safe_load(OVERLAY) | {"training": {"lora": {"ranks": [2], "learning_rate": [1e-4, 1e-3]}}},
+    )
+    grid = expand_grid(training=config["training"], train_sizes=[4])
+    candidates = [name for name, spec in grid.items() if spec.is_lora]
+    chosen = [name for name in candidates if grid[name].learning_rate == 1e-3]
+    with pytest.raises(record_run.RecordError, match="lora-r2-qv-n4/selection.json"):
+        record_run.layout_of(config=config, root=tmp_path)
+    rows = [
+        {"learning_rate": rate, "mean_loss": loss, "interval": _ci(loss, loss - 0.1, loss + 0.1)}
+        for rate, loss in ((1e-4, 2.5), (1e-3, 2.0))
+    ]
+    _write(
+        tmp_path,
+        f"results/selection/{MODEL}/{DATASET}/lora-r2-qv-n4/selection.json",
+        run={"method": "lora-r2-qv-n4", "specs": [grid[name].to_dict() for name in candidates]},
+        metrics={
+            "criterion": "lowest validation loss",
+            "candidates": rows,
+            "chosen": {"learning_rate": 1e-3, "variants": chosen},
+        },
+    )
+    layout = record_run.layout_of(config=config, root=tmp_path)
+    assert [name for name in layout.trained if grid[name].is_lora] == chosen and layout.swept == ["lora-r2-qv-n4"]
+    assert "selection/lora-r2-qv-n4" in layout.files()
