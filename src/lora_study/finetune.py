@@ -40,7 +40,7 @@ from lora_study.provenance import meta_info
 from lora_study.results import write_result
 from lora_study.training import (
     StepRecord,
-    make_item,
+    make_items,
     peak_memory_bytes,
     seed_everything,
     steady_state,
@@ -95,16 +95,13 @@ def train_variant(
 
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
     examples = read_examples(train_path)
-    items = [
-        make_item(
-            builder=builder,
-            tokenizer=tokenizer,
-            example=example,
-            max_target_tokens=settings["max_target_tokens"],
-            task=config.get("task"),
-        )
-        for example in examples
-    ]
+    items = make_items(
+        builder=builder,
+        tokenizer=tokenizer,
+        examples=examples,
+        max_target_tokens=settings["max_target_tokens"],
+        task=config.get("task"),
+    )
 
     def progress(record: StepRecord) -> None:
         log.info(

@@ -104,6 +104,21 @@ def make_item(
     )
 
 
+def make_items(
+    *,
+    builder: PromptBuilder,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    max_target_tokens: int,
+    task: Mapping[str, Any] | None = None,
+) -> list[TrainItem]:
+    """`make_item` for each example: training and validation build their items alike."""
+    return [
+        make_item(builder=builder, tokenizer=tokenizer, example=e, max_target_tokens=max_target_tokens, task=task)
+        for e in examples
+    ]
+
+
 def megabatch_batches(*, lengths: Sequence[int], batch_size: int, megabatch: int, seed: int) -> list[list[int]]:
     """Every index once, in batches of similar length drawn afresh for each seed: a seeded
     shuffle, cut into megabatches of `megabatch` x `batch_size` examples, each sorted by

@@ -22,7 +22,7 @@ from lora_study.modeling import ModelLoader, load_tokenizer
 from lora_study.prompts import PromptBuilder
 from lora_study.provenance import meta_info
 from lora_study.results import write_result
-from lora_study.training import TrainItem, collate, make_item, target_loss_sum
+from lora_study.training import TrainItem, collate, make_items, target_loss_sum
 
 
 @torch.inference_mode()
@@ -51,16 +51,13 @@ def validate_variant(
     tokenizer = load_tokenizer(model_dir)
     builder = PromptBuilder.from_config(tokenizer=tokenizer, prompt=config["prompt"])
     examples = read_examples(validation_path)
-    items = [
-        make_item(
-            builder=builder,
-            tokenizer=tokenizer,
-            example=example,
-            max_target_tokens=config["training"]["max_target_tokens"],
-            task=config.get("task"),
-        )
-        for example in examples
-    ]
+    items = make_items(
+        builder=builder,
+        tokenizer=tokenizer,
+        examples=examples,
+        max_target_tokens=config["training"]["max_target_tokens"],
+        task=config.get("task"),
+    )
     losses = example_losses(model=loaded.model, items=items, pad_id=tokenizer.pad_token_id, device=loaded.device)
     result = {
         "run": {"variant": spec.name, "spec": spec.to_dict(), "validation_file": str(validation_path)},
