@@ -598,3 +598,19 @@ def test_a_sweep_draws_validation_rows_that_the_drift_and_forgetting_texts_leave
     validation = {" ".join(e.input.split()) for e in read_examples(folder / "validation.jsonl")}
     measured = [row["text"] for name in names[1:] for row in read_jsonl(folder / name)]
     assert len(validation) == 20 and measured and not validation & {" ".join(text.split()) for text in measured}
+
+
+def test_a_validation_subset_avoids_evaluation_ids_where_evaluation_and_training_share_its_split() -> None:
+    """news draws evaluation, training and validation from its one split `all`: an evaluation
+    row must be left out by its id too, not only by its text."""
+    data = {
+        "dataset": "news",
+        "train": {"split": None, "seed": 1},
+        "eval": {"split": None, "seed": 2},
+        "validation": {"split": None, "size": 3, "seed": 3},
+    }
+    rows = load_split(data=data, split="all")
+    # An evaluation row whose text differs from its source row: only its id ties them.
+    evals = [Example(id=row.id, input=f"rewritten {i}", reference=row.reference) for i, row in enumerate(rows[:3000])]
+    draw = draw_validation(data=data, evals=evals, trained=[])
+    assert not {e.id for e in draw.examples} & {e.id for e in evals}

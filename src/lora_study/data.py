@@ -157,8 +157,10 @@ def draw_validation(*, data: Mapping[str, Any], evals: Sequence[Example], traine
     measured later, and the evaluation (test) subset is never read for it but to be avoided."""
     split = _split(data, "validation")
     rows = load_split(data=data, split=split)
-    same_split = {_split(data, "eval"): list(evals), _split(data, "train"): list(trained)}
-    used_ids = {e.id for part, examples in same_split.items() if part == split for e in examples}
+    # Ids are unique within a split only: those of the subsets drawn from this split. (A dict
+    # keyed by split would lose the evaluation subset where it shares a split with training.)
+    parts = ((_split(data, "eval"), evals), (_split(data, "train"), trained))
+    used_ids = {e.id for part, examples in parts if part == split for e in examples}
     used_inputs = {_norm(e.input) for e in [*evals, *trained]}
     pool = [e for e in rows if e.id not in used_ids and _norm(e.input) not in used_inputs]
     size = data["validation"]["size"]
