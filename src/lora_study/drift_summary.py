@@ -189,6 +189,7 @@ def _verdicts(
         gains = {
             side: gain_over_base(comparisons=comparisons, group=name) for side, name in (("lora", group), ("fft", fft))
         }
+        beside = caveat(gains.values())
         verdicts.append(
             {
                 "variant": group,
@@ -200,7 +201,7 @@ def _verdicts(
                 "holds": drift == "holds" and quality["outcome"] == "holds",
                 # Said beside the drift verdict when either side is not shown to have learned.
                 "gain_over_base": gains,
-                "drift_caveat": caveat(gains.values()),
+                "drift_caveat": beside,
                 "text": _text(
                     group=group,
                     fft=fft,
@@ -208,7 +209,7 @@ def _verdicts(
                     drift=drift,
                     quality=quality,
                     criterion=settings["criterion"],
-                    beside=caveat(gains.values()),
+                    beside=beside,
                 ),
             }
         )
