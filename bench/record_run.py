@@ -59,7 +59,15 @@ sys.path.insert(0, str(REPO / "src"))
 import yaml
 
 from lora_study.config import dataset_name, model_name, workflow_config
-from lora_study.grid import BASE_VARIANT, LORA_KINDS, VariantSpec, expand_grid, rate_label, swept_methods
+from lora_study.grid import (
+    BASE_VARIANT,
+    LORA_KINDS,
+    VariantSpec,
+    expand_grid,
+    fft_partner,
+    rate_label,
+    swept_methods,
+)
 from lora_study.provenance import cpu_model
 from lora_study.results import check_result
 from lora_study.selection import rate_ratio
@@ -795,16 +803,12 @@ def learning_rates(*, results: Mapping[str, ResultFile], layout: RunLayout) -> d
     specs = {method: VariantSpec.from_dict(r.run["specs"][0]) for method, r in selections.items()}
     ratios = {}
     for method, spec in specs.items():
-        partners = [
-            m
-            for m, other in specs.items()
-            if other.kind == "fft" and other.shared_training_key == spec.shared_training_key
-        ]
-        if spec.is_lora and partners:
+        partner = fft_partner(spec, specs)  # the swept FFT on the same data and shared settings
+        if partner is not None:
             ratio = rate_ratio(
-                numerator=selections[method].metrics, denominator=selections[partners[0]].metrics, confidence=0.95
+                numerator=selections[method].metrics, denominator=selections[partner].metrics, confidence=0.95
             )
-            ratios[f"{method} / {partners[0]}"] = {key: ratio.get(key) for key in ("ratio", "seeds", "interval")}
+            ratios[f"{method} / {partner}"] = {key: ratio.get(key) for key in ("ratio", "seeds", "interval")}
     return {"methods": methods, "lora_over_fft": ratios}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lora_study.grid import VariantSpec, rate_label
+from lora_study.grid import VariantSpec, fft_partner, rate_label
 from lora_study.report.inputs import Files, Stage
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
@@ -132,13 +132,14 @@ def _curve(selections: Sequence[Mapping[str, Any]]) -> str:
 
 def _ratios(selections: Sequence[Mapping[str, Any]], *, confidence: float) -> str:
     """LoRA's chosen rate over full fine-tuning's, per LoRA method with a swept FFT partner."""
-    fft = {_spec(s).shared_training_key: s for s in selections if _spec(s).kind == "fft"}
+    by_method = {selection["run"]["method"]: selection for selection in selections}
+    specs = {method: _spec(selection) for method, selection in by_method.items()}
     rows = []
-    for selection in selections:
-        spec = _spec(selection)
-        partner = fft.get(spec.shared_training_key) if spec.is_lora else None
-        if partner is None:
+    for method, selection in by_method.items():
+        partner_method = fft_partner(specs[method], specs)  # the swept FFT on the same data and settings
+        if partner_method is None:
             continue
+        partner = by_method[partner_method]
         ratio = rate_ratio(numerator=selection["metrics"], denominator=partner["metrics"], confidence=confidence)
         interval = ratio["interval"]
         spread = f"[{interval['low']:.3g}, {interval['high']:.3g}]" if interval else ratio["why_no_interval"]
