@@ -66,6 +66,7 @@ from lora_study.grid import (
     expand_grid,
     fft_partner,
     rate_label,
+    studied_variants,
     swept_methods,
 )
 from lora_study.provenance import cpu_model
@@ -198,7 +199,7 @@ def layout_of(*, config: Mapping[str, Any], root: Path | None = None) -> RunLayo
         if root is None:
             raise RecordError(f"{path}: a swept method's choice is needed to know the run's variants")
         chosen |= set(read_result(root=root, path=path, rule="select_learning_rate").metrics["chosen"]["variants"])
-    studied = {name: spec for name, spec in trained.items() if spec.method not in swept or name in chosen}
+    studied = studied_variants(trained, chosen=chosen)
     return RunLayout(
         model=model,
         dataset=dataset,

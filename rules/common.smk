@@ -20,6 +20,7 @@ from lora_study.grid import (
     expand_grid,
     lora_variant_pattern,
     shared_training,
+    studied_variants,
     swept_methods,
 )
 from lora_study.config import (
@@ -118,7 +119,7 @@ def studied():
         path = checkpoints.select_learning_rate.get(model=MODEL, dataset=DATASET, method=method).output[0]
         with open(path) as handle:
             chosen |= set(json.load(handle)["metrics"]["chosen"]["variants"])
-    return {name: spec for name, spec in TRAINED.items() if spec.method not in SWEPT or name in chosen}
+    return studied_variants(TRAINED, chosen=chosen)
 
 
 def studied_names(wildcards=None):

@@ -287,3 +287,10 @@ def methods(specs: Iterable[VariantSpec]) -> dict[str, dict[float, list[VariantS
 def swept_methods(specs: Iterable[VariantSpec]) -> dict[str, dict[float, list[VariantSpec]]]:
     """The methods trained at more than one learning rate."""
     return {method: rates for method, rates in methods(specs).items() if len(rates) > 1}
+
+
+def studied_variants(trained: Mapping[str, VariantSpec], *, chosen: Iterable[str]) -> dict[str, VariantSpec]:
+    """The variants the test-set stages use: every variant of a method trained at one rate, and
+    of a swept method only the `chosen` ones (its selection's `chosen.variants`)."""
+    swept, kept = swept_methods(trained.values()), set(chosen)
+    return {name: spec for name, spec in trained.items() if spec.method not in swept or name in kept}
