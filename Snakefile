@@ -9,12 +9,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from lora_study.config import ConfigError, read_yaml
+from lora_study.core.config import ConfigError, read_yaml
 
 # Snakemake's message for a YAML syntax error names neither the file nor the line: read the
 # base config ourselves first. An overlay given with --configfile is read by Snakemake before
 # this file runs, and where it refuses one (empty, not UTF-8, a YAML syntax error) no code of
-# ours has run yet: `python -m lora_study.config config.yaml OVERLAY` names the file and line.
+# ours has run yet: `python -m lora_study.core.config config.yaml OVERLAY` names the file and line.
 # Every overlay it accepts is read again by rules/common.smk, with the checker's messages.
 try:
     read_yaml(os.path.join(workflow.basedir, "config.yaml"))

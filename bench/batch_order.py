@@ -31,11 +31,11 @@ sys.path.insert(0, str(REPO / "src"))
 import numpy as np
 from transformers import AutoTokenizer
 
-from lora_study.config import load_config
-from lora_study.data import make_subsets
-from lora_study.prepare import embedded_gguf_path
-from lora_study.prompts import PromptBuilder
-from lora_study.training import TrainItem, make_item, megabatch_batches, padding_share
+from lora_study.core.config import load_config
+from lora_study.core.data import make_subsets
+from lora_study.model.prompts import PromptBuilder
+from lora_study.model.training import TrainItem, make_item, megabatch_batches, padding_share
+from lora_study.stages.model.prepare import embedded_gguf_path
 
 Scheme = Callable[[int], list[list[int]]]  # seed -> batches of one epoch
 

@@ -5,7 +5,7 @@ on the same prompts in one run; and the phase times of a run from its `benchmark
         --eval results/data/aclsum/eval.jsonl            # the default evaluation: 20 prompts, 128 new tokens
     python bench/generation_speed.py --root /path/to/a/run --skip-generation   # phase times only
 
-Paths, each one `lora_study.generation.generate` call over every prompt (greedy, the
+Paths, each one `lora_study.model.generation.generate` call over every prompt (greedy, the
 config's prompt builder, the model loaded once and shared):
 
 - `per-example`: one prompt per generate() call, no padding, transformers' growing cache (the
@@ -14,10 +14,10 @@ config's prompt builder, the model loaded once and shared):
 - `all, dynamic` and `all, static`: every prompt in one call, with the growing cache or
   transformers' static cache (evaluation.batch_size all, evaluation.cache);
 - `all, prefilled, generate()`: every prompt in one call with the prefilled cache
-  (`lora_study.prefill`), decoded by transformers' generate() (the default from 454dc27 to
+  (`lora_study.model.prefill`), decoded by transformers' generate() (the default from 454dc27 to
   0d3a874);
 - `all, prefilled`: the same cache, decoded by the greedy loop that drops each row at its stop
-  token (`lora_study.greedy`): what the default config does with the default evaluation
+  token (`lora_study.model.greedy`): what the default config does with the default evaluation
   (batch_size 32 >= 20 prompts);
 - `--compile` adds `all, static, compiled` (evaluation.compile true: minutes of compilation
   on a CPU, counted in its time).
@@ -111,11 +111,11 @@ def generation_paths(compile_too: bool) -> dict[str, dict[str, Any]]:
 def generation_speed(args: argparse.Namespace) -> None:
     import torch
 
-    from lora_study.config import load_config
-    from lora_study.data import read_examples
-    from lora_study.generation import generate
-    from lora_study.modeling import load_model, load_tokenizer
-    from lora_study.prompts import PromptBuilder
+    from lora_study.core.config import load_config
+    from lora_study.core.data import read_examples
+    from lora_study.model.generation import generate
+    from lora_study.model.loading import load_model, load_tokenizer
+    from lora_study.model.prompts import PromptBuilder
 
     if args.threads:
         torch.set_num_threads(args.threads)

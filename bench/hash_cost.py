@@ -1,4 +1,4 @@
-"""What checking the model files' sha256 costs a job (lora_study.checksums).
+"""What checking the model files' sha256 costs a job (lora_study.core.checksums).
 
     python bench/hash_cost.py resources/models/smollm2-135m-instruct
     python bench/hash_cost.py results/adapters/smollm2-135m-instruct/aclsum/*/adapter
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from lora_study.checksums import model_files  # noqa: E402
+from lora_study.core.checksums import model_files  # noqa: E402
 
 
 def file_digest(path: Path) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lora_study.stats import intervals_from_resamples, paired_proportion_intervals
+from lora_study.stats.inference import intervals_from_resamples, paired_proportion_intervals
 
 CONFIDENCE = 0.95
 Draw = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]

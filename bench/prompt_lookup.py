@@ -24,11 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from lora_study.config import load_config
-from lora_study.data import read_examples
-from lora_study.io import read_jsonl
-from lora_study.modeling import load_tokenizer
-from lora_study.prompts import PromptBuilder
+from lora_study.core.config import load_config
+from lora_study.core.data import read_examples
+from lora_study.core.io import read_jsonl
+from lora_study.model.loading import load_tokenizer
+from lora_study.model.prompts import PromptBuilder
 
 
 def draft(*, context: Sequence[int], length: int) -> list[int]:

@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from lora_study.io import atomic_write_text
-from lora_study.provenance import code_version, cpu_model
+from lora_study.core.io import atomic_write_text
+from lora_study.core.provenance import code_version, cpu_model
 
 
 def machine() -> str:

@@ -58,8 +58,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml
 
-from lora_study.config import dataset_name, model_name, workflow_config
-from lora_study.grid import (
+from lora_study.core.config import dataset_name, model_name, workflow_config
+from lora_study.core.grid import (
     BASE_VARIANT,
     LORA_KINDS,
     VariantSpec,
@@ -69,12 +69,12 @@ from lora_study.grid import (
     studied_variants,
     swept_methods,
 )
-from lora_study.provenance import cpu_model
-from lora_study.results import check_result
-from lora_study.selection import rate_ratio
+from lora_study.core.provenance import cpu_model
+from lora_study.core.results import check_result
+from lora_study.stages.selection.selection import rate_ratio
 
 SUMMARY_SCHEMA = 1
-# Kinds of variant PEFT's intruder mitigation handles (rules/weights.smk, lora_study.mitigation).
+# Kinds of variant PEFT's intruder mitigation handles (rules/weights.smk, lora_study.stages.weights.mitigation).
 MITIGATION_KINDS = ("lora", "rslora", "qlora")
 MB = 1e6
 
@@ -121,7 +121,7 @@ def read_result(*, root: Path, path: str, rule: str) -> ResultFile:
         check_result(data, source=path)
     except json.JSONDecodeError as error:
         raise RecordError(f"{path}: not valid JSON: {error}") from error
-    except ValueError as error:  # lora_study.results names the file and what is wrong
+    except ValueError as error:  # lora_study.core.results names the file and what is wrong
         raise RecordError(str(error)) from error
     return ResultFile(path=path, rule=rule, data=data)
 

@@ -9,7 +9,7 @@ the unmerged adapter of one variant are loaded together and their timed passes i
 every mode alike. Then every LoRA adapter of the run is served together three ways (mixed
 batches, grouped by adapter, one merged model each), as the workflow's multi-adapter job
 does. Prints the overhead of the unmerged adapter per batch size with its interval
-(lora_study.serving_summary), the multi-adapter throughput, latency and memory, and
+(lora_study.stages.serving.summary), the multi-adapter throughput, latency and memory, and
 whether any timed call was taken under load. Settings come from config.yaml's `serving`
 block unless given. Needs the run's merged exports (rule merge_adapter).
 """
@@ -29,15 +29,15 @@ sys.path.insert(0, str(REPO / "src"))
 import numpy as np
 import torch
 
-from lora_study.config import load_config
-from lora_study.grid import VariantSpec
-from lora_study.latency import summarise
-from lora_study.multi_adapter import serve_multi_adapter
-from lora_study.provenance import cpu_model
-from lora_study.results import read_result
-from lora_study.serving import Call, serve_once, served_requests
-from lora_study.serving_modes import load_mode
-from lora_study.serving_summary import multi_adapter_table, outcome, overhead_interval
+from lora_study.core.config import load_config
+from lora_study.core.grid import VariantSpec
+from lora_study.core.provenance import cpu_model
+from lora_study.core.results import read_result
+from lora_study.model.timing import summarise
+from lora_study.stages.serving.engine import Call, serve_once, served_requests
+from lora_study.stages.serving.modes import load_mode
+from lora_study.stages.serving.multi_adapter import serve_multi_adapter
+from lora_study.stages.serving.summary import multi_adapter_table, outcome, overhead_interval
 
 MODES = ("base", "merged", "unmerged")
 

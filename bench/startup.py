@@ -33,11 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 TORCH_FREE = """
 import json, sys, time
 stamps = {}
-from lora_study.io import read_jsonl
-from lora_study.logs import logged_job
-from lora_study.provenance import meta_info
-from lora_study.results import write_result
-from lora_study.scores import predictions_result
+from lora_study.core.io import read_jsonl
+from lora_study.core.logs import logged_job
+from lora_study.core.provenance import meta_info
+from lora_study.core.results import write_result
+from lora_study.tasks.scores import predictions_result
 meta_info(device="cpu")
 stamps["imports done"] = time.time()
 stamps["torch imported"] = "torch" in sys.modules
@@ -48,14 +48,14 @@ print(json.dumps(stamps))
 MODEL = """
 import json, sys, time
 stamps = {}
-from lora_study.evaluate import predict
-from lora_study.finetune import variant_loader
-from lora_study.grid import VariantSpec
-from lora_study.logs import logged_job
+from lora_study.model.evaluate import predict
+from lora_study.stages.adapters.finetune import variant_loader
+from lora_study.core.grid import VariantSpec
+from lora_study.core.logs import logged_job
 stamps["imports done"] = time.time()
 model_dir = sys.argv[1]
 if model_dir:
-    from lora_study.modeling import base_loader, load_tokenizer
+    from lora_study.model.loading import base_loader, load_tokenizer
     load_tokenizer(model_dir)
     base_loader(model_dir=model_dir, model={"device": "cpu", "dtype": "auto"})()
     stamps["model loaded"] = time.time()

@@ -30,13 +30,13 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch
 
-from lora_study.adapters import attach_adapter
-from lora_study.data import read_examples
-from lora_study.flops import matmul_peak_gflops
-from lora_study.grid import VariantSpec
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.prompts import PromptBuilder
-from lora_study.training import make_item, seed_everything, train_loop
+from lora_study.core.data import read_examples
+from lora_study.core.grid import VariantSpec
+from lora_study.model.adapters import attach_adapter
+from lora_study.model.flops import matmul_peak_gflops
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.model.prompts import PromptBuilder
+from lora_study.model.training import make_item, seed_everything, train_loop
 
 INSTRUCTION = (
     "Summarize the following scientific abstract in 2-3 sentences: the challenge, the approach and the outcome."

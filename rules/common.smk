@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 # Only the standard library, PyYAML and jsonschema below (grid, config): Snakemake alone must
 # be able to parse the workflow (tests/test_rules_imports.py).
-from lora_study.grid import (
+from lora_study.core.grid import (
     BASE_VARIANT,
     FFT_VARIANT_PATTERN,
     LORA_VARIANT_PATTERN,
@@ -23,16 +23,14 @@ from lora_study.grid import (
     studied_variants,
     swept_methods,
 )
-from lora_study.config import (
-    GENERAL_SOURCES,
+from lora_study.core.datasets import GENERAL_SOURCES, general_source, resolved_split
+from lora_study.core.config import (
     ConfigError,
     canonical,
     dataset_name,
-    general_source,
     model_files,
     model_name,
     precision_options,
-    resolved_split,
     split_files,
     split_settings,
     subset_settings,
@@ -191,7 +189,7 @@ def variant_weights(wildcards):
 
 def variant_record(wildcards):
     """The train.json beside the trained artefact: its loaders check the artefact's files
-    against the hashes it records (lora_study.checksums.verify_trained)."""
+    against the hashes it records (lora_study.core.checksums.verify_trained)."""
     return f"results/adapters/{wildcards.model}/{wildcards.dataset}/{wildcards.variant}/train.json"
 
 

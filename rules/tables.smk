@@ -1,5 +1,5 @@
 # Tidy tables: every result of the study as rows of CSV files that pandas reads in one line
-# (src/lora_study/tables.py says what each holds). The inputs are the current config's results,
+# (src/lora_study/stages/tables/tables.py says what each holds). The inputs are the current config's results,
 # the same files the report reads; the job also gathers every complete result already on disk
 # under results/, so a variant that a changed setting left behind stays in the tables, marked
 # `in_config` false. Every row carries the config's hash, so `params` is the whole config.

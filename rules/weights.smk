@@ -2,7 +2,7 @@
 # trained variant's weights against the base; intruder mitigation of LoRA adapters as a curve.
 
 # PEFT's mitigation handles plain LoRA (rsLoRA and QLoRA are LoRA with another scaling or
-# base); it would drop a DoRA adapter's trained magnitude (src/lora_study/mitigation.py).
+# base); it would drop a DoRA adapter's trained magnitude (src/lora_study/stages/weights/mitigation.py).
 MITIGATION_KINDS = ("lora", "rslora", "qlora")
 MITIGATION_VARIANT_PATTERN = lora_variant_pattern(MITIGATION_KINDS)
 

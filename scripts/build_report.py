@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.logs import logged_job
+from lora_study.core.logs import logged_job
 from lora_study.report.inputs import check_inputs, named_inputs
 from lora_study.report.page import write_page
 from lora_study.report.stages import STAGES

@@ -6,12 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))
 
-from lora_study.compare import VariantScores, compare_variants
-from lora_study.grid import as_spec
-from lora_study.io import read_jsonl
-from lora_study.logs import logged_job
-from lora_study.provenance import meta_info
-from lora_study.results import read_result, write_result
+from lora_study.core.grid import as_spec
+from lora_study.core.io import read_jsonl
+from lora_study.core.logs import logged_job
+from lora_study.core.provenance import meta_info
+from lora_study.core.results import read_result, write_result
+from lora_study.stages.compare.compare import VariantScores, compare_variants
 
 
 def scores(rouge_paths, prediction_paths):

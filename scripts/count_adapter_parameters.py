@@ -5,10 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.logs import logged_job
-from lora_study.param_counts import parameter_table
-from lora_study.provenance import meta_info
-from lora_study.results import write_result
+from lora_study.core.logs import logged_job
+from lora_study.core.provenance import meta_info
+from lora_study.core.results import write_result
+from lora_study.stages.adapters.param_counts import parameter_table
 
 with logged_job(snakemake.log[0]):
     table = parameter_table(

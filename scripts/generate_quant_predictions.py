@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.logs import logged_job
-from lora_study.quantise import predict_at_precision
+from lora_study.core.logs import logged_job
+from lora_study.stages.quantise.quantise import predict_at_precision
 
 with logged_job(snakemake.log[0]):
     predict_at_precision(

@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.data import drift_texts, read_examples
-from lora_study.io import write_jsonl
-from lora_study.logs import logged_job
+from lora_study.core.data import drift_texts, read_examples
+from lora_study.core.io import write_jsonl
+from lora_study.core.logs import logged_job
 
 with logged_job(snakemake.log[0]):
     # The training sets are nested: the largest holds every training example.

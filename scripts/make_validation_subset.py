@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.data import draw_validation, read_examples, write_draw
-from lora_study.logs import logged_job
+from lora_study.core.data import draw_validation, read_examples, write_draw
+from lora_study.core.logs import logged_job
 
 with logged_job(snakemake.log[0]):
     data = snakemake.params.data

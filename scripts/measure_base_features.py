@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.drift_stage import measure_base_features
-from lora_study.logs import logged_job
+from lora_study.core.logs import logged_job
+from lora_study.stages.drift.job import measure_base_features
 
 with logged_job(snakemake.log[0]):
     inputs = snakemake.input

@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.drift_stage import measure_drift
-from lora_study.grid import VariantSpec
-from lora_study.logs import logged_job
+from lora_study.core.grid import VariantSpec
+from lora_study.core.logs import logged_job
+from lora_study.stages.drift.job import measure_drift
 
 with logged_job(snakemake.log[0]):
     inputs, output = snakemake.input, snakemake.output

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.data import read_draw, subsets_meta, write_subsets_info
-from lora_study.logs import logged_job
+from lora_study.core.data import read_draw, subsets_meta, write_subsets_info
+from lora_study.core.logs import logged_job
 
 with logged_job(snakemake.log[0]):
     inputs, subsets = snakemake.input, snakemake.params.subsets

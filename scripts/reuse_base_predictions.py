@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.logs import logged_job
-from lora_study.reuse import reuse_base_predictions
+from lora_study.core.logs import logged_job
+from lora_study.stages.evaluate.reuse import reuse_base_predictions
 
 with logged_job(snakemake.log[0]):
     inputs, outputs = snakemake.input, snakemake.output

@@ -6,11 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.io import read_jsonl
-from lora_study.logs import logged_job
-from lora_study.provenance import meta_info
-from lora_study.results import write_result
-from lora_study.scores import predictions_result
+from lora_study.core.io import read_jsonl
+from lora_study.core.logs import logged_job
+from lora_study.core.provenance import meta_info
+from lora_study.core.results import write_result
+from lora_study.tasks.scores import predictions_result
 
 with logged_job(snakemake.log[0]):
     predictions = snakemake.input.predictions

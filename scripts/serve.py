@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.grid import VariantSpec
-from lora_study.logs import logged_job
-from lora_study.serving_modes import serve_modes
+from lora_study.core.grid import VariantSpec
+from lora_study.core.logs import logged_job
+from lora_study.stages.serving.modes import serve_modes
 
 with logged_job(snakemake.log[0]):
     spec_fields = getattr(snakemake.params, "spec", None)  # absent for the base model

@@ -6,11 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.drift_stats import read_features
-from lora_study.drift_summary import summarise_drift
-from lora_study.logs import logged_job
-from lora_study.provenance import meta_info
-from lora_study.results import read_result, write_result
+from lora_study.core.logs import logged_job
+from lora_study.core.provenance import meta_info
+from lora_study.core.results import read_result, write_result
+from lora_study.stages.drift.summary import summarise_drift
+from lora_study.stats.drift import read_features
 
 
 def variants(drift_paths, feature_paths):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.finetune import train_variant
-from lora_study.grid import VariantSpec
-from lora_study.logs import logged_job
+from lora_study.core.grid import VariantSpec
+from lora_study.core.logs import logged_job
+from lora_study.stages.adapters.finetune import train_variant
 
 with logged_job(snakemake.log[0]):
     settings = snakemake.params.settings

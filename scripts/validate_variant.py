@@ -6,10 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # `snakemake` is set by Snakemake
 
-from lora_study.finetune import variant_loader
-from lora_study.grid import VariantSpec
-from lora_study.logs import logged_job
-from lora_study.validation import validate_variant
+from lora_study.core.grid import VariantSpec
+from lora_study.core.logs import logged_job
+from lora_study.model.loading import variant_loader
+from lora_study.stages.selection.validation import validate_variant
 
 with logged_job(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -13,11 +13,11 @@ import torch
 import yaml
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from lora_study.checksums import MANIFEST_KEY, TRAIN_JSON, TRAIN_KEY, folder_hashes
-from lora_study.config import load_config, overlay
-from lora_study.io import MANIFEST, write_json
-from lora_study.prepare import embedded_gguf_path
-from lora_study.results import write_result
+from lora_study.core.checksums import MANIFEST_KEY, TRAIN_JSON, TRAIN_KEY, folder_hashes
+from lora_study.core.config import load_config, overlay
+from lora_study.core.io import MANIFEST, write_json
+from lora_study.core.results import write_result
+from lora_study.stages.model.prepare import embedded_gguf_path
 
 REPO = Path(__file__).resolve().parents[1]
 

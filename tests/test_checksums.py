@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from conftest import record_training, write_manifest
-from lora_study.adapters import attach_adapter
-from lora_study.checksums import MANIFEST_KEY, ChecksumError, folder_hashes, sha256_file
-from lora_study.finetune import variant_loader
-from lora_study.grid import VariantSpec
-from lora_study.io import MANIFEST, read_json, write_json
-from lora_study.mitigation import mitigate_intruders
-from lora_study.modeling import load_model, weights_dir
-from lora_study.prepare import prepare_model
-from lora_study.weight_drift import load_tuned
+from lora_study.core.checksums import MANIFEST_KEY, ChecksumError, folder_hashes, sha256_file
+from lora_study.core.grid import VariantSpec
+from lora_study.core.io import MANIFEST, read_json, write_json
+from lora_study.model.adapters import attach_adapter
+from lora_study.model.loading import load_model, variant_loader, weights_dir
+from lora_study.stages.model.prepare import prepare_model
+from lora_study.stages.weights.mitigation import mitigate_intruders
+from lora_study.stages.weights.weight_drift import load_tuned
 
 SPEC = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
 MODEL = {"device": "cpu", "dtype": "float32"}

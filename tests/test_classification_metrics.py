@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lora_study.stats import mcnemar_exact
+from lora_study.stats.inference import mcnemar_exact
 from lora_study.tasks.classification_metrics import (
     PERCENTILE,
     accuracy,

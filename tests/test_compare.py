@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from lora_study.compare import (
+from lora_study.core.grid import VariantSpec, group_specs
+from lora_study.stages.compare.compare import (
     VariantScores,
     compare_variants,
     default_pairs,
@@ -15,8 +16,7 @@ from lora_study.compare import (
     quality_gap,
     rank_questions,
 )
-from lora_study.grid import VariantSpec, group_specs
-from lora_study.rouge import ROUGE_TYPES
+from lora_study.tasks.rouge import ROUGE_TYPES
 
 STATISTICS = {
     "metric": "rougeL",

@@ -1,4 +1,4 @@
-"""python -m lora_study.compare_runs on two small studies: a changed setting and the figure it
+"""python -m lora_study.stages.tables.compare_runs on two small studies: a changed setting and the figure it
 moved are found, an unmoved figure is not, and a folder without results is named."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from test_tables import PLACE, lora, study_config, tabulate, write_scores, write_study
 
 from conftest import REPO
-from lora_study.compare_runs import main
+from lora_study.stages.tables.compare_runs import main
 
 
 def moved_lines(output: str) -> list[str]:
@@ -89,7 +89,7 @@ def test_a_folder_without_results_is_an_error_naming_it(runs, tmp_path: Path, ca
 
 def test_runs_as_a_module(runs) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lora_study.compare_runs", str(runs[0]), str(runs[1])],
+        [sys.executable, "-m", "lora_study.stages.tables.compare_runs", str(runs[0]), str(runs[1])],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_study.conditions import OTHER_CORES_LIMIT, Snapshot, any_under_load, conditions, load_summary, snapshot
+from lora_study.core.conditions import OTHER_CORES_LIMIT, Snapshot, any_under_load, conditions, load_summary, snapshot
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import snakemake_command
-from lora_study.config import (
+from lora_study.core.config import (
     ConfigError,
     dataset_name,
     load_config,
@@ -224,7 +224,7 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path, key: str, v
 
 
 def test_canonical_sorts_keys_recursively_and_keeps_values() -> None:
-    from lora_study.config import canonical
+    from lora_study.core.config import canonical
 
     value = {"b": {"y": 1, "x": [{"d": 2, "c": 3}]}, "a": None}
     result = canonical(value)
@@ -274,7 +274,7 @@ def tagged(tag: str) -> set[tuple[str, ...]]:
 
 
 def test_config_yaml_says_next_to_each_block_how_an_overlay_changes_it() -> None:
-    from lora_study.config import REPLACED_KEYS, SWITCHED_KEYS
+    from lora_study.core.config import REPLACED_KEYS, SWITCHED_KEYS
 
     rules = documented_rules()
 
@@ -308,7 +308,7 @@ def check_stacking(files: list[Path]) -> dict[str, Any]:
     files as written: each value is what the last file that may set it wrote (a later file's
     [replaces] block hides it), and a [per task]/[per model]/[per dataset] value comes only from
     a file whose task (model, dataset) in force is the final one."""
-    from lora_study.config import resolve_files
+    from lora_study.core.config import resolve_files
 
     resolved = resolve_files(*files)
     raw = [(str(path), yaml.safe_load(path.read_text())) for path in files]
@@ -427,7 +427,7 @@ def test_a_task_switch_without_an_instruction_for_the_task_is_refused(tmp_path: 
 
 
 def test_the_checker_shows_where_each_value_came_from(capsys: pytest.CaptureFixture[str]) -> None:
-    from lora_study.config import main
+    from lora_study.core.config import main
 
     tiny, classification = REPO / "configs" / "tiny.yaml", REPO / "configs" / "tiny-classification.yaml"
     argv = [str(REPO / "config.yaml"), str(tiny), str(classification), "--config", "report={examples: 3}"]
@@ -452,7 +452,7 @@ def test_the_checker_shows_where_each_value_came_from(capsys: pytest.CaptureFixt
 
 def test_settings_written_several_ways_are_written_one_way() -> None:
     """What rule params see (rules/common.smk), so that a spelling reruns nothing."""
-    from lora_study.config import normalised
+    from lora_study.core.config import normalised
 
     plain = normalised(validate_config(default(), source="c.yaml"))
     spelt = default()
@@ -467,8 +467,8 @@ def test_a_bad_config_value_is_blamed_on_config_in_the_dry_run_as_in_the_checker
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before: the dry run blamed the config files for a `--config` value (and read a
-    mapping's values there as text). The same message as `python -m lora_study.config`."""
-    from lora_study.config import main
+    mapping's values there as text). The same message as `python -m lora_study.core.config`."""
+    from lora_study.core.config import main
 
     tiny = REPO / "configs" / "tiny.yaml"
     entry = "evaluation={batch_size: most}"

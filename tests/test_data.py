@@ -1,4 +1,4 @@
-"""Tests for lora_study.data: deterministic, nested, disjoint subsets and clear errors."""
+"""Tests for lora_study.core.data: deterministic, nested, disjoint subsets and clear errors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO, data_block, run_snakemake, tiny_config
-from lora_study.config import general_source, subset_settings
-from lora_study.data import (
+from lora_study.core.config import subset_settings
+from lora_study.core.data import (
     DataError,
     Example,
     default_splits,
@@ -34,8 +34,9 @@ from lora_study.data import (
     write_subsets,
     write_subsets_info,
 )
-from lora_study.io import read_jsonl
-from lora_study.results import read_result
+from lora_study.core.datasets import general_source
+from lora_study.core.io import read_jsonl
+from lora_study.core.results import read_result
 
 # The `data:` block of config.yaml, as the schema-validated dict the module receives.
 BASE: dict[str, Any] = data_block()

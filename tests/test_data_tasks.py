@@ -12,18 +12,15 @@ from typing import Any
 import pytest
 
 from conftest import data_block
-from lora_study.config import (
-    DATASET_SPLITS,
-    DATASET_TASK,
-    HUB_DEFAULTS,
+from lora_study.core.config import (
     dataset_task_problem,
-    hub_source,
     split_files,
     split_settings,
     subset_settings,
     without_ignored,
 )
-from lora_study.data import DataError, drift_texts, load_split, make_subsets, read_examples, write_subsets
+from lora_study.core.data import DataError, drift_texts, load_split, make_subsets, read_examples, write_subsets
+from lora_study.core.datasets import DATASET_SPLITS, DATASET_TASK, HUB_DEFAULTS, hub_source
 
 # config.yaml's data block with small draws.
 BASE: dict[str, Any] = data_block() | {
@@ -440,7 +437,7 @@ def test_split_files_list_a_local_copy_of_any_hub_dataset(tmp_path: Path) -> Non
 
 
 def test_without_ignored_keeps_the_resolved_hub_source() -> None:
-    from lora_study.config import load_config
+    from lora_study.core.config import load_config
 
     repo = Path(__file__).resolve().parents[1]
     full = load_config(repo / "config.yaml")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lora_study.distributions import normal_cdf, normal_quantile, t_cdf, t_quantile, t_two_sided_p
+from lora_study.stats.distributions import normal_cdf, normal_quantile, t_cdf, t_quantile, t_two_sided_p
 
 
 def test_t_quantiles_match_the_tables() -> None:

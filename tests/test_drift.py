@@ -11,11 +11,12 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from lora_study.cka import linear_cka
-from lora_study.drift import (
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.model.perplexity import perplexity
+from lora_study.model.prompts import PromptBuilder
+from lora_study.stages.drift.features import (
     compare_features,
     hidden_state_batches,
-    perplexity,
     pool,
     pooled_features,
     real_token_rows,
@@ -23,8 +24,7 @@ from lora_study.drift import (
     shuffled_pairing,
     token_level_cka,
 )
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.prompts import PromptBuilder
+from lora_study.stats.cka import linear_cka
 
 TEXTS = [
     "The council approved the new budget on Tuesday after a long debate.",

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from conftest import record_training
-from lora_study.adapters import attach_adapter
-from lora_study.drift_stage import measure_base_features, measure_drift
-from lora_study.drift_stats import read_features
-from lora_study.drift_summary import summarise_drift
-from lora_study.grid import VariantSpec
-from lora_study.io import write_jsonl
-from lora_study.modeling import load_model
-from lora_study.results import read_result
+from lora_study.core.grid import VariantSpec
+from lora_study.core.io import write_jsonl
+from lora_study.core.results import read_result
+from lora_study.model.adapters import attach_adapter
+from lora_study.model.loading import load_model
+from lora_study.stages.drift.job import measure_base_features, measure_drift
+from lora_study.stages.drift.summary import summarise_drift
+from lora_study.stats.drift import read_features
 
 TEXTS = [
     "Neural machine translation systems are trained on parallel corpora of varying quality.",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lora_study.cka import linear_cka
-from lora_study.drift_stats import (
+from lora_study.core.grid import VariantSpec, fft_partner
+from lora_study.stages.drift.summary import drift_outcome, summarise_drift
+from lora_study.stats.cka import linear_cka
+from lora_study.stats.drift import (
     Interval,
     debiased_cka_from_grams,
     example_draws,
@@ -18,8 +20,6 @@ from lora_study.drift_stats import (
     ratio_seed_interval,
     seed_interval,
 )
-from lora_study.drift_summary import drift_outcome, summarise_drift
-from lora_study.grid import VariantSpec, fft_partner
 
 
 def population_cka(weights: np.ndarray, noise: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lora_study.failure_modes import (
+from lora_study.tasks.failure_modes import (
     common_prefix_words,
     flags,
     instruction_echo,

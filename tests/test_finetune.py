@@ -10,14 +10,15 @@ import pytest
 from peft import PeftModel
 
 from conftest import REPO
-from lora_study.checksums import folder_hashes
-from lora_study.config import load_config
-from lora_study.data import Example
-from lora_study.evaluate import predict
-from lora_study.finetune import train_variant, variant_loader
-from lora_study.grid import VariantSpec
-from lora_study.io import read_jsonl, write_jsonl
-from lora_study.results import read_result
+from lora_study.core.checksums import folder_hashes
+from lora_study.core.config import load_config
+from lora_study.core.data import Example
+from lora_study.core.grid import VariantSpec
+from lora_study.core.io import read_jsonl, write_jsonl
+from lora_study.core.results import read_result
+from lora_study.model.evaluate import predict
+from lora_study.model.loading import variant_loader
+from lora_study.stages.adapters.finetune import train_variant
 
 TRAIN_JSON_METRICS = {
     "trainable_parameters",
@@ -60,7 +61,7 @@ def job(tmp_path: Path):
 @pytest.mark.parametrize("kind", ["lora", "qlora", "fft"])
 def test_train_save_reload_and_evaluate(kind: str, job, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     config, folder = job
-    caplog.set_level(logging.INFO, logger="lora_study.finetune")
+    caplog.set_level(logging.INFO, logger="lora_study.stages.adapters.finetune")
     spec = (
         VariantSpec(kind="fft", train_size=4, seed=1, learning_rate=1e-3)
         if kind == "fft"

@@ -8,10 +8,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lora_study.adapters import attach_adapter
-from lora_study.flops import gradient_flow, linear_costs, step_flops
-from lora_study.grid import VariantSpec
-from lora_study.training import IGNORE, TrainItem, collate, target_loss_sum
+from lora_study.core.grid import VariantSpec
+from lora_study.model.adapters import attach_adapter
+from lora_study.model.flops import gradient_flow, linear_costs, step_flops
+from lora_study.model.training import IGNORE, TrainItem, collate, target_loss_sum
 
 
 def tiny_llama(*, layers: int = 4) -> LlamaForCausalLM:

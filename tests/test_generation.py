@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lora_study.generation import generate, left_pad
-from lora_study.modeling import load_model, load_tokenizer, resolve_device, resolve_dtype, weights_dir
-from lora_study.prompts import Prompt, PromptBuilder
+from lora_study.model.generation import generate, left_pad
+from lora_study.model.loading import load_model, load_tokenizer, resolve_device, resolve_dtype, weights_dir
+from lora_study.model.prompts import Prompt, PromptBuilder
 
 SETTINGS = {"max_new_tokens": 5, "greedy": True, "temperature": 1.0, "top_p": 1.0, "seed": 0}
 
@@ -74,8 +74,8 @@ def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
 
 def with_random_adapter(model):
     """The model with a LoRA adapter whose B is not zero, so that it changes the outputs."""
-    from lora_study.adapters import attach_adapter
-    from lora_study.grid import VariantSpec
+    from lora_study.core.grid import VariantSpec
+    from lora_study.model.adapters import attach_adapter
 
     spec = VariantSpec(kind="lora", train_size=1, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")
     model = attach_adapter(model=model, spec=spec).eval()
@@ -127,7 +127,7 @@ def test_whole_set_at_once_gives_the_per_example_predictions(tiny_model_dir: Pat
 
 
 def test_speed_options_map_the_config() -> None:
-    from lora_study.generation import batch_count, speed_options
+    from lora_study.model.generation import batch_count, speed_options
 
     assert speed_options(cache="dynamic", compile_mode="false") == {"disable_compile": True}
     assert speed_options(cache="prefilled", compile_mode="auto") == {}

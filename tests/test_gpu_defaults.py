@@ -18,11 +18,13 @@ import pytest
 import torch
 import yaml
 
-from lora_study.config import ConfigError, validate_config
-from lora_study.evaluate import predict
-from lora_study.io import write_jsonl
-from lora_study.modeling import base_loader, resolve_dtype
-from lora_study.quantise import (
+from lora_study.core.config import ConfigError, validate_config
+from lora_study.core.io import write_jsonl
+from lora_study.core.results import read_result
+from lora_study.model.evaluate import predict
+from lora_study.model.loading import base_loader, resolve_dtype
+from lora_study.report.summary import latency_against
+from lora_study.stages.quantise.quantise import (
     PRECISIONS,
     QuantisationError,
     benchmark_latency,
@@ -30,8 +32,6 @@ from lora_study.quantise import (
     precision_device,
     predict_at_precision,
 )
-from lora_study.report.summary import latency_against
-from lora_study.results import read_result
 
 REPO = Path(__file__).resolve().parents[1]
 NOTE = "int8-dynamic is CPU-only: measured on the CPU while other precisions ran on cuda"
@@ -185,7 +185,7 @@ def test_auto_float16_without_a_gpu_fails_the_job_before_it_loads_anything(
     with pytest.raises(RuntimeError, match="model.dtype is float16 but this job runs on the CPU"):
         resolve_dtype("float16", device="cpu")
     # The evaluation job: the failure comes from resolving the dtype, before the weights load.
-    monkeypatch.setattr("lora_study.modeling.load_model", lambda **_: pytest.fail("loaded weights"))
+    monkeypatch.setattr("lora_study.model.loading.load_model", lambda **_: pytest.fail("loaded weights"))
     with pytest.raises(RuntimeError, match="model.dtype is float16 .*use float32 or auto"):
         predict(
             model_dir=tiny_model_dir,
@@ -212,8 +212,8 @@ def test_auto_int4_compute_float16_without_a_gpu_fails_naming_its_key(tiny_model
 def test_float16_training_on_auto_without_a_gpu_fails_before_the_flop_probe(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lora_study import finetune
-    from lora_study.grid import expand_grid
+    from lora_study.core.grid import expand_grid
+    from lora_study.stages.adapters import finetune
 
     monkeypatch.setattr(finetune, "matmul_peak_gflops", lambda **_: pytest.fail("ran the FLOP probe"))
     monkeypatch.setattr(finetune, "load_base_for", lambda **_: pytest.fail("loaded the base model"))

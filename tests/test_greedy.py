@@ -1,4 +1,4 @@
-"""The greedy loop of the prefilled path (lora_study.greedy) and the model's own generation
+"""The greedy loop of the prefilled path (lora_study.model.greedy) and the model's own generation
 defaults kept out of every path (generation.without_model_defaults), on a tiny random Llama."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import torch
 from test_generation import reference_loop, with_random_adapter
 from transformers import GenerationConfig
 
-import lora_study.greedy as greedy
-from lora_study.generation import generate, generation_config, without_model_defaults
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.prefill import PreallocatedLayer, prefilled_cache
-from lora_study.prompts import PromptBuilder
+import lora_study.model.greedy as greedy
+from lora_study.model.generation import generate, generation_config, without_model_defaults
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.model.prefill import PreallocatedLayer, prefilled_cache
+from lora_study.model.prompts import PromptBuilder
 
 SETTINGS = {"max_new_tokens": 8, "greedy": True, "temperature": 1.0, "top_p": 1.0, "seed": 0}
 TEXTS = ["A much longer input " * 12, "One.", "Medium length input here, with more words.", "x " * 40]

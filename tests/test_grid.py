@@ -1,4 +1,4 @@
-"""A variant is every setting that changes its weights: names, hashes, sweeps (lora_study.grid)."""
+"""A variant is every setting that changes its weights: names, hashes, sweeps (lora_study.core.grid)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from lora_study.grid import (
+from lora_study.core.grid import (
     FFT_VARIANT_PATTERN,
     LORA_VARIANT_PATTERN,
     VariantSpec,

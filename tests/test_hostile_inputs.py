@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake, tiny_config
-from lora_study.config import ConfigError, load_config, model_name, validate_config
-from lora_study.config import main as config_main
-from lora_study.data import DataError, general_texts, load_split
-from lora_study.grid import expand_grid
+from lora_study.core.config import ConfigError, load_config, model_name, validate_config
+from lora_study.core.config import main as config_main
+from lora_study.core.data import DataError, general_texts, load_split
+from lora_study.core.grid import expand_grid
 
 # --- config values ----------------------------------------------------------------
 
@@ -489,7 +489,7 @@ def failed_dry_run(workdir: Path, *args: str, configfile: Path) -> str:
 
 
 def checker_message(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
-    """What `python -m lora_study.config ARGV` prints for a bad configuration."""
+    """What `python -m lora_study.core.config ARGV` prints for a bad configuration."""
     assert config_main([str(arg) for arg in argv]) == 1
     return capsys.readouterr().out.strip()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lora_study.io import atomic_directory, current_umask, read_jsonl, write_json, write_jsonl
+from lora_study.core.io import atomic_directory, current_umask, read_jsonl, write_json, write_jsonl
 
 
 def test_interrupted_write_keeps_previous_content(tmp_path: Path) -> None:

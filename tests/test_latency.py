@@ -9,18 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lora_study.latency import (
-    Run,
-    current_rss_bytes,
-    latency_metrics,
-    measure,
-    peak_rss_bytes,
-    percentile,
-    reset_peak_rss,
-    summarise,
-)
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.prompts import PromptBuilder
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.model.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+from lora_study.model.prompts import PromptBuilder
+from lora_study.model.timing import Run, latency_metrics, measure, percentile, summarise
 
 
 @pytest.mark.parametrize(

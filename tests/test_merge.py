@@ -14,16 +14,15 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from conftest import REPO, record_training
-from lora_study.checksums import ChecksumError, verify_merged
-from lora_study.config import load_config
-from lora_study.data import Example
-from lora_study.finetune import load_base_for
-from lora_study.grid import VariantSpec, target_modules
-from lora_study.io import write_jsonl
-from lora_study.merge import MergeError, dequantise_linear4bit, max_logit_difference, merge_variant, model_logits
-from lora_study.modeling import load_tokenizer
-from lora_study.prompts import PromptBuilder
-from lora_study.results import read_result
+from lora_study.core.checksums import ChecksumError, verify_merged
+from lora_study.core.config import load_config
+from lora_study.core.data import Example
+from lora_study.core.grid import VariantSpec, target_modules
+from lora_study.core.io import write_jsonl
+from lora_study.core.results import read_result
+from lora_study.model.loading import dequantise_linear4bit, load_base_for, load_tokenizer
+from lora_study.model.prompts import PromptBuilder
+from lora_study.stages.serving.merge import MergeError, max_logit_difference, merge_variant, model_logits
 
 KINDS = ["lora", "rslora", "dora", "qlora"]
 

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from conftest import record_training
-from lora_study.adapters import attach_adapter
-from lora_study.evaluate import predict
-from lora_study.finetune import variant_loader
-from lora_study.grid import VariantSpec
-from lora_study.io import read_jsonl, write_jsonl
-from lora_study.mitigation import curve_strengths, mitigate_intruders
-from lora_study.modeling import load_model
-from lora_study.results import read_result
+from lora_study.core.grid import VariantSpec
+from lora_study.core.io import read_jsonl, write_jsonl
+from lora_study.core.results import read_result
+from lora_study.model.adapters import attach_adapter
+from lora_study.model.evaluate import predict
+from lora_study.model.loading import load_model, variant_loader
+from lora_study.stages.weights.mitigation import curve_strengths, mitigate_intruders
 
 TEXTS = [
     "Neural machine translation systems are trained on parallel corpora of varying quality.",

@@ -11,8 +11,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from conftest import write_manifest
-from lora_study.adapters import parameter_table_peft
-from lora_study.param_counts import parameter_table, safetensors_shapes
+from lora_study.stages.adapters.param_counts import parameter_table, parameter_table_peft, safetensors_shapes
 
 PRESETS = ["qv", "attn", "all-linear", "k_proj+down_proj"]
 RANKS = [2, 8]

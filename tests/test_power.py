@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from lora_study.distributions import t_quantile
-from lora_study.power import (
+from lora_study.stats.distributions import t_quantile
+from lora_study.stats.inference import paired_comparison, seed_level_test, verdict
+from lora_study.stats.power import (
     MAX_EXAMPLES,
     POWER,
     SeedSpread,
@@ -23,7 +24,6 @@ from lora_study.power import (
     seed_level_power,
     t_test_power,
 )
-from lora_study.stats import paired_comparison, seed_level_test, verdict
 
 ONE_SEED = SeedSpread(seeds_a=1, sd_a=0.0, seeds_b=1, sd_b=0.0)
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import DynamicCache, MistralConfig, MistralForCausalLM
 
-from lora_study.generation import generate, left_pad
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.prefill import PreallocatedLayer, prefilled_cache, shared_opening, supports_prefill
-from lora_study.prompts import Prompt, PromptBuilder
+from lora_study.model.generation import generate, left_pad
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.model.prefill import PreallocatedLayer, prefilled_cache, shared_opening, supports_prefill
+from lora_study.model.prompts import Prompt, PromptBuilder
 
 
 def prompt(ids: list[int]) -> Prompt:
@@ -114,8 +114,8 @@ def test_sliding_window_models_fall_back_to_the_dynamic_cache(tiny_model_dir: Pa
 def test_quantised_models_generate_as_with_the_dynamic_cache(tiny_model_dir: Path, precision: str) -> None:
     """Quantisation quality generates through the same path: the prefilled cache changes no
     greedy prediction of torch's dynamic int8 or bitsandbytes' int8 and 4-bit models."""
-    from lora_study.config import load_config, precision_options
-    from lora_study.quantise import load_at_precision
+    from lora_study.core.config import load_config, precision_options
+    from lora_study.stages.quantise.quantise import load_at_precision
 
     quantisation = load_config(Path(__file__).resolve().parents[1] / "config.yaml")["quantisation"]
     model = load_at_precision(
@@ -140,8 +140,8 @@ def test_one_pass_prefill_generates_the_per_example_predictions(
 ) -> None:
     """The accelerators' prefill (every prompt in one right-padded pass), run here on the CPU,
     gives the greedy predictions of one prompt per generate() call."""
-    import lora_study.generation as generation
-    from lora_study import prefill
+    import lora_study.model.generation as generation
+    from lora_study.model import prefill
 
     def one_pass(**kwargs):
         return prefill.prefilled_cache(**{**kwargs, "rows_per_pass": len(kwargs["prompts"])})

@@ -14,9 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import REPO
-from lora_study.io import MANIFEST, read_json
-from lora_study.modeling import weights_dir
-from lora_study.prepare import (
+from lora_study.core.io import MANIFEST, read_json
+from lora_study.model.loading import weights_dir
+from lora_study.stages.model.prepare import (
     PreparationError,
     _write_atomically,
     embedded_gguf_path,
@@ -88,7 +88,7 @@ def test_hub_id_resolves_through_the_hub_client_offline(tiny_model_dir: Path, tm
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     script = (
-        "import json, sys; from lora_study.prepare import prepare_model; "
+        "import json, sys; from lora_study.stages.model.prepare import prepare_model; "
         "print(json.dumps(prepare_model(model={'source': 'test-org/tiny-llama', 'revision': 'main'}, out_dir=sys.argv[1])))"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lora_study.prompts import PromptBuilder, PromptError, generated_token_ids
+from lora_study.model.prompts import PromptBuilder, PromptError, generated_token_ids
 
 INSTRUCTION = "Summarize the following scientific abstract in 2-3 sentences."
 LONG_INPUT = " ".join(f"Sentence number {i} describes a result about adapters." for i in range(200))

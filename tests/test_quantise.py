@@ -11,18 +11,18 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-from lora_study.config import precision_options
-from lora_study.evaluate import score
-from lora_study.io import read_jsonl, write_jsonl
-from lora_study.provenance import cpu_features
-from lora_study.quantise import (
+from lora_study.core.config import precision_options
+from lora_study.core.io import read_jsonl, write_jsonl
+from lora_study.core.provenance import cpu_features
+from lora_study.core.results import read_result
+from lora_study.model.evaluate import score
+from lora_study.model.memory import weight_bytes
+from lora_study.stages.quantise.quantise import (
     BITSANDBYTES_OPS,
     benchmark_latency,
     load_at_precision,
     predict_at_precision,
-    weight_bytes,
 )
-from lora_study.results import read_result
 
 CPU = {"device": "cpu", "dtype": "auto"}
 INT4 = {"int4": {"quant_type": "nf4", "compute_dtype": "auto", "double_quant": False}}
@@ -132,7 +132,7 @@ LATENCY_FIELDS = {
     "timed_seconds",
     "runs",
     "warmup",
-    # Whether the timed runs were taken under load (lora_study.conditions).
+    # Whether the timed runs were taken under load (lora_study.core.conditions).
     "under_load",
     "runs_under_load",
     "max_other_cores",
@@ -257,9 +257,9 @@ def test_batch_dependent_precisions_generate_one_example_per_call(
     depend on the other rows of its batch; its quality run therefore generates one example
     per call, exactly as the reference studies' loop (the whole prompt in one forward pass),
     and its predictions do not depend on evaluation.batch_size or evaluation.cache."""
-    from lora_study.generation import generate, left_pad
-    from lora_study.modeling import load_tokenizer
-    from lora_study.prompts import PromptBuilder
+    from lora_study.model.generation import generate, left_pad
+    from lora_study.model.loading import load_tokenizer
+    from lora_study.model.prompts import PromptBuilder
 
     loaded = load_at_precision(model_dir=tiny_model_dir, precision="int8-dynamic", model=CPU, options={})
     assert loaded.batch_dependence

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lora_study.config import overlay
-from lora_study.grid import expand_grid
+from lora_study.core.config import overlay
+from lora_study.core.grid import expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("record_run", REPO / "bench" / "record_run.py")

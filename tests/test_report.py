@@ -8,11 +8,11 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from lora_study.config import overlay, validate_config
+from lora_study.core.config import overlay, validate_config
 from lora_study.report.foundation import VariantResult, foundation_sections
 from lora_study.report.page import Section, write_page
 from lora_study.report.plotting import plot_svg
-from lora_study.rouge import mean_scores, score_examples
+from lora_study.tasks.rouge import mean_scores, score_examples
 
 EVIL = '<script>alert("x")</script> & more'
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lora_study.compare import VariantScores, compare_variants
-from lora_study.grid import VariantSpec
+from lora_study.core.grid import VariantSpec
 from lora_study.report.compare import comparison_sections
 from lora_study.report.page import escape
-from lora_study.rouge import ROUGE_TYPES
+from lora_study.stages.compare.compare import VariantScores, compare_variants
+from lora_study.tasks.rouge import ROUGE_TYPES
 
 IDS = [f"e{i}" for i in range(20)]
 STATISTICS = {

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from lora_study.drift_summary import summarise_drift
-from lora_study.grid import VariantSpec, group_of
+from lora_study.core.grid import VariantSpec, group_of
 from lora_study.report.drift import DriftResult, drift_number, drift_sections, interval_text
 from lora_study.report.page import escape
 from lora_study.report.summary import _drift as summary_drift
+from lora_study.stages.drift.summary import summarise_drift
 
 TEXTS = {"per_text_nll": [10.0, 12.0, 9.0], "per_text_tokens": [5, 6, 4]}
 LORA = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=8, alpha=16.0, targets="qv")

@@ -17,18 +17,18 @@ import pytest
 from test_report_drift import drift_metrics
 from test_report_weights import mitigation_metrics, module, weights_metrics
 
-from lora_study.compare import VariantScores, compare_variants
-from lora_study.drift_summary import summarise_drift
-from lora_study.grid import VariantSpec
-from lora_study.io import MANIFEST, write_json, write_jsonl
+from lora_study.core.grid import VariantSpec
+from lora_study.core.io import MANIFEST, write_json, write_jsonl
+from lora_study.core.results import read_result, write_result
 from lora_study.report.inputs import ReportInputError, Stage, check_inputs, named_inputs
 from lora_study.report.page import write_page
 from lora_study.report.stages import STAGES
-from lora_study.results import read_result, write_result
-from lora_study.scores import predictions_result
-from lora_study.selection import choose_rate
-from lora_study.serving_summary import summarise_serving
-from lora_study.tables import SOURCES, TABLES, build_tables, collect, write_tables
+from lora_study.stages.compare.compare import VariantScores, compare_variants
+from lora_study.stages.drift.summary import summarise_drift
+from lora_study.stages.selection.selection import choose_rate
+from lora_study.stages.serving.summary import summarise_serving
+from lora_study.stages.tables.tables import SOURCES, TABLES, build_tables, collect, write_tables
+from lora_study.tasks.scores import predictions_result
 
 LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
 LORA4 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=4, alpha=8.0, targets="qv")

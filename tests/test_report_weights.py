@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lora_study.grid import VariantSpec, group_of
+from lora_study.core.grid import VariantSpec, group_of
 from lora_study.report.weights import WeightResult, compared_kinds, per_layer, weight_sections
 
 SETTINGS = {"top_k": 10, "epsilon": 0.5, "epsilon_sweep": [0.3, 0.5, 0.7], "energy": 0.9, "spectrum_values": 64}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_study.provenance import SOURCE_ROOT, code_version, meta_info
-from lora_study.results import read_result, write_result
+from lora_study.core.provenance import SOURCE_ROOT, code_version, meta_info
+from lora_study.core.results import read_result, write_result
 
 META = {"created_at": "2024-01-01T00:00:00+00:00", "code_version": "abc1234"}
 

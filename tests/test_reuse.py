@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lora_study.io import write_jsonl
-from lora_study.results import read_result, write_result
-from lora_study.reuse import reuse_base_predictions
-from lora_study.rouge import rouge_result
+from lora_study.core.io import write_jsonl
+from lora_study.core.results import read_result, write_result
+from lora_study.stages.evaluate.reuse import reuse_base_predictions
+from lora_study.tasks.rouge import rouge_result
 
 ROWS = [
     {"id": "a", "prediction": "the model adapts ranks", "reference": "adapters adapt the ranks"},

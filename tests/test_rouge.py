@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rouge_score import rouge_scorer
 
-from lora_study.rouge import ROUGE_TYPES, mean_scores, rouge_result, score_examples, split_sentences
+from lora_study.tasks.rouge import ROUGE_TYPES, mean_scores, rouge_result, score_examples, split_sentences
 
 PAIRS = [
     ("the cat sat on the mat", "the cat was sitting on the mat"),

@@ -2,7 +2,7 @@
 
 The README promises that Snakemake itself only needs snakemake and the SLURM executor plugin
 (jobs get their own envs, envs/*.yaml). A dry run here blocks every package such an
-environment lacks; rules/common.smk once imported lora_study.compare, and with it numpy and
+environment lacks; rules/common.smk once imported lora_study.stages.compare.compare, and with it numpy and
 rouge-score, so a plain `snakemake -n` failed.
 """
 
@@ -92,13 +92,13 @@ def test_dry_run_needs_only_snakemake(tmp_path: Path) -> None:
     # The rules layer loads the grid and the config module only: no stage code.
     assert dry_run_loads(tmp_path, REPO / "configs" / "tiny.yaml") == {
         "lora_study",
-        "lora_study.grid",
-        "lora_study.config",
+        "lora_study.core.grid",
+        "lora_study.core.config",
     }
 
 
 def test_a_local_datasets_rows_are_checked_at_the_dry_run_with_snakemake_alone(tmp_path: Path) -> None:
-    """The dry run reads a local dataset's files as the data jobs do (lora_study.data, with
+    """The dry run reads a local dataset's files as the data jobs do (lora_study.core.data, with
     numpy, which a Snakemake environment has), and nothing that needs a job environment."""
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
@@ -109,4 +109,4 @@ def test_a_local_datasets_rows_are_checked_at_the_dry_run_with_snakemake_alone(t
     configfile = tmp_path / "local.yaml"
     configfile.write_text(yaml.safe_dump(config))
     (tmp_path / "work").mkdir()
-    assert "lora_study.data" in dry_run_loads(tmp_path / "work", configfile)
+    assert "lora_study.core.data" in dry_run_loads(tmp_path / "work", configfile)

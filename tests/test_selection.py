@@ -1,4 +1,4 @@
-"""Choosing a learning rate on the validation split (lora_study.selection)."""
+"""Choosing a learning rate on the validation split (lora_study.stages.selection.selection)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lora_study.selection import choose_rate, rate_ratio
+from lora_study.stages.selection.selection import choose_rate, rate_ratio
 
 
 def validation(rate: float, seed: int, losses: list[float]) -> dict[str, Any]:

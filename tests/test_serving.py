@@ -11,14 +11,14 @@ from peft import PeftModel
 from test_merge import merge_into, merge_settings, random_adapter, spec_of
 
 from conftest import REPO
-from lora_study.config import load_config
-from lora_study.data import Example
-from lora_study.io import write_jsonl
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.multi_adapter import groups, serve_multi_adapter
-from lora_study.results import read_result
-from lora_study.serving import Call, batch_metrics, request_stream, serve_once
-from lora_study.serving_modes import serve_modes
+from lora_study.core.config import load_config
+from lora_study.core.data import Example
+from lora_study.core.io import write_jsonl
+from lora_study.core.results import read_result
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.stages.serving.engine import Call, batch_metrics, request_stream, serve_once
+from lora_study.stages.serving.modes import serve_modes
+from lora_study.stages.serving.multi_adapter import groups, serve_multi_adapter
 
 SUMMARY = {"n", "mean", "std", "min", "p50", "p95", "max"}
 BATCH_METRICS = {

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lora_study.distributions import t_quantile
 from lora_study.report.page import escape
 from lora_study.report.serving import _criteria as serving_sections_criteria
-from lora_study.serving_summary import (
+from lora_study.stages.serving.summary import (
     FAILS,
     HOLDS,
     UNSUPPORTED,
@@ -19,6 +18,7 @@ from lora_study.serving_summary import (
     serving_leg,
     study4_criteria,
 )
+from lora_study.stats.distributions import t_quantile
 
 SETTINGS = {"max_overhead": 0.3, "resamples": 2000, "seed": 0, "confidence": 0.95}
 

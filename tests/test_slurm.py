@@ -30,9 +30,9 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake_command
-from lora_study.config import overlay
-from lora_study.data import load_split
-from lora_study.io import read_json, write_jsonl
+from lora_study.core.config import overlay
+from lora_study.core.data import load_split
+from lora_study.core.io import read_json, write_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -53,7 +53,7 @@ class Tripwire(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Tripwire())
 for module in sys.argv[1].split(","):
     importlib.import_module(module)
-from lora_study.provenance import meta_info
+from lora_study.core.provenance import meta_info
 meta_info(device="cpu")  # what every such job writes last; it once imported torch to name the CPU
 print("ATTEMPTED", ",".join(sorted(set(attempted))))
 """

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_study.distributions import t_quantile
-from lora_study.stats import (
+from lora_study.stats.distributions import t_quantile
+from lora_study.stats.inference import (
     BCA,
     PAIRED_PROPORTIONS,
     STUDENTISED,

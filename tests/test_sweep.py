@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from conftest import REPO, planned_jobs, run_snakemake, tiny_config
-from lora_study.config import overlay
-from lora_study.grid import expand_grid, swept_methods
-from lora_study.results import read_result
+from lora_study.core.config import overlay
+from lora_study.core.grid import expand_grid, swept_methods
+from lora_study.core.results import read_result
 
 pytestmark = pytest.mark.slow
 PREFIX = "smollm2-135m-instruct/aclsum"

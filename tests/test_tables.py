@@ -1,4 +1,4 @@
-"""The tidy tables (lora_study.tables) on small studies written with the project's own writers
+"""The tidy tables (lora_study.stages.tables.tables) on small studies written with the project's own writers
 in the workflow's layout: rows and columns, intervals equal to comparisons.json's, fields a
 later comparison adds, older variants on disk, and two studies in one pandas frame."""
 
@@ -17,15 +17,23 @@ from test_report_drift import drift_metrics
 from test_report_stages import STATISTICS, examples, latency_result, meta, serving_batches
 
 from conftest import REPO, run_snakemake
-from lora_study.compare import VariantScores, compare_variants
-from lora_study.config import read_yaml
-from lora_study.drift_summary import summarise_drift
-from lora_study.grid import VariantSpec
-from lora_study.io import write_json
-from lora_study.results import read_result, write_result
-from lora_study.scores import predictions_result
-from lora_study.serving_summary import summarise_serving
-from lora_study.tables import SOURCES, TABLES, build_tables, collect, config_hash, metric_interval, write_tables
+from lora_study.core.config import read_yaml
+from lora_study.core.grid import VariantSpec
+from lora_study.core.io import write_json
+from lora_study.core.results import read_result, write_result
+from lora_study.stages.compare.compare import VariantScores, compare_variants
+from lora_study.stages.drift.summary import summarise_drift
+from lora_study.stages.serving.summary import summarise_serving
+from lora_study.stages.tables.tables import (
+    SOURCES,
+    TABLES,
+    build_tables,
+    collect,
+    config_hash,
+    metric_interval,
+    write_tables,
+)
+from lora_study.tasks.scores import predictions_result
 
 PLACE = "m/d"  # results/<stage>/<model>/<dataset>/
 PRECISIONS = ("full", "int8")

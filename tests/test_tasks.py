@@ -13,16 +13,16 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from conftest import REPO, tiny_config
-from lora_study.compare import VariantScores, compare_variants
-from lora_study.config import ConfigError, template_names, template_problem, validate_config
-from lora_study.data import Example
-from lora_study.grid import VariantSpec
-from lora_study.prompts import PromptBuilder, PromptError
-from lora_study.scores import predictions_result
-from lora_study.stats import PAIRED_PROPORTIONS, Interval, wilson_interval, within
+from lora_study.core.config import ConfigError, template_names, template_problem, validate_config
+from lora_study.core.data import Example
+from lora_study.core.grid import VariantSpec
+from lora_study.model.prompts import PromptBuilder, PromptError
+from lora_study.model.training import IGNORE, make_item
+from lora_study.stages.compare.compare import VariantScores, compare_variants
+from lora_study.stats.inference import PAIRED_PROPORTIONS, Interval, wilson_interval, within
 from lora_study.tasks import TaskError, mean_values, task_named
 from lora_study.tasks.label_scoring import answer_ids, label_predictions, sequence_log_probs
-from lora_study.training import IGNORE, make_item
+from lora_study.tasks.scores import predictions_result
 
 PAIR_TEMPLATE = "Sentence 1: {input}\nSentence 2: {sentence2}"
 QA_TEMPLATE = "Context: {input}\nQuestion: {question}"
@@ -498,9 +498,9 @@ def test_a_metric_of_another_task_is_refused() -> None:
 
 def test_the_config_check_knows_each_tasks_metrics() -> None:
     """The config check's table (config.py, where only snakemake is installed) is the tasks' own."""
-    from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
-    from lora_study.rouge import ROUGE_TYPES
+    from lora_study.core.config import TASK_DEFAULT_METRIC, TASK_METRICS
     from lora_study.tasks import TASK_NAMES, task_named
+    from lora_study.tasks.rouge import ROUGE_TYPES
 
     assert set(TASK_METRICS) == set(TASK_NAMES) and TASK_METRICS["summarisation"] == ROUGE_TYPES
     for name in TASK_NAMES:

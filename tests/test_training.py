@@ -11,12 +11,12 @@ import pytest
 import torch
 from peft import PeftModel
 
-from lora_study.adapters import adapter_scaling, attach_adapter, count_parameters, lora_config
-from lora_study.data import Example
-from lora_study.grid import VariantSpec, expand_grid, lora_scaling, target_modules
-from lora_study.modeling import load_model, load_tokenizer
-from lora_study.prompts import PromptBuilder
-from lora_study.training import (
+from lora_study.core.data import Example
+from lora_study.core.grid import VariantSpec, expand_grid, lora_scaling, target_modules
+from lora_study.model.adapters import adapter_scaling, attach_adapter, count_parameters, lora_config
+from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.model.prompts import PromptBuilder
+from lora_study.model.training import (
     IGNORE,
     StepRecord,
     accumulate_gradients,
@@ -483,7 +483,7 @@ def test_peak_memory_reads_ru_maxrss_in_the_platform_unit(
     monkeypatch: pytest.MonkeyPatch, platform: str, maxrss: int, expected: int
 ) -> None:
     """ru_maxrss is KiB on Linux and bytes on macOS (where /proc/self/status is absent)."""
-    import lora_study.latency as latency
+    import lora_study.model.timing as latency
 
     monkeypatch.setattr(latency, "_status_bytes", lambda field: None)
     monkeypatch.setattr(latency.sys, "platform", platform)

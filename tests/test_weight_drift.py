@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import record_training
-from lora_study.adapters import attach_adapter
-from lora_study.grid import VariantSpec
-from lora_study.modeling import load_model
-from lora_study.results import read_result
-from lora_study.weight_drift import (
+from lora_study.core.grid import VariantSpec
+from lora_study.core.results import read_result
+from lora_study.model.adapters import attach_adapter
+from lora_study.model.loading import load_model
+from lora_study.stages.weights.weight_drift import (
     effective_rank,
     intruder_cosines,
     left_singular_vectors,

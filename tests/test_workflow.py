@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from conftest import planned_jobs, run_snakemake, tiny_config
-from lora_study.grid import expand_grid
-from lora_study.io import read_json, read_jsonl
+from lora_study.core.grid import expand_grid
+from lora_study.core.io import read_json, read_jsonl
+from lora_study.core.results import check_result, read_result
 from lora_study.report.drift import interval_text
-from lora_study.results import check_result, read_result
 
 pytestmark = pytest.mark.slow
 EVAL_DIR = "results/eval/smollm2-135m-instruct/aclsum/base"

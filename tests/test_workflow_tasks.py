@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake, tiny_config
-from lora_study.config import overlay
-from lora_study.io import read_jsonl
-from lora_study.results import read_result
+from lora_study.core.config import overlay
+from lora_study.core.io import read_jsonl
+from lora_study.core.results import read_result
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import plot_svg
-from lora_study.results import read_result
 from lora_study.tasks import task_named
 
 

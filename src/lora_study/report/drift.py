@@ -14,11 +14,11 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lora_study.learning import gain_text
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
-from lora_study.results import read_result
+from lora_study.stats.learning import gain_text
 
 TEXT_LABELS = {"in_domain": "in-domain held-out text", "general": "general text (another domain)"}
 

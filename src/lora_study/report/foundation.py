@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lora_study.io import MANIFEST, read_json, read_jsonl
-from lora_study.provenance import package_versions
+from lora_study.core.io import MANIFEST, read_json, read_jsonl
+from lora_study.core.provenance import package_versions
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, by_variant, one, recorded_files, same_variants
 from lora_study.report.page import Section, escape, table
-from lora_study.results import read_result
 from lora_study.tasks import task_named
 
 FOLD_INPUT_CHARS = 700  # a longer input folds away behind its beginning

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lora_study.core.results import read_result
 from lora_study.report.page import Section
-from lora_study.results import read_result
 
 RULE = "build_report"
 # Input name -> its files (a single-file input as one path, an empty list as none).

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lora_study.io import atomic_write_text
+from lora_study.core.io import atomic_write_text
 
 TITLE = "lora-study report"
 

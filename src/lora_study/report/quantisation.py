@@ -12,11 +12,11 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lora_study.conditions import load_mark
+from lora_study.core.conditions import load_mark
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, by_variant, one, same_variants
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import plot_svg
-from lora_study.results import read_result
 from lora_study.tasks import Task, task_named
 
 MB = 1e6
@@ -310,7 +310,7 @@ def kernel_text(kernel: Mapping[str, Any] | None) -> str:
 
 def _quality_machine(result: PrecisionResult) -> str:
     """kernel_text of the quality run; for `full`, whose predictions are the base evaluation's
-    (lora_study.reuse), that run's machine: it loads no quantised kernel."""
+    (lora_study.stages.evaluate.reuse), that run's machine: it loads no quantised kernel."""
     generation = result.generation or {}
     if result.quality_kernel is None and "reused_from" in generation.get("run", {}):
         return (

@@ -10,12 +10,12 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lora_study.grid import VariantSpec, fft_partner, rate_label
+from lora_study.core.grid import VariantSpec, fft_partner, rate_label
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
-from lora_study.results import read_result
-from lora_study.selection import rate_ratio
+from lora_study.stages.selection.selection import rate_ratio
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:

@@ -9,10 +9,10 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
-from lora_study.results import read_result
 
 MB = 1e6
 

@@ -9,13 +9,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lora_study import grid
-from lora_study.conditions import load_mark
-from lora_study.io import MANIFEST, read_json
+from lora_study.core import grid
+from lora_study.core.conditions import load_mark
+from lora_study.core.io import MANIFEST, read_json
+from lora_study.core.results import read_result
 from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells, gap_cell
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
-from lora_study.results import read_result
 
 # The jobs whose result files say where they ran: input name -> what the job does.
 JOBS = {

@@ -31,7 +31,7 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
         "(a changed setting makes a new variant beside the old one), as CSV rows; each row carries "
         "the variant's spec, the config's hash and the code version. In pandas: "
         f"<code>{escape(ONE_LINE)}</code>; two studies' tables concatenate and stay apart by "
-        "<code>run</code>. <code>python -m lora_study.compare_runs A B</code> compares two studies.</p>"
+        "<code>run</code>. <code>python -m lora_study.stages.tables.compare_runs A B</code> compares two studies.</p>"
         + table(["table", "rows", "not in the config", "columns"], rows)
     )
     return [Section(anchor="tables", title="Tables", body=body)]

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
-from lora_study.results import read_result
 
 Scores = Mapping[str, Mapping[str, Any]]  # variant -> its scores.json
 

@@ -13,10 +13,10 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant, one, paired, variant_of
 from lora_study.report.page import Section, table
 from lora_study.report.plotting import plot_svg
-from lora_study.results import read_result
 from lora_study.tasks import Task, task_named
 
 
@@ -125,7 +125,7 @@ def _variant_table(
         "<p class=muted>Quality: the task's metrics (ROUGE: F-measure), mean over the evaluation examples. Loss: mean cross-entropy per "
         "reference token of the last optimizer step (prompt and padding masked). GFLOP/s: model "
         "FLOPs per second, forward + backward matrix products on the real tokens (padding positions are "
-        "computed too but not counted; see src/lora_study/flops.py). LoRA scaling: "
+        "computed too but not counted; see src/lora_study/model/flops.py). LoRA scaling: "
         "the factor on the adapter's output as PEFT applied it, alpha/r (alpha/sqrt(r) for rsLoRA); "
         "padding: padded positions among all positions of the training batches.</p>"
     )

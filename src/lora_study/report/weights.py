@@ -18,12 +18,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lora_study.grid import group_of
-from lora_study.learning import gain_over_base, gain_text
+from lora_study.core.grid import group_of
+from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
-from lora_study.results import read_result
+from lora_study.stats.learning import gain_over_base, gain_text
 
 
 @dataclass(frozen=True)

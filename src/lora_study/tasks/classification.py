@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lora_study import failure_modes
-from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS, label_words_key
-from lora_study.stats import mcnemar_exact
-from lora_study.tasks import Task, TaskError, mean_values
+from lora_study.core.config import TASK_DEFAULT_METRIC, TASK_METRICS, label_words_key
+from lora_study.stats.inference import mcnemar_exact
+from lora_study.tasks import Task, TaskError, failure_modes, mean_values
 from lora_study.tasks.classification_metrics import (
     accuracy,
     confusion_matrix,

@@ -2,13 +2,13 @@
 bootstrap intervals for F1.
 
 F1 is a ratio of counts over the whole set (2 TP / (2 TP + FP + FN)), not a mean of
-per-example values, so the studentised intervals of `lora_study.stats` (means of
+per-example values, so the studentised intervals of `lora_study.stats.inference` (means of
 per-example scores) do not apply to it. Its interval here is the percentile bootstrap over
 examples: each resample recomputes F1 from resampled examples, and the interval is the
 quantiles of those F1s. It is not studentised because F1 has no per-example decomposition
 to give a standard error per resample; expect it to be somewhat narrow at small n.
 
-As in `lora_study.stats`, every interval takes an explicit seed and draws from
+As in `lora_study.stats.inference`, every interval takes an explicit seed and draws from
 `numpy.random.default_rng(seed)`, so the same inputs give the same numbers everywhere.
 """
 

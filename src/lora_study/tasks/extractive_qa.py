@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lora_study import failure_modes
-from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
-from lora_study.tasks import Task, TaskError, mean_values
+from lora_study.core.config import TASK_DEFAULT_METRIC, TASK_METRICS
+from lora_study.tasks import Task, TaskError, failure_modes, mean_values
 from lora_study.tasks.squad_v2 import normalize_answer, score_question, squad_v2_summary
 
 METRICS = TASK_METRICS["extractive_qa"]

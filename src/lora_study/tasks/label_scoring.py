@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from lora_study.generation import batch_count
-from lora_study.prompts import Prompt, PromptBuilder
+from lora_study.model.generation import batch_count
+from lora_study.model.prompts import Prompt, PromptBuilder
 
 
 def answer_ids(*, builder: PromptBuilder, words: Mapping[str, str]) -> dict[str, list[int]]:

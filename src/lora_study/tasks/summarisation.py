@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lora_study import failure_modes
-from lora_study.config import TASK_DEFAULT_METRIC, TASK_METRICS
-from lora_study.rouge import ROUGE_TYPES, rouge_result
-from lora_study.tasks import Task, mean_values
+from lora_study.core.config import TASK_DEFAULT_METRIC, TASK_METRICS
+from lora_study.tasks import Task, failure_modes, mean_values
+from lora_study.tasks.rouge import ROUGE_TYPES, rouge_result
 
 LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 FAILURE_LABELS = {

@@ -1,0 +1,1 @@
+"""Stage `compare_variants` (rules/compare.smk): paired comparisons with intervals, Holm and detectable effects."""
