@@ -110,7 +110,7 @@ def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -
     model, _, prompts = tiny(tiny_model_dir, adapter=False, varied=True)
     stops = staggered_stops(model=model, prompts=prompts)
     cache = prefilled_cache(model=model, prompts=prompts, new_tokens=SETTINGS["max_new_tokens"])
-    steps = []
+    steps, progress = [], []
     hook = model.register_forward_hook(lambda module, args, output: steps.append(output.logits[:, -1].clone()))
     generated = greedy.greedy_decode(
         model=model,
@@ -118,9 +118,16 @@ def test_every_step_has_the_logits_of_its_whole_sequence(tiny_model_dir: Path) -
         cache=cache,
         new_tokens=SETTINGS["max_new_tokens"],
         stop_ids=stops,
+        on_token=lambda token, ended: progress.append((token, ended)),
     )
     hook.remove()
     assert len(generated[0]) == 1 and len(steps) == SETTINGS["max_new_tokens"]
+    # Progress: one call per step, and the rows whose stop token has come (a row of n tokens
+    # emitted it at step n + 1).
+    assert [token for token, _ in progress] == list(range(1, len(steps) + 1))
+    assert [ended for _, ended in progress] == [
+        sum(len(row) < step for row in generated) for step in range(1, len(steps) + 1)
+    ]
     for step, logits in enumerate(steps):
         # A row takes part in a step until the one where it emits its stop token.
         present = [i for i, row in enumerate(generated) if step <= len(row)]

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from lora_study.core.progress import Progress
 from lora_study.model.greedy import greedy_decode
 from lora_study.model.prefill import prefilled_cache, supports_prefill
 from lora_study.model.prompts import Prompt, generated_token_ids
@@ -205,9 +205,21 @@ def generate(
         torch.manual_seed(settings["seed"])
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids))
     results: dict[int, Generation] = {}
-    started = time.perf_counter()
+    progress = Progress(total=len(prompts), unit="examples")
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
+
+        def decoding(token: int, ended: int, *, done: int = start, rows: int = len(batch)) -> None:
+            if progress.due():  # within a batch: its decoding step and the rows that have ended
+                log.info(
+                    "token %d/%d of a batch of %d (%d ended); %s",
+                    token,
+                    settings["max_new_tokens"],
+                    rows,
+                    ended,
+                    progress.line(done),
+                )
+
         rows = generate_batch(
             model=model,
             prompts=[prompts[i] for i in batch],
@@ -216,6 +228,7 @@ def generate(
             stop_ids=stop_ids,
             prefill=prefill,
             greedy_loop=greedy_loop,
+            on_token=decoding,
         )
         for index, row in zip(batch, rows, strict=True):
             results[index] = Generation(
@@ -224,8 +237,7 @@ def generate(
                 generated_tokens=len(row),
                 stopped=len(row) < settings["max_new_tokens"],
             )
-        done = start + len(batch)
-        log.info("generated %d/%d examples (%.1f s)", done, len(order), time.perf_counter() - started)
+        log.info("generated %s", progress.line(start + len(batch)))
     return [results[i] for i in range(len(prompts))]
 
 
@@ -238,8 +250,10 @@ def generate_batch(
     stop_ids: set[int],
     prefill: bool,
     greedy_loop: bool,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[list[int]]:
-    """One batch's generated tokens per prompt, up to and excluding the first stop token."""
+    """One batch's generated tokens per prompt, up to and excluding the first stop token.
+    `on_token(tokens decoded, rows ended)` after each step of the greedy loop (progress)."""
     device = str(model.device)
     past = (
         prefilled_cache(
@@ -254,7 +268,9 @@ def generate_batch(
         else None
     )
     if greedy_loop:
-        return greedy_decode(model=model, prompts=prompts, cache=past, new_tokens=new_tokens, stop_ids=stop_ids)
+        return greedy_decode(
+            model=model, prompts=prompts, cache=past, new_tokens=new_tokens, stop_ids=stop_ids, on_token=on_token
+        )
     ids, mask = left_pad(prompts=prompts, pad_id=config.pad_token_id, device=device)
     sequences = model.generate(input_ids=ids, attention_mask=mask, past_key_values=past, generation_config=config)
     return generated_token_ids(sequences=sequences, prompt_length=ids.shape[1], stop_ids=stop_ids)

@@ -21,7 +21,7 @@ those of its prompt and tokens so far in one forward pass (tests/test_greedy.py)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import PreTrainedModel
@@ -41,11 +41,18 @@ def keep_rows(*, cache: Cache, rows: torch.Tensor, first_column: int) -> None:
 
 @torch.inference_mode()
 def greedy_decode(
-    *, model: PreTrainedModel, prompts: Sequence[Prompt], cache: Cache, new_tokens: int, stop_ids: set[int]
+    *,
+    model: PreTrainedModel,
+    prompts: Sequence[Prompt],
+    cache: Cache,
+    new_tokens: int,
+    stop_ids: set[int],
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[list[int]]:
     """Each prompt's generated tokens, up to and excluding its first stop token, at most
     `new_tokens`. `cache`: prefill.prefilled_cache of these prompts in this order (every
-    prompt but its last token, right-aligned to the longest)."""
+    prompt but its last token, right-aligned to the longest). `on_token(tokens decoded, rows
+    ended)` after each step, for progress lines."""
     device = model.device
     width = max(len(p.input_ids) for p in prompts)
     # The first real column of each row; every column from it on is attended to, including
@@ -72,6 +79,8 @@ def greedy_decode(
         for prompt, token, end in zip(live, tokens[:, 0].tolist(), ended, strict=True):
             if not end:
                 generated[prompt].append(token)
+        if on_token is not None:
+            on_token(step + 1, len(prompts) - len(live) + sum(ended))
         if all(ended) or step == new_tokens - 1:
             break
         positions = positions + 1

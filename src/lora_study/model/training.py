@@ -240,6 +240,13 @@ def peak_memory_bytes(device: str) -> dict[str, int]:
     return peaks
 
 
+def optimizer_steps(*, items: int, settings: Mapping[str, Any]) -> int:
+    """Optimizer steps of a training run: accumulation windows per epoch (the last may be
+    short) times epochs."""
+    batches = math.ceil(items / settings["batch_size"])
+    return math.ceil(batches / settings["grad_accumulation"]) * settings["epochs"]
+
+
 def train_loop(
     *,
     model: Any,
@@ -260,10 +267,8 @@ def train_loop(
     With a 16-bit `compute_dtype` (GPU), matrix products run under autocast while the
     trainable weights stay float32, and float16 losses are scaled against underflow.
     """
-    batch_size, accumulation = settings["batch_size"], settings["grad_accumulation"]
-    epochs = settings["epochs"]
-    windows_per_epoch = math.ceil(math.ceil(len(items) / batch_size) / accumulation)
-    total_steps = windows_per_epoch * epochs
+    accumulation, epochs = settings["grad_accumulation"], settings["epochs"]
+    total_steps = optimizer_steps(items=len(items), settings=settings)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=settings["weight_decay"])
     warmup_steps = round(settings["warmup_ratio"] * total_steps)
@@ -282,7 +287,7 @@ def train_loop(
     seen_shapes: set[tuple[int, int]] = set()
     for epoch in range(epochs):
         batches = epoch_batches(
-            lengths=lengths, batch_size=batch_size, megabatch=settings["megabatch"], seed=seed, epoch=epoch
+            lengths=lengths, batch_size=settings["batch_size"], megabatch=settings["megabatch"], seed=seed, epoch=epoch
         )
         for start in range(0, len(batches), accumulation):
             window = [[items[i] for i in batch] for batch in batches[start : start + accumulation]]

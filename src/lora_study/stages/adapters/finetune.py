@@ -21,6 +21,7 @@ from lora_study.core.checksums import TRAIN_KEY, folder_hashes
 from lora_study.core.data import read_examples
 from lora_study.core.grid import VariantSpec
 from lora_study.core.io import atomic_directory
+from lora_study.core.progress import Progress
 from lora_study.core.provenance import meta_info
 from lora_study.core.results import write_result
 from lora_study.model.adapters import adapter_scaling, attach_adapter, count_parameters
@@ -36,6 +37,7 @@ from lora_study.model.prompts import PromptBuilder
 from lora_study.model.training import (
     StepRecord,
     make_items,
+    optimizer_steps,
     peak_memory_bytes,
     seed_everything,
     steady_state,
@@ -82,18 +84,21 @@ def train_variant(
         task=config.get("task"),
     )
 
+    peak_gflops = matmul_peak_gflops(device=device, dtype=dtype)
+    steps = Progress(total=optimizer_steps(items=len(items), settings=settings), unit="steps")
+
     def progress(record: StepRecord) -> None:
         log.info(
-            "step %d (epoch %d): loss %.4f, lr %.2e, %d tokens in %.1f s",
-            record.step,
+            "epoch %d/%d: loss %.4f, lr %.2e, %d tokens in %.1f s; %s",
             record.epoch,
+            settings["epochs"],
             record.loss,
             record.learning_rate,
             record.tokens,
             record.seconds,
+            steps.line(record.step),
         )
 
-    peak_gflops = matmul_peak_gflops(device=device, dtype=dtype)
     started = time.perf_counter()
     records = train_loop(
         model=model,
