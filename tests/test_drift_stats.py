@@ -11,6 +11,8 @@ from lora_study.stats.cka import linear_cka
 from lora_study.stats.drift import (
     Interval,
     debiased_cka_from_grams,
+    debiased_cka_resampled,
+    drift_resamples,
     example_draws,
     forgetting_per_seed,
     forgetting_per_text,
@@ -18,6 +20,7 @@ from lora_study.stats.drift import (
     grams,
     percentile_interval,
     ratio_seed_interval,
+    resample_counts,
     seed_interval,
 )
 
@@ -38,16 +41,57 @@ def test_gram_route_equals_the_one_shot_estimator() -> None:
     assert debiased_cka_from_grams(grams(xs), grams(xs)) == pytest.approx([1.0, 1.0], abs=1e-12)
 
 
+def cka_of_rows(kx: np.ndarray, ky: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The resample's debiased CKA by definition: the Grams indexed by the drawn examples, the
+    diagonal and every pair of copies of one example zeroed, then HSIC_u (Song et al. 2012)."""
+    kx, ky = kx[:, rows[:, None], rows[None, :]], ky[:, rows[:, None], rows[None, :]]
+    distinct = rows[:, None] != rows[None, :]
+    kx, ky = kx * distinct, ky * distinct
+    n = len(rows)
+
+    def hsic(k: np.ndarray, l: np.ndarray) -> np.ndarray:  # noqa: E741 (K and L as in the paper)
+        k1, l1 = k.sum(axis=2), l.sum(axis=2)
+        trace = np.einsum("aij,aij->a", k, l)
+        return (
+            trace
+            + k1.sum(axis=1) * l1.sum(axis=1) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * np.einsum("ai,ai->a", k1, l1)
+        )
+
+    return hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
+
+
+def resampled(kx: np.ndarray, ky: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return debiased_cka_resampled(kx, ky, counts=resample_counts(rows[None], n=kx.shape[1]))[0]
+
+
+def test_resamples_from_counts_equal_the_indexed_definition() -> None:
+    """Each resample's CKA from the example counts equals the Grams indexed by the draw, with
+    repeats (the products with the counts replace the copy of an n x n Gram per resample)."""
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(25, 6)), rng.normal(size=(25, 3)) + 2.0]
+    ys = [xs[0] @ rng.normal(size=(6, 6)) + rng.normal(size=(25, 6)), rng.normal(size=(25, 4))]
+    kx, ky = grams(xs), grams(ys)
+    draws = example_draws(n=25, resamples=40, rng=rng)
+    expected = np.stack([cka_of_rows(kx, ky, rows) for rows in draws])
+    got = debiased_cka_resampled(kx, ky, counts=resample_counts(draws, n=25))
+    assert got.shape == (40, 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    base_tuned = drift_resamples(base=kx, tuned=[ky, kx], draws=draws)
+    np.testing.assert_allclose(base_tuned, np.mean([1 - expected, np.zeros_like(expected)], axis=0), atol=1e-10)
+
+
 def test_a_resample_with_every_example_once_equals_the_full_estimate_and_copies_do_not_pair() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
     kx, ky = grams([x]), grams([y])
     permuted = rng.permutation(12)
-    assert debiased_cka_from_grams(kx, ky, rows=permuted) == pytest.approx(debiased_cka_from_grams(kx, ky), rel=1e-10)
+    assert resampled(kx, ky, permuted) == pytest.approx(debiased_cka_from_grams(kx, ky), rel=1e-10)
     # An example drawn twice is not a pair of distinct examples: identical features for the
     # repeats must not raise the similarity of two unrelated representations towards 1.
     repeated = np.repeat(np.arange(6), 2)
-    assert abs(debiased_cka_from_grams(kx, ky, rows=repeated)[0]) < 0.7
+    assert abs(resampled(kx, ky, repeated)[0]) < 0.7
+    assert resampled(kx, ky, repeated) == pytest.approx(cka_of_rows(kx, ky, repeated), rel=1e-10)
 
 
 def test_bootstrap_interval_covers_the_population_cka_at_about_its_level() -> None:
@@ -62,7 +106,7 @@ def test_bootstrap_interval_covers_the_population_cka_at_about_its_level() -> No
         y = x @ weights + rng.normal(size=(40, 5))
         kx, ky = grams([x]), grams([y])
         draws = example_draws(n=40, resamples=300, rng=rng)
-        samples = np.array([debiased_cka_from_grams(kx, ky, rows=rows)[0] for rows in draws])
+        samples = debiased_cka_resampled(kx, ky, counts=resample_counts(draws, n=40))[:, 0]
         interval = percentile_interval(estimate=debiased_cka_from_grams(kx, ky)[0], samples=samples, confidence=0.95)
         covered += interval.low <= truth <= interval.high
     assert 0.90 <= covered / simulations <= 0.995

@@ -59,42 +59,83 @@ def grams(features: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
-def debiased_cka_from_grams(kx: np.ndarray, ky: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
-    """Debiased linear CKA per layer from (layers, n, n) Grams, on the examples `rows`
-    (a resample, with repeats; None = all once). nan where a layer has no variation."""
-    if rows is not None:
-        kx, ky = kx[:, rows[:, None], rows[None, :]], ky[:, rows[:, None], rows[None, :]]
-        distinct = rows[:, None] != rows[None, :]
-    else:
-        distinct = ~np.eye(kx.shape[1], dtype=bool)
-    kx, ky = kx * distinct, ky * distinct  # zero diagonal and copy pairs
-    cross, self_x, self_y = _hsic_u(kx, ky), _hsic_u(kx, kx), _hsic_u(ky, ky)
+def debiased_cka_from_grams(kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
+    """Debiased linear CKA per layer from (layers, n, n) Grams, on all n examples once. nan
+    where a layer has no variation."""
+    ones = np.ones((1, kx.shape[1]))
+    return debiased_cka_resampled(kx, ky, counts=ones)[0]
+
+
+def resample_counts(draws: np.ndarray, *, n: int) -> np.ndarray:
+    """(resamples, n) float64: how often each example is drawn in each resample of `draws`."""
+    counts = np.zeros((draws.shape[0], n))
+    np.add.at(counts, (np.arange(draws.shape[0])[:, None], draws), 1.0)
+    return counts
+
+
+def debiased_cka_resampled(kx: np.ndarray, ky: np.ndarray, *, counts: np.ndarray) -> np.ndarray:
+    """(resamples, layers) debiased linear CKA of each resample whose example multiplicities are
+    the rows of `counts`, from the (layers, n, n) Grams of the examples once.
+
+    The resample's Gram, with its diagonal and the pairs of copies of one example zeroed as the
+    estimator needs, is K0 (K with a zeroed diagonal) indexed by the drawn examples, so every sum
+    the estimator takes over it is a product with the counts c: the trace term is c'(K0 o L0)c,
+    the row sums are K0 c weighted by c. That is a few matrix products per layer instead of
+    copying an n x n Gram per resample (the same values to rounding: tests/test_drift_stats.py)."""
+    resample_size = counts.sum(axis=1)
+    if not np.all(resample_size == resample_size[0]):
+        raise ValueError("every resample must hold the same number of examples")
+    kx0, ky0 = _zero_diagonal(kx), _zero_diagonal(ky)
+    columns = np.ascontiguousarray(counts.T)  # (n, resamples)
+    kc, lc = _times(kx0, columns), _times(ky0, columns)  # (layers, n, resamples): K0 c per resample
+    n = float(resample_size[0])
+    cross = _hsic_u_counts(kx0, ky0, kc, lc, columns=columns, n=n)
+    self_x = _hsic_u_counts(kx0, kx0, kc, kc, columns=columns, n=n)
+    self_y = _hsic_u_counts(ky0, ky0, lc, lc, columns=columns, n=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         valid = (self_x > 0) & (self_y > 0)
-        return np.where(valid, cross / np.sqrt(np.where(valid, self_x * self_y, 1.0)), np.nan)
+        cka = np.where(valid, cross / np.sqrt(np.where(valid, self_x * self_y, 1.0)), np.nan)
+    return cka.T
 
 
-def _hsic_u(k: np.ndarray, l: np.ndarray) -> np.ndarray:  # noqa: E741 (K and L as in the paper)
-    """n(n-3) HSIC_u per layer (Song et al. 2012) for Grams with zeroed diagonals."""
-    n = k.shape[1]
-    k1, l1 = k.sum(axis=2), l.sum(axis=2)
-    trace = np.einsum("aij,aij->a", k, l)
-    return trace + k1.sum(axis=1) * l1.sum(axis=1) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * np.einsum("ai,ai->a", k1, l1)
+def _zero_diagonal(k: np.ndarray) -> np.ndarray:
+    out = np.array(k, dtype=np.float64, copy=True)
+    index = np.arange(k.shape[1])
+    out[:, index, index] = 0.0
+    return out
+
+
+def _times(k: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(layers, n, resamples) = each layer's (n, n) matrix times the (n, resamples) counts, as
+    one 2-D product (a stack of small products runs several times slower)."""
+    layers, n, _ = k.shape
+    return (k.reshape(layers * n, n) @ columns).reshape(layers, n, columns.shape[1])
+
+
+def _hsic_u_counts(
+    k0: np.ndarray, l0: np.ndarray, kc: np.ndarray, lc: np.ndarray, *, columns: np.ndarray, n: float
+) -> np.ndarray:
+    """(layers, resamples) n(n-3) HSIC_u (Song et al. 2012) of each resample, from zero-diagonal
+    Grams, their products with the counts (kc = K0 c, lc = L0 c; `columns`: the counts, one
+    resample per column) and the resample size n."""
+    c = columns[None]  # (1, n, resamples)
+    trace = np.sum(_times(k0 * l0, columns) * c, axis=1)  # c'(K0 o L0)c
+    k_total, l_total = np.sum(kc * c, axis=1), np.sum(lc * c, axis=1)  # c'K0c, c'L0c
+    row_products = np.sum(kc * lc * c, axis=1)  # sum over drawn rows of (row sum of K) (row sum of L)
+    return trace + k_total * l_total / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * row_products
 
 
 def drift_resamples(*, base: np.ndarray, tuned: Sequence[np.ndarray], draws: np.ndarray) -> np.ndarray:
     """Per-layer drift (1 - CKA) on each resample of examples, averaged over the variant's
     seeds: (resamples, layers). `base` and each of `tuned` (one per seed) are (layers, n, n)
     Grams; `draws` (resamples, n) example indices, the same for every seed (paired)."""
-    out = np.empty((draws.shape[0], base.shape[0]))
-    for index, rows in enumerate(draws):
-        out[index] = np.mean([1.0 - debiased_cka_from_grams(base, grams_, rows=rows) for grams_ in tuned], axis=0)
-    return out
+    counts = resample_counts(draws, n=base.shape[1])
+    return np.mean([1.0 - debiased_cka_resampled(base, grams_, counts=counts) for grams_ in tuned], axis=0)
 
 
 def per_seed_drift(*, base: np.ndarray, tuned: Sequence[np.ndarray]) -> np.ndarray:
     """Per-layer drift on all examples for each seed: (seeds, layers)."""
-    return np.stack([1.0 - debiased_cka_from_grams(base, grams_, rows=None) for grams_ in tuned])
+    return np.stack([1.0 - debiased_cka_from_grams(base, grams_) for grams_ in tuned])
 
 
 def example_draws(*, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
