@@ -3,7 +3,8 @@
     python bench/record_run.py --root /path/to/run --out docs/results --not-quiet --note "tests ran beside it"
     python bench/record_run.py --root . --config config.yaml --command "snakemake --cores 1 report.html" \\
         --out docs/results --quiet
-    python bench/record_run.py --readme-table docs/results     # the README's table over every recorded run
+    python bench/record_run.py --readme-table docs/results     # the results index's table over every recorded run
+    python bench/record_run.py --readme-table docs/results --update-readme docs/results/README.md   # write it there
 
 Writes docs/results/<YYYY-MM-DD>-<code version>-<config name>/ holding README.md (what ran:
 commit, config, command, machine, wall time overall and per rule; the headline tables),
@@ -548,7 +549,7 @@ def headline_figures(*, results: Mapping[str, ResultFile], layout: RunLayout) ->
     compare_run = results["comparisons"].run
     task = compare_run.get("task", "summarisation")
     if task != "summarisation":
-        # Its tables and the README's columns are ROUGE's; a wrong column is worse than none.
+        # Its tables and the results index's columns are ROUGE's; a wrong column is worse than none.
         raise RecordError(
             f"{results['comparisons'].path}: a {task} run; record_run.py records summarisation runs only "
             "(its tables are ROUGE's): the run's report.html holds the task's tables"
@@ -814,7 +815,7 @@ def learning_rates(*, results: Mapping[str, ResultFile], layout: RunLayout) -> d
 
 
 def headline(*, figures: Mapping[str, Any], layout: RunLayout) -> dict[str, Any]:
-    """The few figures the README's table shows for a run."""
+    """The few figures the results index's table (docs/results/README.md) shows for a run."""
     rouge = figures["rouge"]
     best = max(rouge, key=lambda v: rouge[v]["rougeL"]["estimate"]) if rouge else None
     lora_groups = {spec.group for spec in layout.trained.values() if spec.is_lora}
@@ -1058,7 +1059,7 @@ def render_readme(*, summary: Mapping[str, Any], versions: Mapping[str, list[str
     best, fft, int8 = headline_cells(headline=s["headline"])
     lines += [
         "",
-        "Headline (the README's table over recorded runs shows these):",
+        "Headline (the table over recorded runs in docs/results/README.md shows these):",
         "",
         f"- best ROUGE-L: {best}",
         f"- full fine-tuning against LoRA (ROUGE-L): {fft}",
@@ -1627,7 +1628,7 @@ def _confidence(rouge: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The README's table over every recorded run
+# The results index's table over every recorded run (docs/results/README.md)
 
 
 def headline_cells(*, headline: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -1652,8 +1653,11 @@ def headline_cells(*, headline: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 def readme_table(*, results_dir: Path, link_base: str | None = None) -> str:
-    """A Markdown table, one row per recorded run (newest first), linking each folder."""
+    """A Markdown table, one row per recorded run (newest first), linking each folder as
+    `link_base`/folder/ (default: `results_dir`; "." or "": the folder's name alone, for a page
+    inside `results_dir`)."""
     base = (link_base if link_base is not None else results_dir.as_posix()).rstrip("/")
+    base = "" if base in ("", ".") else f"{base}/"
     summaries = []
     for path in sorted(results_dir.glob("*/summary.json")):
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -1676,7 +1680,7 @@ def readme_table(*, results_dir: Path, link_base: str | None = None) -> str:
                 best,
                 fft,
                 int8,
-                f"[{folder}]({base}/{folder}/)",
+                f"[{folder}]({base}{folder}/)",
             )
         )
     header = [
@@ -1701,8 +1705,8 @@ README_END = "<!-- end of recorded runs -->"
 
 
 def update_readme(*, readme: Path, table: str) -> None:
-    """Replace the block between the README's markers with `table`, so the README's figures
-    come from the records, never typed."""
+    """Replace the block between the page's markers with `table` (the results index,
+    docs/results/README.md), so its figures come from the records, never typed."""
     text = readme.read_text(encoding="utf-8")
     if text.count(README_START) != 1 or text.count(README_END) != 1:
         raise RecordError(f"{readme}: needs exactly one line {README_START!r} and one {README_END!r}")
@@ -1741,18 +1745,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="what else ran, or anything else about the machine's state")
     parser.add_argument("--force", action="store_true", help="replace an existing record folder")
     parser.add_argument(
-        "--readme-table", type=Path, metavar="DIR", help="print the README's table of the runs recorded in DIR"
+        "--readme-table",
+        type=Path,
+        metavar="DIR",
+        help="print the results index's table of the runs recorded in DIR",
     )
-    parser.add_argument("--link-base", help="with --readme-table: link prefix of each run folder (default: DIR)")
     parser.add_argument(
-        "--update-readme", type=Path, metavar="README", help="with --readme-table: write the table into README's block"
+        "--link-base",
+        help="with --readme-table: link prefix of each run folder (default: DIR, or with --update-readme "
+        "the path from that page's folder to DIR)",
+    )
+    parser.add_argument(
+        "--update-readme",
+        type=Path,
+        metavar="PAGE",
+        help="with --readme-table: write the table into PAGE's marked block (the results index, "
+        "docs/results/README.md)",
     )
     args = parser.parse_args(argv)
     try:
         if args.readme_table is not None:
             if args.root is not None:
                 parser.error("--readme-table reads recorded runs; it takes no --root")
-            table = readme_table(results_dir=args.readme_table, link_base=args.link_base)
+            link_base = args.link_base
+            if link_base is None and args.update_readme is not None:
+                # Links relative to the page they are written into.
+                link_base = Path(os.path.relpath(args.readme_table, args.update_readme.parent)).as_posix()
+            table = readme_table(results_dir=args.readme_table, link_base=link_base)
             if args.update_readme is None:
                 sys.stdout.write(table)
             else:

@@ -34,7 +34,8 @@ def default() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "overlays", [[], *([str(p.relative_to(REPO))] for p in sorted((REPO / "configs").glob("*.yaml")))]
 )
-def test_shipped_configs_are_valid(overlays: list[str]) -> None:
+def test_shipped_configs_are_valid(overlays: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # where snakemake runs: a shipped overlay's data files are relative to it
     config = load_config(REPO / "config.yaml", *(REPO / path for path in overlays))
     assert config["model"]["revision"]  # defaults filled in
 
@@ -362,8 +363,9 @@ USER_OVERLAYS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("user", USER_OVERLAYS)
 @pytest.mark.parametrize("stack", SHIPPED_STACKS, ids=["+".join(stack) for stack in SHIPPED_STACKS])
 def test_a_new_users_overlay_on_a_shipped_config_resolves_to_what_it_says(
-    tmp_path: Path, stack: list[str], user: str
+    tmp_path: Path, stack: list[str], user: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(REPO)  # where snakemake runs: a shipped overlay's data files are relative to it
     mine = tmp_path / "mine.yaml"
     mine.write_text(yaml.safe_dump(USER_OVERLAYS[user]))
     config = check_stacking([REPO / "config.yaml", *(REPO / "configs" / name for name in stack), mine])

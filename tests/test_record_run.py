@@ -342,7 +342,7 @@ def test_record_holds_the_numbers_of_the_run_files(tmp_path: Path) -> None:
     assert fft_weights["lora_target_median_effective_rank"] == 2 and fft_weights["lora_target_intruders"] == 0
     assert fft_weights["intruders"] == 1 and fft_weights["intruders_any_epsilon"] == 3
 
-    # headline and the README's table across runs
+    # headline and the results index's table across runs
     headline = summary["headline"]
     assert headline["best_rouge_l"]["variant"] == FFT and headline["int8_latency_p50_s"] == 1.23
     assert [(c["a"], c["b"], c["supported"]) for c in headline["fft_vs_lora"]] == [("lora-r2-qv-n4", "fft-n4", False)]
@@ -380,14 +380,25 @@ def test_cli_and_a_config_that_is_not_the_run_s(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     assert record_run.main(["--readme-table", str(out)]) == 0
     assert f"({out.as_posix()}/{folder.name}/)" in capsys.readouterr().out
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Project\n\n{record_run.README_START}\nold table\n{record_run.README_END}\n\nMore text.\n")
-    assert record_run.main(["--readme-table", str(out), "--update-readme", str(readme)]) == 0
-    text = readme.read_text()
-    assert "old table" not in text and f"({out.as_posix()}/{folder.name}/)" in text
-    assert text.startswith("# Project\n\n") and text.endswith(f"{record_run.README_END}\n\nMore text.\n")
-    readme.write_text("no markers\n")
-    assert record_run.main(["--readme-table", str(out), "--update-readme", str(readme)]) == 1
+    # The results index (docs/results/README.md) lives beside the run folders: its links are
+    # relative to it.
+    index = out / "README.md"
+    index.write_text(f"# Results\n\n{record_run.README_START}\nold table\n{record_run.README_END}\n\nMore text.\n")
+    assert record_run.main(["--readme-table", str(out), "--update-readme", str(index)]) == 0
+    text = index.read_text()
+    assert "old table" not in text and f"[{folder.name}]({folder.name}/)" in text
+    assert text.startswith("# Results\n\n") and text.endswith(f"{record_run.README_END}\n\nMore text.\n")
+    # A page elsewhere links through the path from its folder; --link-base overrides it.
+    page = tmp_path / "docs" / "RESULTS.md"
+    page.parent.mkdir()
+    page.write_text(f"{record_run.README_START}\n{record_run.README_END}\n")
+    assert record_run.main(["--readme-table", str(out), "--update-readme", str(page)]) == 0
+    assert f"(../results/{folder.name}/)" in page.read_text()
+    args = ["--readme-table", str(out), "--update-readme", str(page), "--link-base", "https://example.org/r"]
+    assert record_run.main(args) == 0
+    assert f"(https://example.org/r/{folder.name}/)" in page.read_text()
+    page.write_text("no markers\n")
+    assert record_run.main(["--readme-table", str(out), "--update-readme", str(page)]) == 1
 
 
 def test_a_benchmark_record_holds_its_output_and_what_produced_it(tmp_path: Path) -> None:

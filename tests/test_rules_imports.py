@@ -1,6 +1,6 @@
 """Snakemake alone parses the workflow: the rules layer needs none of the study's heavy packages.
 
-The README promises that Snakemake itself only needs snakemake and the SLURM executor plugin
+docs/RUNNING.md promises that Snakemake itself only needs snakemake and the SLURM executor plugin
 (jobs get their own envs, envs/*.yaml). A dry run here blocks every package such an
 environment lacks; rules/common.smk once imported lora_study.stages.compare.compare, and with it numpy and
 rouge-score, so a plain `snakemake -n` failed.

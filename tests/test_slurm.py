@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 SLURM_TOOLS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol", "scancel")
-# Settings a one-node cluster without accounting needs (README, "Running on a cluster"),
+# Settings a one-node cluster without accounting needs (docs/RUNNING.md, "On a SLURM cluster"),
 # and a short first status check so that the test does not idle.
 SLURM_ARGS = (
     "--executor",
