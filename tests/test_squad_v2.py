@@ -90,10 +90,11 @@ def test_unanswerable_and_abstention() -> None:
     assert score("unanswerable question", [])["abstained"] is False
 
 
-def test_answers_that_normalise_to_empty_are_unanswerable() -> None:
-    # "the" -> "" (an article) and "." -> "" (punctuation): no real answer is left.
+def test_answers_that_normalise_to_empty_are_scored_as_empty_but_stay_answerable() -> None:
+    # "the" -> "" (an article) and "." -> "" (punctuation): scored against "" as the official
+    # script does, and answerable (HasAns) as it files them, since the answer list is not empty.
     result = score("unanswerable", ["the", "."])
-    assert result == {"exact": 1.0, "f1": 1.0, "answerable": False, "abstained": True}
+    assert result == {"exact": 1.0, "f1": 1.0, "answerable": True, "abstained": True}
     assert score("dog", ["the", "."])["exact"] == 0.0
 
 
@@ -160,15 +161,10 @@ def test_totals_equal_the_official_script() -> None:
     assert summary["count"] == totals["total"]
     assert 100 * summary["exact"] == pytest.approx(totals["exact"], rel=1e-12)
     assert 100 * summary["f1"] == pytest.approx(totals["f1"], rel=1e-12)
-    # The one documented difference (score_question): a question whose gold answers all
-    # normalise to "" ("The") is scored against "" by both, but the script files it under
-    # HasAns (its answer list is not empty) and we under unanswerable. The splits by the
-    # script's rule then equal its own, to the last digit.
-    assert {qid for qid, result in ours.items() if result["answerable"] != official["has_ans"][qid]} == {
-        "n-gold-article-only"
-    }
-    by_official_rule = [{**result, "answerable": official["has_ans"][qid]} for qid, result in ours.items()]
-    split = squad_v2_summary(per_question=by_official_rule)
+    # Every question in the script's own split (HasAns: a non-empty answer list, even one whose
+    # answers all normalise to "", such as "The"), so the splits equal its own to the last digit.
+    assert {qid for qid, result in ours.items() if result["answerable"] != official["has_ans"][qid]} == set()
+    split = summary
     for ours_name, official_name in (("answerable", "HasAns"), ("unanswerable", "NoAns")):
         assert split[ours_name]["count"] == totals[f"{official_name}_total"]
         assert 100 * split[ours_name]["exact"] == pytest.approx(totals[f"{official_name}_exact"], rel=1e-12)
