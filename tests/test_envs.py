@@ -25,8 +25,9 @@ from packaging.utils import canonicalize_name
 from conftest import REPO
 
 ENVS = REPO / "envs"
-# Needed to run the workflow or the tests, never inside a rule's job.
-TOOLING = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "ruff", "snakefmt"}
+# Needed to run the workflow or the tests, never inside a rule's job (scipy and statsmodels:
+# the parity tests' references).
+TOOLING = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "ruff", "snakefmt", "scipy", "statsmodels"}
 
 
 def requirements(path: Path) -> dict[str, str]:

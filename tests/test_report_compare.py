@@ -9,7 +9,7 @@ from lora_study.core.grid import VariantSpec
 from lora_study.report.compare import comparison_sections
 from lora_study.report.page import escape
 from lora_study.stages.compare.compare import VariantScores, compare_variants
-from lora_study.tasks.rouge import ROUGE_TYPES
+from lora_study.tasks.rouge import ROUGE_LSUM_NOTE, ROUGE_TYPES
 
 IDS = [f"e{i}" for i in range(20)]
 STATISTICS = {
@@ -111,3 +111,20 @@ def test_every_not_supported_and_not_shown_says_what_the_run_could_have_detected
     assert not record["supported"]
     assert "this run could not have detected a difference below" in summary._against_base(noisy)
     assert "examples would be needed to detect 0.03" in summary._against_base(noisy)
+
+
+def test_differences_in_rouge_lsum_name_its_sentence_splitter() -> None:
+    """rougeLsum moves with the sentence splitter, and ours is not Hugging Face's (nltk punkt)."""
+    plain = comparisons()
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.3, 20)
+    lsum = compare_variants(
+        variants=[variant(None, base), variant(lora(8), base + 0.05 + rng.normal(0, 0.02, 20))],
+        eval_inputs={i: "An input." for i in IDS},
+        instruction="Summarize.",
+        statistics={**STATISTICS, "metric": "rougeLsum"},
+    )
+    _, differences, _, _ = comparison_sections(lsum)
+    assert "ROUGE-Lsum" in differences.title and escape(ROUGE_LSUM_NOTE) in differences.body
+    _, differences, _, _ = comparison_sections(plain)  # ROUGE-L: no splitter, no note
+    assert "ROUGE-L," in differences.title and "nltk" not in differences.body

@@ -28,6 +28,7 @@ from lora_study.stages.drift.summary import summarise_drift
 from lora_study.stages.selection.selection import choose_rate
 from lora_study.stages.serving.summary import summarise_serving
 from lora_study.stages.tables.tables import SOURCES, TABLES, build_tables, collect, write_tables
+from lora_study.tasks.rouge import ROUGE_LSUM_NOTE
 from lora_study.tasks.scores import predictions_result
 
 LORA2 = VariantSpec(kind="lora", train_size=4, seed=1, learning_rate=1e-3, rank=2, alpha=4.0, targets="qv")
@@ -629,3 +630,15 @@ def test_tables_section_lists_each_table_with_its_rows(in_tree, tmp_path: Path) 
     assert "<td>results/tables/scores.csv</td>" in tables and f'<td class="num">{len(scores) - 1}</td>' in tables
     assert len(scores) - 1 == (len(TRAINED) + 1 + len(PRECISIONS)) * 4  # each variant and precision x 4 ROUGE
     assert all(f"results/tables/{name}.csv" in tables for name in TABLES)
+
+
+def test_every_section_that_shows_rouge_lsum_names_its_sentence_splitter(in_tree, tmp_path: Path) -> None:
+    """rougeLsum moves with the sentence splitter, and ours is not Hugging Face's (nltk punkt):
+    wherever the page shows a ROUGE-Lsum number, the note says so."""
+    page = build(in_tree[1], tmp_path / "report.html")
+    anchors = [part.split('"', 1)[0] for part in page.split('<section id="')[1:]]
+    showing = [anchor for anchor in anchors if "ROUGE-Lsum" in section(page, anchor)]
+    assert {"quality", "quantisation"} <= set(showing)
+    for anchor in showing:
+        assert html.escape(ROUGE_LSUM_NOTE) in section(page, anchor), anchor
+    assert "nltk" in ROUGE_LSUM_NOTE and "split_sentences" in ROUGE_LSUM_NOTE

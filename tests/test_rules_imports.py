@@ -31,6 +31,7 @@ NOT_IN_A_SNAKEMAKE_ENV = (
     "matplotlib",
     "seaborn",
     "scipy",
+    "statsmodels",
     "safetensors",
     "trl",
     "gguf",

@@ -1,10 +1,14 @@
 """SQuAD v2 exact match and F1 on hand-computed values: normalisation, several gold
-answers, unanswerable questions, abstention and the answerable/unanswerable splits."""
+answers, unanswerable questions, abstention and the answerable/unanswerable splits; and on
+fixtures scored by the official evaluation script (tests/fixtures/squad_v2/README.md)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import REPO
 from lora_study.tasks.squad_v2 import exact_match, normalize_answer, score_question, squad_v2_summary, token_f1
 
 ABSTAIN = "unanswerable"
@@ -86,10 +90,11 @@ def test_unanswerable_and_abstention() -> None:
     assert score("unanswerable question", [])["abstained"] is False
 
 
-def test_answers_that_normalise_to_empty_are_unanswerable() -> None:
-    # "the" -> "" (an article) and "." -> "" (punctuation): no real answer is left.
+def test_answers_that_normalise_to_empty_are_scored_as_empty_but_stay_answerable() -> None:
+    # "the" -> "" (an article) and "." -> "" (punctuation): scored against "" as the official
+    # script does, and answerable (HasAns) as it files them, since the answer list is not empty.
     result = score("unanswerable", ["the", "."])
-    assert result == {"exact": 1.0, "f1": 1.0, "answerable": False, "abstained": True}
+    assert result == {"exact": 1.0, "f1": 1.0, "answerable": True, "abstained": True}
     assert score("dog", ["the", "."])["exact"] == 0.0
 
 
@@ -118,3 +123,49 @@ def test_empty_split_gives_none() -> None:
     assert summary["unanswerable"] == {"exact": None, "f1": None, "abstained": None, "count": 0}
     assert summary["answerable"]["count"] == 2 and summary["answerable"]["exact"] == 0.5
     assert squad_v2_summary(per_question=[])["exact"] is None
+
+
+FIXTURES = REPO / "tests" / "fixtures" / "squad_v2"
+
+
+def official_fixture_scores() -> tuple[dict[str, dict[str, float | bool]], dict, dict]:
+    """Our per-question scores of the fixture predictions, and the official script's output:
+    its totals (official_output.json) and its per-question scores (official_per_question.json)."""
+    dataset = json.loads((FIXTURES / "dataset.json").read_text())["data"]
+    predictions = json.loads((FIXTURES / "predictions.json").read_text())
+    ours = {
+        qa["id"]: score(predictions[qa["id"]], [answer["text"] for answer in qa["answers"]])
+        for article in dataset
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    }
+    totals = json.loads((FIXTURES / "official_output.json").read_text())
+    per_question = json.loads((FIXTURES / "official_per_question.json").read_text())
+    return ours, totals, per_question
+
+
+def test_per_question_scores_equal_the_official_script() -> None:
+    ours, _, official = official_fixture_scores()
+    assert ABSTAIN not in json.loads((FIXTURES / "predictions.json").read_text()).values()  # "" abstains, as there
+    assert set(ours) == set(official["exact"]) == set(official["f1"])
+    assert len(ours) == 28
+    for qid, result in ours.items():
+        assert result["exact"] == official["exact"][qid], qid
+        assert result["f1"] == pytest.approx(official["f1"][qid], rel=1e-12, abs=1e-15), qid
+
+
+def test_totals_equal_the_official_script() -> None:
+    """Overall exact and F1 (the script's percentages), and the HasAns/NoAns splits."""
+    ours, totals, official = official_fixture_scores()
+    summary = squad_v2_summary(per_question=list(ours.values()))
+    assert summary["count"] == totals["total"]
+    assert 100 * summary["exact"] == pytest.approx(totals["exact"], rel=1e-12)
+    assert 100 * summary["f1"] == pytest.approx(totals["f1"], rel=1e-12)
+    # Every question in the script's own split (HasAns: a non-empty answer list, even one whose
+    # answers all normalise to "", such as "The"), so the splits equal its own to the last digit.
+    assert {qid for qid, result in ours.items() if result["answerable"] != official["has_ans"][qid]} == set()
+    split = summary
+    for ours_name, official_name in (("answerable", "HasAns"), ("unanswerable", "NoAns")):
+        assert split[ours_name]["count"] == totals[f"{official_name}_total"]
+        assert 100 * split[ours_name]["exact"] == pytest.approx(totals[f"{official_name}_exact"], rel=1e-12)
+        assert 100 * split[ours_name]["f1"] == pytest.approx(totals[f"{official_name}_f1"], rel=1e-12)

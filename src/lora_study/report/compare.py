@@ -55,6 +55,12 @@ def supported_means(run: Mapping[str, Any]) -> str:
     )
 
 
+def metric_note(run: Mapping[str, Any]) -> str:
+    """The task's note on the comparisons' metric, as a paragraph ("" when it has none)."""
+    note = task_named(run.get("task", "summarisation")).notes_for([run["metric"]])
+    return f"<p class=muted>{escape(note)}.</p>" if note else ""
+
+
 def _verdicts(comparisons: Mapping[str, Any]) -> str:
     lines = [f"<li>{escape(v['text'])}</li>" for v in comparisons["metrics"]["verdicts"]]
     if not lines:
@@ -116,6 +122,7 @@ def _differences(comparisons: Mapping[str, Any]) -> str:
         )
         + detectable_means(run)
         + " How each number is computed and what it does not cover: docs/STATISTICS.md.</p>"
+        + metric_note(run)
     )
     return _forest_plot(comparisons) + table(header, rows, numeric_from=3) + note
 

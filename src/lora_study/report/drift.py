@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lora_study.core.results import read_result
+from lora_study.report.compare import metric_note
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
@@ -265,7 +266,7 @@ def _learning_forgetting(summary: Mapping[str, Any], comparisons: Mapping[str, A
     return plot_svg(draw, figsize=(7.0, 4.4)) + (
         "<p class=muted>Each point is a variant group: its quality gain over the base model with the paired interval "
         "of the comparisons, against its forgetting on general text with its interval. Frontier (diamonds): no other "
-        "group learns more while forgetting less.</p>"
+        "group learns more while forgetting less.</p>" + metric_note(comparisons["run"])
     )
 
 

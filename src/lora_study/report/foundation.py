@@ -139,7 +139,7 @@ QUALITY_TITLES = {
     "extractive_qa": "SQuAD v2 F1 and exact match (mean over evaluation questions)",
 }
 QUALITY_NOTES = {
-    "summarisation": "ROUGE with Porter stemming (rouge-score); rougeLsum splits sentences at . ! ?",
+    "summarisation": "ROUGE with Porter stemming (rouge-score)",
     "classification": "the prediction is the label whose answer the model scores highest (never unparseable)",
     "extractive_qa": "official SQuAD v2 normalisation, maximum over gold answers; an unanswerable question's "
     "gold answer is the empty one, which the abstention answer matches",
@@ -171,7 +171,7 @@ def _quality_table(
                 cell += f" [{intervals[v.name][kind]['low']:.4f}, {intervals[v.name][kind]['high']:.4f}]"
             cells.append(cell)
         rows.append([v.name, v.scores["run"]["examples"], *cells])
-    note = QUALITY_NOTES[task.name]
+    note = "; ".join(filter(None, [QUALITY_NOTES[task.name], task.notes_for(task.metrics)]))
     if intervals:
         confidence = next(iter(next(iter(intervals.values())).values()))["confidence"]
         # Each metric's own method (a 0/1 metric's is Wilson's, a graded one's the bootstrap).

@@ -273,6 +273,8 @@ def _table(results: Sequence[PrecisionResult]) -> str:
         f"{results[0].scores['run']['examples']} evaluation examples, from predictions that stop "
         "naturally (the quality run, separate from the timed runs).</p>"
     )
+    metric_notes = results[0].task.notes_for(results[0].task.metrics)
+    note += f"<p class=muted>{escape(metric_notes)}.</p>" if metric_notes else ""
     return table(header, rows, numeric_from=3) + note + _quality_kernels(results)
 
 

@@ -13,7 +13,7 @@ from lora_study.core import grid
 from lora_study.core.conditions import load_mark
 from lora_study.core.io import MANIFEST, read_json
 from lora_study.core.results import read_result
-from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells, gap_cell
+from lora_study.report.compare import DETECTABLE_HEADER, detectable_cells, gap_cell, metric_note
 from lora_study.report.inputs import Files, Stage, by_variant, one
 from lora_study.report.page import Section, escape, table
 
@@ -42,6 +42,8 @@ def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
         + "".join(_drift(summary, comparisons) for summary in drift_summaries)
     )
     every_result = [subsets, comparisons, *drift_summaries, *(r for results in jobs.values() for r in results.values())]
+    if studies:
+        studies += metric_note(comparisons["run"])  # rougeLsum: which sentence splitter
     body = (
         (studies or "<p>No study ran: the configuration trains nothing and quantises nothing.</p>")
         + "<h3>What ran</h3>"

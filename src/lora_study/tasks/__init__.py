@@ -13,7 +13,7 @@ when a model job asks for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ class Task:
     - `variant_statistics(scores, statistics)` and `paired_statistics(a, b, statistics, seed)`:
       the task's own statistics beside the per-example machinery (an interval for F1,
       McNemar's test), from scores.json's per-example rows; None where there are none.
+    - `metric_notes`: what the report says beside a metric's numbers wherever it shows them
+      (rougeLsum: which sentence splitter, and whose numbers it is not comparable with).
     """
 
     name: str
@@ -58,6 +60,11 @@ class Task:
     extra_predictions: Callable[..., list[dict[str, Any]]] | None = None
     variant_statistics: Callable[..., dict[str, Any] | None] = field(default=lambda **_: None)
     paired_statistics: Callable[..., dict[str, Any] | None] = field(default=lambda **_: None)
+    metric_notes: Mapping[str, str] = field(default_factory=dict)
+
+    def notes_for(self, metrics: Iterable[str]) -> str:
+        """The `metric_notes` of these metrics, joined ("" when none has one)."""
+        return "; ".join(self.metric_notes[kind] for kind in dict.fromkeys(metrics) if kind in self.metric_notes)
 
 
 class TaskError(ValueError):

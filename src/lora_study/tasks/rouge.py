@@ -21,8 +21,15 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 FIELDS = ("precision", "recall", "fmeasure")
 STEMMER = "porter (rouge-score use_stemmer=True)"
 UNSTEMMED = "none (use_stemmer=False, Hugging Face evaluate's default): metrics.mean_unstemmed, metrics.per_example[i].unstemmed"
+# What rougeLsum's sentences are (split_sentences): recorded in each scores.json and said beside
+# every rougeLsum number in the report, since rougeLsum moves with the splitter.
 SPLITTER = (
-    "punctuation rule that keeps abbreviations (e.g., et al., Fig., initials) and lowercase continuations together"
+    "a punctuation rule (lora_study.tasks.rouge.split_sentences): a break after . ! or ? and whitespace, "
+    "except after a known abbreviation (e.g., et al., Fig.) or an initial, or before a lowercase word"
+)
+ROUGE_LSUM_NOTE = (
+    f"ROUGE-Lsum's sentences come from {SPLITTER}, not from nltk's punkt (nltk.sent_tokenize), which Hugging "
+    "Face's summarisation scripts use, so ROUGE-Lsum is not comparable with their ROUGE-Lsum"
 )
 
 # A candidate sentence end: . ! or ? (then any closing quotes or brackets) and whitespace.

@@ -58,15 +58,12 @@ def score_question(*, prediction: str, answers: Sequence[str], abstain: str) -> 
     """Exact and F1 of one question (each the max over its gold answers), whether it is
     answerable, and whether the model abstained.
 
-    Gold answers that normalise to "" are dropped, as in the official script; a question
-    left with none is unanswerable and its gold list is [""]. (The official HasAns split
-    looks at the raw list instead; the two differ only for answers such as "the", which
-    the dataset does not contain, and ours keeps the split consistent with the scoring.)
+    As the official evaluation script: a question is answerable (its HasAns split) when its
+    raw gold list is not empty; gold answers that normalise to "" (such as "the") are dropped
+    for scoring, and a question left with none is scored against [""].
     """
-    golds = [answer for answer in answers if normalize_answer(answer)]
-    answerable = bool(golds)
-    if not answerable:
-        golds = [""]
+    answerable = bool(answers)
+    golds = [answer for answer in answers if normalize_answer(answer)] or [""]
     normalised = normalize_answer(prediction)
     abstained = not normalised or normalised == normalize_answer(abstain)
     scored = "" if abstained else prediction

@@ -7,7 +7,7 @@ from typing import Any
 
 from lora_study.core.config import TASK_DEFAULT_METRIC, TASK_METRICS
 from lora_study.tasks import Task, failure_modes, mean_values
-from lora_study.tasks.rouge import ROUGE_TYPES, rouge_result
+from lora_study.tasks.rouge import ROUGE_LSUM_NOTE, ROUGE_TYPES, rouge_result
 
 LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 FAILURE_LABELS = {
@@ -74,4 +74,5 @@ TASK = Task(
     failure_labels=FAILURE_LABELS,
     failure_means=FAILURE_MEANS,
     failure_note=FAILURE_NOTE,
+    metric_notes={"rougeLsum": ROUGE_LSUM_NOTE},
 )
