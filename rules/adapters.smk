@@ -102,3 +102,13 @@ rule count_adapter_parameters:
         presets=PARAMETER_TABLE_PRESETS,
     script:
         "../scripts/count_adapter_parameters.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "train": lambda wildcards: [f"{adapter_dir(v)}/train.json" for v in studied()],
+    "loss": lambda wildcards: [f"{adapter_dir(v)}/loss.csv" for v in studied()],
+    # Each swept method's validation curve and chosen rate (none without a sweep).,
+    "parameter_counts": f"results/adapters/{MODEL}/parameter_counts.json",
+}

@@ -99,6 +99,8 @@ VALIDATION_DATA = canonical(
 # not retrain the others); part of every variant's spec, and so of its name.
 TRAINING_SHARED = shared_training(config["training"])
 # The parameter-count table (Study 2): cheap, so always the full set.
+# Filled by each stage's rules file with the files the report reads of it (rules/report.smk).
+REPORT_INPUTS = {}
 PARAMETER_TABLE_RANKS = [4, 8, 16, 32, 64]
 PARAMETER_TABLE_PRESETS = list(TARGET_PRESETS)
 

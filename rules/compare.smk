@@ -30,3 +30,10 @@ rule compare_variants:
         prompt={"instruction": config["prompt"]["instruction"]},
     script:
         "../scripts/compare_variants.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "comparisons": f"results/compare/{MODEL}/{DATASET}/comparisons.json",
+}

@@ -165,3 +165,11 @@ rule make_general_text:
         },
     script:
         "../scripts/make_general_text.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "subsets": f"results/data/{DATASET}/subsets.json",
+    "eval": f"results/data/{DATASET}/eval.jsonl",
+}

@@ -83,3 +83,11 @@ rule summarise_drift:
         settings=DRIFT_SUMMARY_SETTINGS,
     script:
         "../scripts/summarise_drift.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "drift": lambda wildcards: [f"{drift_dir(v)}/drift.json" for v in studied()],
+    "drift_summary": [f"results/drift/{MODEL}/{DATASET}/summary.json"] if TRAINED else [],
+}

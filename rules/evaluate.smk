@@ -47,3 +47,12 @@ rule score_predictions:
         task=config["task"],
     script:
         "../scripts/score_predictions.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "scores": lambda wildcards: [f"{eval_dir(v)}/scores.json" for v in evaluated_names()],
+    "predictions": lambda wildcards: [f"{eval_dir(v)}/predictions.jsonl" for v in evaluated_names()],
+    "generation": lambda wildcards: [f"{eval_dir(v)}/generation.json" for v in evaluated_names()],
+}

@@ -24,3 +24,10 @@ rule prepare_model:
         model={key: config["model"][key] for key in ("source", "revision") if key in config["model"]},
     script:
         "../scripts/prepare_model.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "model": f"resources/models/{MODEL}",
+}

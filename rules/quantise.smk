@@ -89,3 +89,12 @@ rule reuse_base_predictions:
         runtime=5,
     script:
         "../scripts/reuse_base_predictions.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "quant_latency": [f"{quant_dir(p)}/latency.json" for p in QUANT_PRECISIONS],
+    "quant_scores": [f"{quant_dir(p)}/scores.json" for p in QUANT_PRECISIONS],
+    "quant_generation": [f"{quant_dir(p)}/generation.json" for p in QUANT_PRECISIONS],
+}

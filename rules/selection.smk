@@ -59,3 +59,10 @@ checkpoint select_learning_rate:
         statistics={key: config["statistics"][key] for key in ("resamples", "seed", "confidence")},
     script:
         "../scripts/select_learning_rate.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "selection": [selection_file(method) for method in SWEPT],
+}

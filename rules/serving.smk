@@ -179,3 +179,12 @@ rule summarise_serving:
         settings=SERVING_SUMMARY_SETTINGS,
     script:
         "../scripts/summarise_serving.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "serving": serving_files,
+    "multi_adapter": multi_adapter_files,
+    "serving_summary": [f"{SERVING_DIR}/summary.json"] if SERVES else [],
+}

@@ -49,3 +49,10 @@ rule build_tables:
         config=config,
     script:
         "../scripts/build_tables.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "tables": list(TABLE_FILES.values()),
+}

@@ -71,3 +71,13 @@ rule mitigate_intruders:
         spec=variant_spec,
     script:
         "../scripts/mitigate_intruders.py"
+
+
+# What the report shows of this stage: build_report's named inputs (rules/report.smk), read by
+# the report module that declares the same names (src/lora_study/report/).
+REPORT_INPUTS |= {
+    "weights": lambda wildcards: [f"{drift_dir(v)}/weights.json" for v in studied()],
+    "mitigation": lambda wildcards: (
+        [f"{drift_dir(v)}/mitigation.json" for v in mitigated()] if config["drift"]["mitigation"]["enabled"] else []
+    ),
+}

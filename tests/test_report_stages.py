@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import html
+import importlib.util
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -399,8 +400,22 @@ def write_tree(root: Path) -> dict[str, Any]:
         "drift_summary": ["results/drift/summary.json"],
         "selection": write_selections(root),
         **serving,
+        **stage_files(root),
     }
     return {**named, "tables": write_tables_of(root, named)}
+
+
+def stage_files(root: Path) -> dict[str, Any]:
+    """The files of stages that bring their own example tree: tests/report_files/<stage>.py,
+    each with `write(root)` returning the named inputs it wrote (a new stage adds its file
+    there instead of editing write_tree)."""
+    named: dict[str, Any] = {}
+    for path in sorted((Path(__file__).parent / "report_files").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"report_files_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        named |= module.write(root)
+    return named
 
 
 def write_tables_of(root: Path, named: dict[str, Any]) -> list[str]:
