@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -315,7 +314,8 @@ def _heatmaps(results: Sequence[DriftResult]) -> str:
             matrix = [
                 [float("nan") if value is None else value for value in row] for row in r.metrics["matrix"]["debiased"]
             ]
-            sns.heatmap(matrix, vmin=0, vmax=1, cmap="viridis", square=True, ax=axes, cbar_kws={"shrink": 0.7})
+            image = axes.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="equal", interpolation="nearest")
+            figure.colorbar(image, ax=axes, shrink=0.7)
             axes.set_title(r.name, fontsize=9)
             axes.set_xlabel("tuned layer")
             axes.set_ylabel("base layer")

@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -16,7 +14,7 @@ from lora_study.core.conditions import load_mark
 from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, by_variant, one, same_variants
 from lora_study.report.page import Section, escape, table
-from lora_study.report.plotting import plot_svg
+from lora_study.report.plotting import palette, plot_svg
 from lora_study.tasks import Task, task_named
 
 MB = 1e6
@@ -383,22 +381,17 @@ def _latency_order(results: Sequence[PrecisionResult], *, where: str) -> str:
 def latency_quality_plot(results: Sequence[PrecisionResult]) -> str:
     """Latency (p50, whisker to p95) against the headline metric, one labelled point per precision, as inline SVG."""
     mixed = len(by_device(results)) > 1
-    frame = pd.DataFrame(
-        {
-            # With mixed devices each point says where it was timed.
-            "precision": [f"{r.timed} ({r.device})" if mixed else r.timed for r in results],
-            "latency p50 (s per example)": [r.p50 for r in results],
-            "p95": [r.p95 for r in results],
-            results[0].headline: [r.quality() for r in results],
-        }
-    )
-    x, y = "latency p50 (s per example)", results[0].headline
+    # With mixed devices each point says where it was timed.
+    labels = [f"{r.timed} ({r.device})" if mixed else r.timed for r in results]
+    p50, p95, quality = [r.p50 for r in results], [r.p95 for r in results], [r.quality() for r in results]
 
     def draw(figure: Figure, axes: Axes) -> None:
-        axes.hlines(frame[y], frame[x], frame["p95"], colors="0.6", linewidth=1.5, zorder=1)
-        sns.scatterplot(data=frame, x=x, y=y, hue="precision", s=90, legend=False, ax=axes, zorder=2)
-        for _, row in frame.iterrows():
-            axes.annotate(row["precision"], (row[x], row[y]), textcoords="offset points", xytext=(6, 6), fontsize=10)
+        axes.hlines(quality, p50, p95, colors="0.6", linewidth=1.5, zorder=1)
+        axes.scatter(p50, quality, s=90, c=palette(len(results)), edgecolors="white", zorder=2)
+        for label, x, y in zip(labels, p50, quality, strict=True):
+            axes.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=10)
+        axes.set_xlabel("latency p50 (s per example)")
+        axes.set_ylabel(results[0].headline)
         axes.set_title("Latency vs quality per precision (line: p50 to p95)")
         axes.margins(x=0.15, y=0.25)
         axes.set_xlim(left=0)  # from zero, so distances show the real ratios

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant, one, paired, variant_of
 from lora_study.report.page import Section, table
-from lora_study.report.plotting import plot_svg
+from lora_study.report.plotting import palette, plot_svg
 from lora_study.tasks import Task, task_named
 
 
@@ -138,16 +136,11 @@ def _optional(value: float | None, form: str) -> str:
 
 
 def _loss_curves(trained: Sequence[TrainedResult]) -> str:
-    frame = pd.DataFrame(
-        [
-            {"variant": result.name, "step": row["step"], "loss": row["loss"]}
-            for result in trained
-            for row in result.loss
-        ]
-    )
-
     def draw(figure: Figure, axes: Axes) -> None:
-        sns.lineplot(data=frame, x="step", y="loss", hue="variant", marker="o", ax=axes)
+        for result, colour in zip(trained, palette(len(trained)), strict=True):
+            steps = [row["step"] for row in result.loss]
+            axes.plot(steps, [row["loss"] for row in result.loss], marker="o", color=colour, label=result.name)
+        axes.legend(title="variant")
         axes.set_xlabel("optimizer step")
         axes.set_ylabel("loss per reference token")
         axes.set_title("Training loss")
