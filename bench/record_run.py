@@ -72,7 +72,7 @@ from lora_study.core.grid import (
 )
 from lora_study.core.provenance import cpu_model
 from lora_study.core.results import check_result
-from lora_study.stages.selection.selection import rate_ratio
+from lora_study.stages.selection.selection import edge_text, grid_edge, rate_ratio, ratio_edge_text
 
 SUMMARY_SCHEMA = 1
 # Kinds of variant PEFT's intruder mitigation handles (rules/weights.smk, lora_study.stages.weights.mitigation).
@@ -790,6 +790,7 @@ def learning_rates(*, results: Mapping[str, ResultFile], layout: RunLayout) -> d
     methods = {
         method: {
             "chosen": r.metrics["chosen"]["learning_rate"],
+            "grid_edge": edge_text(method=method, edge=grid_edge(r.metrics)),
             "criterion": r.metrics["criterion"],
             "candidates": [
                 {
@@ -810,7 +811,11 @@ def learning_rates(*, results: Mapping[str, ResultFile], layout: RunLayout) -> d
             ratio = rate_ratio(
                 numerator=selections[method].metrics, denominator=selections[partner].metrics, confidence=0.95
             )
-            ratios[f"{method} / {partner}"] = {key: ratio.get(key) for key in ("ratio", "seeds", "interval")}
+            ratios[f"{method} / {partner}"] = {key: ratio.get(key) for key in ("ratio", "seeds", "interval")} | {
+                "grid_edge": ratio_edge_text(
+                    numerator=selections[method].metrics, denominator=selections[partner].metrics
+                )
+            }
     return {"methods": methods, "lora_over_fft": ratios}
 
 
@@ -1323,12 +1328,15 @@ def learning_rate_section(*, summary: Mapping[str, Any]) -> list[str]:
             for c in m["candidates"]
         ],
     )
+    edges = [f"- {m['grid_edge']}." for m in rates["methods"].values() if m.get("grid_edge")]
+    lines += ["", *edges] if edges else []
     for pair, ratio in rates.get("lora_over_fft", {}).items():
         interval = ratio["interval"]
         spread = (
             f", interval [{num(interval['low'])}, {num(interval['high'])}]" if interval else " (one seed: no interval)"
         )
-        lines += ["", f"LoRA's chosen rate over full fine-tuning's, {pair}: {num(ratio['ratio'])}{spread}."]
+        edge = f"; {ratio['grid_edge']}" if ratio.get("grid_edge") else ""
+        lines += ["", f"LoRA's chosen rate over full fine-tuning's, {pair}: {num(ratio['ratio'])}{spread}{edge}."]
     return lines
 
 

@@ -520,6 +520,11 @@ def test_learning_rate_section_shows_each_curve_the_choice_and_the_lora_to_fft_r
     assert f"<li>{LORA2.method}: 1e-3 chosen; its interval overlaps no other candidate" in rates
     # LoRA's chosen 1e-3 over full fine-tuning's chosen 1e-5; one seed, so no interval.
     assert f'<td>{LORA2.method} / {FFT.method}</td><td class="num">100</td>' in rates and "one seed" in rates
+    # Full fine-tuning's 1e-5 is its grid's smallest: a smaller rate was not tried, so the ratio of
+    # the best rates may be larger; LoRA's 1e-3 lies inside its grid and gets no such sentence.
+    assert f"{FFT.method}&#x27;s chosen rate is its grid&#x27;s smallest: a smaller rate was not tried" in rates
+    assert f"{LORA2.method}&#x27;s chosen rate" not in rates
+    assert "the ratio of the best rates may be larger than this" in rates
 
 
 def test_summary_has_each_study_with_the_files_numbers(in_tree, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lora_study.stages.selection.selection import choose_rate, rate_ratio
+from lora_study.stages.selection.selection import choose_rate, edge_text, grid_edge, rate_ratio, ratio_edge_text
 
 
 def validation(rate: float, seed: int, losses: list[float]) -> dict[str, Any]:
@@ -103,3 +103,26 @@ def test_the_report_says_which_candidates_the_validation_set_did_not_tell_apart(
     assert chosen in (1e-4, 3e-4)
     assert f"its interval overlaps that of {'1e-4' if other == 1e-4 else '3e-4'}: not told apart" in body
     assert "1e-3: not told apart" not in body and "that of 1e-3" not in body
+
+
+def metrics_of(rates: list[float], chosen: float) -> dict:
+    return {"candidates": [{"learning_rate": rate} for rate in rates], "chosen": {"learning_rate": chosen}}
+
+
+def test_a_choice_at_an_end_of_its_grid_is_named_and_bounds_the_ratio_one_way() -> None:
+    """A chosen rate at the grid's end: the best rate may lie beyond it, so the ratio of two
+    methods' best rates may be larger (LoRA at its largest, or FFT at its smallest) or smaller."""
+    inside, top, bottom = (
+        metrics_of([1e-4, 3e-4, 1e-3], 3e-4),
+        metrics_of([1e-4, 1e-3], 1e-3),
+        metrics_of([1e-5, 1e-4], 1e-5),
+    )
+    assert (grid_edge(inside), grid_edge(top), grid_edge(bottom)) == (None, "largest", "smallest")
+    assert grid_edge(metrics_of([1e-4], 1e-4)) is None  # one candidate: no grid to be at the end of
+    assert edge_text(method="lora", edge=None) is None
+    assert "a larger rate was not tried" in edge_text(method="lora", edge="largest")
+    assert ratio_edge_text(numerator=inside, denominator=metrics_of([1e-5, 3e-5, 1e-4], 3e-5)) is None
+    assert ratio_edge_text(numerator=top, denominator=inside).endswith("may be larger than this")
+    assert ratio_edge_text(numerator=inside, denominator=bottom).endswith("may be larger than this")
+    assert ratio_edge_text(numerator=bottom, denominator=inside).endswith("may be smaller than this")
+    assert ratio_edge_text(numerator=top, denominator=top).endswith("may be larger or smaller")

@@ -15,7 +15,7 @@ from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage
 from lora_study.report.page import Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
-from lora_study.stages.selection.selection import rate_ratio
+from lora_study.stages.selection.selection import edge_text, grid_edge, rate_ratio, ratio_edge_text
 
 
 def sections(*, files: Files, config: Mapping[str, Any]) -> list[Section]:
@@ -73,8 +73,10 @@ def _not_told_apart(selections: Sequence[Mapping[str, Any]]) -> str:
             if close
             else "its interval overlaps no other candidate's"
         )
+        edge = edge_text(method=selection["run"]["method"], edge=grid_edge(selection["metrics"]))
+        beyond = f" <strong>{escape(edge)}</strong>." if edge else ""
         items.append(
-            f"<li>{escape(selection['run']['method'])}: {rate_label(chosen['learning_rate'])} chosen; {told}.</li>"
+            f"<li>{escape(selection['run']['method'])}: {rate_label(chosen['learning_rate'])} chosen; {told}.{beyond}</li>"
         )
     return f"<ul>{''.join(items)}</ul>"
 
@@ -143,12 +145,15 @@ def _ratios(selections: Sequence[Mapping[str, Any]], *, confidence: float) -> st
         ratio = rate_ratio(numerator=selection["metrics"], denominator=partner["metrics"], confidence=confidence)
         interval = ratio["interval"]
         spread = f"[{interval['low']:.3g}, {interval['high']:.3g}]" if interval else ratio["why_no_interval"]
-        rows.append([f"{selection['run']['method']} / {partner['run']['method']}", f"{ratio['ratio']:.3g}", spread])
+        edge = ratio_edge_text(numerator=selection["metrics"], denominator=partner["metrics"]) or ""
+        rows.append(
+            [f"{selection['run']['method']} / {partner['run']['method']}", f"{ratio['ratio']:.3g}", spread, edge]
+        )
     if not rows:
         return ""
     return (
         "<h3>LoRA's chosen rate over full fine-tuning's</h3>"
-        + table(["methods", "ratio", f"{confidence:.0%} interval over seeds"], rows)
+        + table(["methods", "ratio", f"{confidence:.0%} interval over seeds", "grid"], rows)
         + "<p class=muted>Published guidance puts LoRA's best rate at about 10x full fine-tuning's; a ratio "
         "here is bounded by the candidate grid (a chosen rate at the end of its grid may not be the best).</p>"
     )

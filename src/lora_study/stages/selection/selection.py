@@ -74,6 +74,39 @@ def chosen_per_seed(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     }
 
 
+def grid_edge(metrics: Mapping[str, Any]) -> str | None:
+    """ "largest" or "smallest" when the chosen rate is an end of its candidate grid (two or more
+    candidates), else None: a rate beyond that end was not tried, and the method's best rate
+    may lie there."""
+    rates = sorted(candidate["learning_rate"] for candidate in metrics["candidates"])
+    chosen = metrics["chosen"]["learning_rate"]
+    if len(rates) < 2:
+        return None
+    return "largest" if chosen == rates[-1] else "smallest" if chosen == rates[0] else None
+
+
+def edge_text(*, method: str, edge: str | None) -> str | None:
+    """The sentence a chosen rate at an end of its grid needs beside it; None inside the grid."""
+    if edge is None:
+        return None
+    beyond = "larger" if edge == "largest" else "smaller"
+    return f"{method}'s chosen rate is its grid's {edge}: a {beyond} rate was not tried and may do better"
+
+
+def ratio_edge_text(*, numerator: Mapping[str, Any], denominator: Mapping[str, Any]) -> str | None:
+    """What chosen rates at their grids' ends leave open about numerator / denominator: which
+    way the ratio of the methods' best rates may differ from the chosen rates' ratio."""
+    high = grid_edge(numerator) == "largest" or grid_edge(denominator) == "smallest"
+    low = grid_edge(numerator) == "smallest" or grid_edge(denominator) == "largest"
+    if high and low:
+        return "a chosen rate at an end of its grid: the ratio of the best rates may be larger or smaller"
+    if high:
+        return "a chosen rate at an end of its grid: the ratio of the best rates may be larger than this"
+    if low:
+        return "a chosen rate at an end of its grid: the ratio of the best rates may be smaller than this"
+    return None
+
+
 def rate_ratio(*, numerator: Mapping[str, Any], denominator: Mapping[str, Any], confidence: float) -> dict[str, Any]:
     """The ratio of two methods' chosen rates (e.g. LoRA's best over full fine-tuning's) from
     their selection metrics; with two or more seeds on both, a t interval of the per-seed
