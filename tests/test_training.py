@@ -483,9 +483,9 @@ def test_peak_memory_reads_ru_maxrss_in_the_platform_unit(
     monkeypatch: pytest.MonkeyPatch, platform: str, maxrss: int, expected: int
 ) -> None:
     """ru_maxrss is KiB on Linux and bytes on macOS (where /proc/self/status is absent)."""
-    import lora_study.model.timing as latency
+    import lora_study.model.memory as memory
 
-    monkeypatch.setattr(latency, "_status_bytes", lambda field: None)
-    monkeypatch.setattr(latency.sys, "platform", platform)
-    monkeypatch.setattr(latency.resource, "getrusage", lambda who: type("Usage", (), {"ru_maxrss": maxrss})())
+    monkeypatch.setattr(memory, "_status_bytes", lambda field: None)
+    monkeypatch.setattr(memory.sys, "platform", platform)
+    monkeypatch.setattr(memory.resource, "getrusage", lambda who: type("Usage", (), {"ru_maxrss": maxrss})())
     assert peak_memory_bytes("cpu") == {"peak_rss_bytes": expected}
