@@ -201,7 +201,9 @@ def show(capsys: pytest.CaptureFixture, lines: list[str]) -> None:
 # Derived from the rules, not listed: a model rule declares the GPU slot (tests/test_profiles.py),
 # and the profile must give exactly those a GPU; every other rule is a CPU job, listed in the
 # profile only where it needs more than default-resources.
-RULES = set(rule_blocks())
+RULES = set(rule_blocks()) | {
+    name for smk in (REPO / "rules").glob("*.smk") for name in re.findall(r"^checkpoint (\w+):", smk.read_text(), re.M)
+}
 GPU_RULES = {rule for rule, block in rule_blocks().items() if re.search(r"^        gpu_slot=1,", block, re.MULTILINE)}
 CPU_RULES = RULES - GPU_RULES
 
