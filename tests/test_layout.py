@@ -9,14 +9,10 @@ import counts, including those inside functions: a lazy import is still an arrow
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_report_env import MODEL_PACKAGES, blocker_path
-from test_startup import PROBE
+from test_startup import model_packages_attempted
 
 from conftest import REPO
 
@@ -122,12 +118,5 @@ def test_torch_free_rooms_import_no_model_package(tmp_path: Path) -> None:
         for name in modules()
         if room(name) in ("core", "stats", "tasks", "report") and name not in TASKS_WITH_MODEL and "." in name
     ]
-    env = blocker_path(tmp_path)
-    env["PYTHONPATH"] += os.pathsep + str(REPO / "src")
-    code = PROBE.format(packages=set(MODEL_PACKAGES))
-    result = subprocess.run(
-        [sys.executable, "-c", code, ",".join(torch_free)], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    [attempted] = [line for line in result.stdout.splitlines() if line.startswith("ATTEMPTED")]
-    assert attempted.strip() == "ATTEMPTED", attempted
+    attempted = model_packages_attempted(torch_free, tmp_path)
+    assert attempted == "ATTEMPTED", attempted

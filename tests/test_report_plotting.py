@@ -34,6 +34,19 @@ def test_every_stages_figures_leave_the_global_settings_alone(
     assert changed(before, dict(matplotlib.rcParams)) == {}
 
 
+def fresh_interpreter_prints(code: str) -> str:
+    """What `code` prints in a fresh interpreter with only src/ on the path (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
 def test_importing_the_report_leaves_the_global_settings_alone() -> None:
     """A theme set when a module is imported, checked in a fresh interpreter."""
     code = (
@@ -43,15 +56,7 @@ def test_importing_the_report_leaves_the_global_settings_alone() -> None:
         "after = {k: repr(v) for k, v in matplotlib.rcParams.items()}\n"
         f"print(json.dumps(sorted(k for k in after if after[k] != before.get(k) and k not in {BACKEND!r})))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]"
+    assert fresh_interpreter_prints(code) == "[]"
 
 
 def test_the_report_draws_without_seaborn_pandas_or_scipy() -> None:
@@ -60,12 +65,4 @@ def test_the_report_draws_without_seaborn_pandas_or_scipy() -> None:
         "import sys, lora_study.report.stages\n"
         "print(sorted(m for m in ('seaborn', 'pandas', 'scipy') if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]"
+    assert fresh_interpreter_prints(code) == "[]"

@@ -96,8 +96,9 @@ def edge_text(*, method: str, edge: str | None) -> str | None:
 def ratio_edge_text(*, numerator: Mapping[str, Any], denominator: Mapping[str, Any]) -> str | None:
     """What chosen rates at their grids' ends leave open about numerator / denominator: which
     way the ratio of the methods' best rates may differ from the chosen rates' ratio."""
-    high = grid_edge(numerator) == "largest" or grid_edge(denominator) == "smallest"
-    low = grid_edge(numerator) == "smallest" or grid_edge(denominator) == "largest"
+    above, below = grid_edge(numerator), grid_edge(denominator)  # the ratio's two rates
+    high = above == "largest" or below == "smallest"
+    low = above == "smallest" or below == "largest"
     if high and low:
         return "a chosen rate at an end of its grid: the ratio of the best rates may be larger or smaller"
     if high:
