@@ -13,9 +13,11 @@ the resolved config (config.resolved.yaml: files merged as Snakemake merges them
 defaults filled in). Nothing is typed: every number comes from a file of the run.
 
 What it reads, under --root (the folder snakemake ran in):
-- the result JSON files `build_report` reads (layout: top-level `run`, `metrics`, `meta`, and
-  `meta.code_version`, the `git describe --always --dirty` of the job); a missing one stops
-  it with the path and the rule that makes it;
+- `results/index.json`, which rule build_report writes beside report.html: the files the
+  report was built from, by report input. The record reads those it knows (layout: top-level
+  `run`, `metrics`, `meta`, and `meta.code_version`, the `git describe --always --dirty` of
+  the job), matches each to the variant, precision or method it records, and keeps no list
+  of paths of its own; a missing one stops it with the path and where the index lists it;
 - `.snakemake/log/*.snakemake.log`: every invocation's command, config files, config MD5,
   start, elapsed time, and each job's start and finish (one-second stamps);
 - `benchmarks/`: the benchmark file each job's log entry names (seconds, peak memory).
@@ -64,19 +66,15 @@ from lora_study.core.grid import (
     BASE_VARIANT,
     LORA_KINDS,
     VariantSpec,
-    expand_grid,
     fft_partner,
     rate_label,
-    studied_variants,
-    swept_methods,
 )
 from lora_study.core.provenance import cpu_model
 from lora_study.core.results import check_result
+from lora_study.report.inputs import INDEX, INDEX_SCHEMA  # the index rule build_report writes
 from lora_study.stages.selection.selection import edge_text, grid_edge, rate_ratio, ratio_edge_text
 
 SUMMARY_SCHEMA = 1
-# Kinds of variant PEFT's intruder mitigation handles (rules/weights.smk, lora_study.stages.weights.mitigation).
-MITIGATION_KINDS = ("lora", "rslora", "qlora")
 MB = 1e6
 
 
@@ -93,7 +91,7 @@ class ResultFile:
     """One result JSON in the run/metrics/meta layout."""
 
     path: str  # relative to the run's root, as the workflow names it
-    rule: str  # the rule that makes it
+    listed: str  # where results/index.json lists it ("under scores")
     data: dict[str, Any]
 
     @property
@@ -109,13 +107,30 @@ class ResultFile:
         return self.data["meta"]
 
 
-def read_result(*, root: Path, path: str, rule: str) -> ResultFile:
+# Report input -> the record's key for each of its files, which is then keyed by what the file
+# records (its variant, precision or method), never by its position or path.
+PER_FILE_INPUTS = {
+    "generation": "generation",
+    "scores": "rouge",
+    "train": "train",
+    "drift": "drift",
+    "weights": "weights",
+    "mitigation": "mitigation",
+    "selection": "selection",
+    "quant_latency": "latency",
+    "quant_generation": "quant_generation",
+    "quant_scores": "quant_scores",
+}
+REQUIRED_INPUTS = ("subsets", "parameter_counts", "comparisons")
+OPTIONAL_INPUTS = ("drift_summary",)  # one file, or none in a run that trains nothing
+
+
+def read_result(*, root: Path, path: str, listed: str) -> ResultFile:
     """Read `root/path`; a missing file, invalid JSON or another layout raises RecordError naming it."""
     full = root / path
     if not full.is_file():
         raise RecordError(
-            f"missing result file {path} (made by rule {rule}) under {root}: is the run finished, "
-            "and is --root the folder snakemake ran in?"
+            f"missing result file {path} (listed {listed} in {INDEX}) under {root}: was it deleted after the run?"
         )
     try:
         data = json.loads(full.read_text(encoding="utf-8"))
@@ -124,95 +139,84 @@ def read_result(*, root: Path, path: str, rule: str) -> ResultFile:
         raise RecordError(f"{path}: not valid JSON: {error}") from error
     except ValueError as error:  # lora_study.core.results names the file and what is wrong
         raise RecordError(str(error)) from error
-    return ResultFile(path=path, rule=rule, data=data)
+    return ResultFile(path=path, listed=listed, data=data)
+
+
+def read_index(*, root: Path) -> dict[str, list[str]]:
+    """The files the run's report was built from, by report input (results/index.json)."""
+    path = root / INDEX
+    if not path.is_file():
+        raise RecordError(
+            f"{INDEX} not found under {root}: it is written with report.html by rule build_report; is the "
+            "run finished, and is --root the folder snakemake ran in?"
+        )
+    index = read_result(root=root, path=INDEX, listed="as itself").data
+    if index["run"].get("schema") != INDEX_SCHEMA or not isinstance(index["metrics"].get("inputs"), dict):
+        raise RecordError(f"{INDEX}: not an index of schema {INDEX_SCHEMA}; rebuild report.html")
+    return index["metrics"]["inputs"]
+
+
+def file_identity(*, result: ResultFile, prefix: str) -> str:
+    """What a per-variant file is about, as it records it: the method of a selection, else
+    the variant (or the precision, for latency.json)."""
+    run = result.run
+    key = "method" if prefix == "selection" else ("variant" if "variant" in run else "precision")
+    if key not in run:
+        raise RecordError(f"{result.path}: run.{key} is missing, so the file cannot be matched to what it measured")
+    return str(run[key])
+
+
+def read_results(*, root: Path, index: Mapping[str, Sequence[str]]) -> dict[str, ResultFile]:
+    """Every file the record reads, keyed `name` or `prefix/what-it-records` (rouge/base,
+    latency/int8, selection/fft-n100): the files the index lists, no others."""
+    results: dict[str, ResultFile] = {}
+    for name in (*REQUIRED_INPUTS, *OPTIONAL_INPUTS):
+        paths = index.get(name, [])
+        if len(paths) > 1 or (name in REQUIRED_INPUTS and len(paths) != 1):
+            raise RecordError(f"{INDEX}: input {name} lists {len(paths)} files, expected one")
+        if paths:
+            results[name] = read_result(root=root, path=paths[0], listed=f"as {name}")
+    for name, prefix in PER_FILE_INPUTS.items():
+        for path in index.get(name, []):
+            result = read_result(root=root, path=path, listed=f"under {name}")
+            key = f"{prefix}/{file_identity(result=result, prefix=prefix)}"
+            if key in results:
+                raise RecordError(f"{path} and {results[key].path} both hold {key}")
+            results[key] = result
+    return results
 
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Which files a run of this config holds: the paths of rules/common.smk, the inputs of build_report."""
+    """What the run holds, from its own files: the trained variants the test-set stages used
+    (with their specs), the precisions, the methods whose learning rate a sweep chose."""
 
     model: str
     dataset: str
     trained: dict[str, VariantSpec]
     precisions: list[str]
-    mitigation: bool
-    swept: list[str] = field(default_factory=list)  # methods whose learning rate a sweep chose
+    swept: list[str] = field(default_factory=list)
 
     @property
     def variants(self) -> list[str]:
         return [BASE_VARIANT, *self.trained]
 
-    def eval_dir(self, variant: str) -> str:
-        return f"results/eval/{self.model}/{self.dataset}/{variant}"
 
-    def adapter_dir(self, variant: str) -> str:
-        return f"results/adapters/{self.model}/{self.dataset}/{variant}"
-
-    def drift_dir(self, variant: str) -> str:
-        return f"results/drift/{self.model}/{self.dataset}/{variant}"
-
-    def quant_dir(self, precision: str) -> str:
-        return f"results/quant/{self.model}/{self.dataset}/{precision}"
-
-    def files(self) -> dict[str, tuple[str, str]]:
-        """Every result JSON the record reads: key -> (path, rule that makes it)."""
-        files = {
-            "subsets": (f"results/data/{self.dataset}/subsets.json", "record_subsets"),
-            "parameter_counts": (f"results/adapters/{self.model}/parameter_counts.json", "count_adapter_parameters"),
-            "comparisons": (f"results/compare/{self.model}/{self.dataset}/comparisons.json", "compare_variants"),
-        }
-        for variant in self.variants:
-            generator = "generate_predictions" if variant == BASE_VARIANT else "generate_variant_predictions"
-            files[f"generation/{variant}"] = (f"{self.eval_dir(variant)}/generation.json", generator)
-            files[f"rouge/{variant}"] = (f"{self.eval_dir(variant)}/scores.json", "score_predictions")
-        for variant, spec in self.trained.items():
-            trainer = "train_full" if spec.kind == "fft" else "train_adapter"
-            files[f"train/{variant}"] = (f"{self.adapter_dir(variant)}/train.json", trainer)
-            files[f"drift/{variant}"] = (f"{self.drift_dir(variant)}/drift.json", "measure_drift")
-            files[f"weights/{variant}"] = (f"{self.drift_dir(variant)}/weights.json", "measure_weight_drift")
-            if self.mitigation and spec.kind in MITIGATION_KINDS:
-                files[f"mitigation/{variant}"] = (f"{self.drift_dir(variant)}/mitigation.json", "mitigate_intruders")
-        if self.trained:
-            files["drift_summary"] = (f"results/drift/{self.model}/{self.dataset}/summary.json", "summarise_drift")
-        for method in self.swept:
-            path = f"results/selection/{self.model}/{self.dataset}/{method}/selection.json"
-            files[f"selection/{method}"] = (path, "select_learning_rate")
-        for precision in self.precisions:
-            files[f"latency/{precision}"] = (f"{self.quant_dir(precision)}/latency.json", "measure_latency")
-            files[f"quant_generation/{precision}"] = (
-                f"{self.quant_dir(precision)}/generation.json",
-                "generate_quant_predictions",
-            )
-            files[f"quant_scores/{precision}"] = (f"{self.quant_dir(precision)}/scores.json", "score_predictions")
-        return files
+def keyed(results: Mapping[str, ResultFile], prefix: str) -> dict[str, ResultFile]:
+    """The per-file results under `prefix`, by what each records, in the index's order."""
+    return {key.split("/", 1)[1]: result for key, result in results.items() if key.startswith(f"{prefix}/")}
 
 
-def layout_of(*, config: Mapping[str, Any], root: Path | None = None) -> RunLayout:
-    """The run's files. A method trained at several learning rates contributes only the rate
-    its selection chose (results/selection/.../selection.json, read from `root`), as the
-    workflow's test-set stages do; its candidates are recorded from the selection files."""
-    model, dataset = model_name(config["model"]), dataset_name(config["data"])
-    trained = expand_grid(training=config["training"], train_sizes=config["data"]["train"]["sizes"])
-    swept = swept_methods(trained.values())
-    chosen: set[str] = set()
-    for method in swept:
-        path = f"results/selection/{model}/{dataset}/{method}/selection.json"
-        if root is None:
-            raise RecordError(f"{path}: a swept method's choice is needed to know the run's variants")
-        chosen |= set(read_result(root=root, path=path, rule="select_learning_rate").metrics["chosen"]["variants"])
-    studied = studied_variants(trained, chosen=chosen)
+def layout_of(*, config: Mapping[str, Any], results: Mapping[str, ResultFile]) -> RunLayout:
+    """The run's variants from its train.json files (each records its full spec): a swept
+    method contributes the seeds of its chosen rate only, as the index lists only those."""
     return RunLayout(
-        model=model,
-        dataset=dataset,
-        trained=studied,
-        precisions=list(config["quantisation"]["precisions"]),
-        mitigation=bool(config["drift"]["mitigation"]["enabled"]),
-        swept=sorted(swept),
+        model=model_name(config["model"]),
+        dataset=dataset_name(config["data"]),
+        trained={name: VariantSpec.from_dict(r.run["spec"]) for name, r in keyed(results, "train").items()},
+        precisions=list(keyed(results, "latency")),
+        swept=sorted(keyed(results, "selection")),
     )
-
-
-def read_results(*, root: Path, layout: RunLayout) -> dict[str, ResultFile]:
-    return {key: read_result(root=root, path=path, rule=rule) for key, (path, rule) in layout.files().items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -970,8 +974,8 @@ def build_record(
     resolved = resolve_config(paths=paths)
     md5 = config_md5(config=resolved)
     logged_md5 = sorted({inv.config_md5 for inv in invocations if inv.config_md5 and inv.finished_jobs})
-    layout = layout_of(config=resolved, root=root)
-    results = read_results(root=root, layout=layout)
+    results = read_results(root=root, index=read_index(root=root))
+    layout = layout_of(config=resolved, results=results)
     versions = code_versions(results=results)
     date = run_date(results=results, invocations=invocations)
     config_name = safe_name(paths[-1].stem)

@@ -11,7 +11,10 @@ rule build_report:
         **REPORT_INPUTS,
     output:
         # Also a result of `snakemake --report` (the page, its caption and the workflow's runtimes).
-        report("report.html", caption="../report/study.rst", category="Study"),
+        report=report("report.html", caption="../report/study.rst", category="Study"),
+        # The files the page was built from, by input name: the run's own list of its results,
+        # which bench/record_run.py reads (src/lora_study/report/inputs.py, write_index).
+        index="results/index.json",
     log:
         "logs/build_report.log",
     conda:

@@ -34,10 +34,11 @@ quantisation: {precisions: [full, int8]}
 drift: {mitigation: {enabled: false}}
 """
 # The overlay's two trained variants, named as the workflow names them.
-LORA, FFT = expand_grid(
+SPECS = expand_grid(
     training=overlay(yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(OVERLAY))["training"],
     train_sizes=[4],
 )
+LORA, FFT = SPECS
 
 
 def _meta(created_at: str = "2026-11-20T10:05:00+00:00", device: str | None = "cpu") -> dict[str, Any]:
@@ -52,11 +53,33 @@ def _meta(created_at: str = "2026-11-20T10:05:00+00:00", device: str | None = "c
 
 
 def _write(
-    root: Path, path: str, *, run: dict | None = None, metrics: dict | None = None, meta: dict | None = None
+    root: Path,
+    path: str,
+    *,
+    run: dict | None = None,
+    metrics: dict | None = None,
+    meta: dict | None = None,
+    listed: str | None = None,
 ) -> None:
+    """One result file; `listed`: the report input results/index.json lists it under, as rule
+    build_report writes the index."""
     target = root / path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps({"run": run or {}, "metrics": metrics or {}, "meta": meta or _meta()}))
+    if listed is not None:
+        index_path = root / record_run.INDEX
+        index = json.loads(index_path.read_text()) if index_path.is_file() else _index()
+        index["metrics"]["inputs"].setdefault(listed, []).append(path)
+        index_path.write_text(json.dumps(index))
+
+
+def _index() -> dict[str, Any]:
+    """An empty results/index.json, as lora_study.report.inputs.write_index writes one."""
+    return {
+        "run": {"rule": "build_report", "schema": record_run.INDEX_SCHEMA},
+        "metrics": {"inputs": {}},
+        "meta": _meta(),
+    }
 
 
 def _ci(mean: float, low: float, high: float) -> dict[str, float]:
@@ -137,6 +160,7 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
     _write(
         root,
         f"results/data/{DATASET}/subsets.json",
+        listed="subsets",
         run={"dataset": DATASET, "name": DATASET, "source": {}, "shuffle": "seeded"},
         metrics={
             "eval": {"split": "test", "seed": 42, "size": 20},
@@ -148,12 +172,14 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
     _write(
         root,
         f"results/adapters/{MODEL}/parameter_counts.json",
+        listed="parameter_counts",
         metrics={"rows": [{"targets": "qv", "rank": 2, "trainable_parameters": 115200, "trainable_percent": 0.0855}]},
         meta=_meta(device=None),
     )
     _write(
         root,
         f"results/compare/{MODEL}/{DATASET}/comparisons.json",
+        listed="comparisons",
         run={"metric": "rougeL", "examples": 20},
         metrics={
             "variants": {
@@ -191,13 +217,23 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
         _write(
             root,
             f"{ev}/{variant}/generation.json",
+            listed="generation",
+            run={"variant": variant},
             metrics={"generate_seconds": 60.0, "tokens_per_second": tokens_per_second},
         )
-        _write(root, f"{ev}/{variant}/scores.json", metrics={"mean": {}, "per_example": []})
+        _write(
+            root,
+            f"{ev}/{variant}/scores.json",
+            listed="scores",
+            run={"variant": variant},
+            metrics={"mean": {}, "per_example": []},
+        )
     for variant, params, loss, seconds in ((LORA, 7777, 1.2345, 98.7), (FFT, 134515008, 0.9876, 321.0)):
         _write(
             root,
             f"{ad}/{variant}/train.json",
+            listed="train",
+            run={"variant": variant, "spec": SPECS[variant].to_dict()},
             metrics={
                 "trainable_parameters": params,
                 "trainable_percent": 0.0058 if variant == LORA else 100.0,
@@ -219,7 +255,8 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
         _write(
             root,
             f"{dr}/{variant}/weights.json",
-            run={"settings": {"epsilon": 0.5, "energy": 0.9}},
+            listed="weights",
+            run={"variant": variant, "settings": {"epsilon": 0.5, "energy": 0.9}},
             metrics={
                 "summary": {
                     "modules": len(modules),
@@ -234,11 +271,16 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
             },
         )
         _write(
-            root, f"{dr}/{variant}/drift.json", metrics={"baselines": {"shuffled": {"cka_debiased": [-0.0111, 0.0222]}}}
+            root,
+            f"{dr}/{variant}/drift.json",
+            listed="drift",
+            run={"variant": variant},
+            metrics={"baselines": {"shuffled": {"cka_debiased": [-0.0111, 0.0222]}}},
         )
     _write(
         root,
         f"{dr}/summary.json",
+        listed="drift_summary",
         run={"examples": 6, "mean_over": "layers 1-30", "confidence": 0.95, "resamples": 200, "criterion": 0.2},
         metrics={
             "groups": {
@@ -270,6 +312,8 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
         _write(
             root,
             f"{qu}/{precision}/latency.json",
+            listed="quant_latency",
+            run={"precision": precision},
             metrics={
                 "load_seconds": 0.5,
                 "latency_seconds": {"p50": p50, "p95": p95},
@@ -284,8 +328,8 @@ def make_run(root: Path, *, config_md5: str | None = None) -> Path:
             },
             meta={**_meta(), "model": {"weights": precision, "compute_dtype": "float32"}},
         )
-        _write(root, f"{qu}/{precision}/generation.json", metrics={})
-        _write(root, f"{qu}/{precision}/scores.json", metrics={})
+        _write(root, f"{qu}/{precision}/generation.json", listed="quant_generation", run={"variant": precision})
+        _write(root, f"{qu}/{precision}/scores.json", listed="quant_scores", run={"variant": precision})
 
     (root / "benchmarks" / "train_adapter").mkdir(parents=True)
     (root / "benchmarks" / "train_adapter" / f"{LORA}.tsv").write_text(
@@ -358,7 +402,7 @@ def test_a_missing_or_old_layout_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(
         record_run.RecordError,
         match=rf"missing result file results/quant/{MODEL}/{DATASET}/int8/"
-        r"latency\.json \(made by rule measure_latency\)",
+        r"latency\.json \(listed under quant_latency in results/index\.json\)",
     ):
         record_run.build_record(root=root, quiet=True)
     # the layout before run/metrics/meta: a top-level key beside them
@@ -441,30 +485,44 @@ def test_the_resolved_config_is_the_one_snakemake_logs(tmp_path: Path) -> None:
     )
 
 
-def test_a_swept_method_contributes_only_its_chosen_variants_and_its_curve(tmp_path: Path) -> None:
-    config = overlay(
-        yaml.safe_load((REPO / "config.yaml").read_text()),
-        yaml.safe_load(OVERLAY) | {"training": {"lora": {"ranks": [2], "learning_rate": [1e-4, 1e-3]}}},
-    )
-    grid = expand_grid(training=config["training"], train_sizes=[4])
-    candidates = [name for name, spec in grid.items() if spec.is_lora]
-    chosen = [name for name in candidates if grid[name].learning_rate == 1e-3]
-    with pytest.raises(record_run.RecordError, match="lora-r2-qv-n4/selection.json"):
-        record_run.layout_of(config=config, root=tmp_path)
+def test_the_record_reads_the_files_the_index_lists_and_matches_them_by_what_they_record(tmp_path: Path) -> None:
+    """The layout comes from results/index.json (rule build_report's list of its inputs) and the
+    files themselves: a run without the index is refused by name, a swept method contributes the
+    variants the index lists with their specs, and a file listed in another file's place is
+    matched by the variant it records, not by its position."""
+    root = make_run(tmp_path / "run")
+    index_path = root / record_run.INDEX
+    index = json.loads(index_path.read_text())
+    index_path.unlink()
+    with pytest.raises(record_run.RecordError, match=r"results/index\.json not found .*rule build_report"):
+        record_run.build_record(root=root, quiet=True)
+
     rows = [
         {"learning_rate": rate, "mean_loss": loss, "interval": _ci(loss, loss - 0.1, loss + 0.1)}
-        for rate, loss in ((1e-4, 2.5), (1e-3, 2.0))
+        for rate, loss in ((1e-4, 2.5), (2e-4, 2.0))
     ]
+    index["metrics"]["inputs"]["selection"] = [f"results/selection/{MODEL}/{DATASET}/lora-r2-qv-n4/selection.json"]
     _write(
-        tmp_path,
-        f"results/selection/{MODEL}/{DATASET}/lora-r2-qv-n4/selection.json",
-        run={"method": "lora-r2-qv-n4", "specs": [grid[name].to_dict() for name in candidates]},
+        root,
+        index["metrics"]["inputs"]["selection"][0],
+        run={"method": "lora-r2-qv-n4", "specs": [SPECS[LORA].to_dict()]},
         metrics={
             "criterion": "lowest validation loss",
             "candidates": rows,
-            "chosen": {"learning_rate": 1e-3, "variants": chosen},
+            "chosen": {"learning_rate": 2e-4, "variants": [LORA]},
         },
     )
-    layout = record_run.layout_of(config=config, root=tmp_path)
-    assert [name for name in layout.trained if grid[name].is_lora] == chosen and layout.swept == ["lora-r2-qv-n4"]
-    assert "selection/lora-r2-qv-n4" in layout.files()
+    index["metrics"]["inputs"]["train"].reverse()  # listed in another order: matched by run.variant
+    index_path.write_text(json.dumps(index))
+    results = record_run.read_results(root=root, index=record_run.read_index(root=root))
+    layout = record_run.layout_of(config={"model": {"name": MODEL}, "data": {"name": DATASET}}, results=results)
+    assert layout.trained == {FFT: SPECS[FFT], LORA: SPECS[LORA]} and layout.swept == ["lora-r2-qv-n4"]
+    assert layout.precisions == ["full", "int8"] and results[f"train/{LORA}"].metrics["final_loss"] == 1.2345
+    summary = record_run.build_record(root=root, quiet=True).summary
+    assert summary["learning_rates"]["methods"]["lora-r2-qv-n4"]["chosen"] == 2e-4
+
+    # two files recording one variant cannot both stand
+    index["metrics"]["inputs"]["scores"].append(index["metrics"]["inputs"]["scores"][0])
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(record_run.RecordError, match="both hold rouge/base"):
+        record_run.build_record(root=root, quiet=True)

@@ -155,6 +155,26 @@ def test_every_result_file_is_in_the_result_format(workflow_dir: Path) -> None:
     }
 
 
+def test_the_report_s_index_lists_its_files_and_the_run_record_reads_it(workflow_dir: Path) -> None:
+    """results/index.json (written by build_report) is the run's one list of its result files:
+    every path it lists exists, and bench/record_run.py records the run from it alone."""
+    import importlib.util
+    import sys
+
+    index = read_result(workflow_dir / "results" / "index.json")
+    inputs = index["metrics"]["inputs"]
+    assert {"scores", "train", "comparisons", "quant_latency", "serving"} <= set(inputs)
+    assert all((workflow_dir / path).exists() for paths in inputs.values() for path in paths)
+    spec = importlib.util.spec_from_file_location("record_run", Path(__file__).parents[1] / "bench" / "record_run.py")
+    record_run = importlib.util.module_from_spec(spec)
+    sys.modules["record_run"] = record_run  # dataclasses look their module up here
+    spec.loader.exec_module(record_run)
+    summary = record_run.build_record(root=workflow_dir, quiet=False, note="the test suite").summary
+    assert set(summary["training"]) == set(TRAINED) and set(summary["rouge"]) == {"base", *TRAINED}
+    read = [*record_run.PER_FILE_INPUTS, *record_run.REQUIRED_INPUTS, *record_run.OPTIONAL_INPUTS]
+    assert summary["source_files"] == sorted(path for name in read for path in inputs.get(name, []))
+
+
 QUANT_DIR = "results/quant/smollm2-135m-instruct/aclsum"
 
 

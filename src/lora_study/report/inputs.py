@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lora_study.core.results import read_result
+from lora_study.core.provenance import meta_info
+from lora_study.core.results import read_result, write_result
 from lora_study.report.page import Section
 
 RULE = "build_report"
+# The index rule build_report writes beside the page (rules/report.smk names the same path), and
+# its layout version: bench/record_run.py reads it and refuses a version it does not know.
+INDEX = "results/index.json"
+INDEX_SCHEMA = 1
 # Input name -> its files (a single-file input as one path, an empty list as none).
 Files = Mapping[str, Sequence[Path]]
 
@@ -54,6 +59,18 @@ def named_inputs(rule_input: Any) -> dict[str, tuple[Path, ...]]:
             f"rule {RULE} has {unnamed} unnamed input(s); name each so that a report stage can declare it"
         )
     return named
+
+
+def write_index(*, files: Files, out_path: str | os.PathLike[str]) -> None:
+    """results/index.json: every file the report was built from, by input name, in input order.
+    It is the run's one list of its result files: bench/record_run.py reads it instead of
+    keeping its own copy of the layout, so a stage that registers a report input is recorded too."""
+    write_result(
+        out_path,
+        run={"rule": RULE, "schema": INDEX_SCHEMA},
+        metrics={"inputs": {name: [str(path) for path in paths] for name, paths in files.items()}},
+        meta=meta_info(),
+    )
 
 
 def check_inputs(*, rule_inputs: Iterable[str], stages: Sequence[Stage]) -> None:
