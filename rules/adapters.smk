@@ -18,7 +18,7 @@ rule train_adapter:
         variant=LORA_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=8000,
         runtime=240,
@@ -45,7 +45,7 @@ rule train_full:
         variant=FFT_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=12000,
         runtime=240,
@@ -73,7 +73,7 @@ rule generate_variant_predictions:
         variant=TRAINED_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=4000,
         runtime=60,

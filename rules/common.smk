@@ -23,6 +23,7 @@ from lora_study.core.grid import (
     studied_variants,
     swept_methods,
 )
+from lora_study.core.conditions import free_memory_bytes
 from lora_study.core.datasets import GENERAL_SOURCES, general_source, resolved_split
 from lora_study.core.config import (
     ConfigError,
@@ -163,8 +164,13 @@ GENERAL_TEXT_SOURCE = general_source(
 GENERAL_TEXT_FILE = [] if GENERAL_TEXT_SOURCE in GENERAL_SOURCES else [GENERAL_TEXT_SOURCE]
 
 
-# Threads of a model job: every core snakemake may use (jobs then run one at a time,
-# each at full speed); a cluster profile sets its own per rule with set-threads.
+# Threads of a model job. Lanes (docs/PERFORMANCE.md#lanes): on one machine, a model job that
+# times nothing runs on one thread, so `--cores N` runs N of them at once (a second thread
+# speeds one job up only 1.2-1.9x) and its results are the same at any --cores. A job whose
+# figures are times (latency, serving) takes every core, so it runs alone. Model jobs take
+# every core themselves where something else already shares the hardware out: a cluster
+# (each job its own CPUs; a profile may set threads per rule with set-threads), the GPU
+# profile (gpu_slot: one model job on the GPU at a time), a job run inside a cluster job.
 def given_cores():
     """--cores; 1 where a command runs no job and gives none (`snakemake --report`)."""
     try:
@@ -174,6 +180,32 @@ def given_cores():
 
 
 MODEL_THREADS = max(1, min(given_cores(), os.cpu_count() or 1))
+LANES = (
+    not workflow.remote_exec
+    and workflow.resource_settings.nodes is None
+    and "gpu_slot" not in workflow.global_resources
+)
+LANE_THREADS = 1 if LANES else MODEL_THREADS
+TIMING_THREADS = MODEL_THREADS
+# The lanes' memory guard: on one machine, the jobs running together never declare (mem_mb)
+# more than the memory free when snakemake started; a job declaring more runs alone.
+# `--resources mem_mb=N` sets another limit.
+if LANES and "mem_mb" not in workflow.global_resources:
+    FREE_BYTES = free_memory_bytes()
+    if FREE_BYTES is not None:
+        workflow.register_resource("mem_mb", FREE_BYTES // 1_000_000)
+if LANES:
+    MEMORY_LIMIT = workflow.global_resources.get("mem_mb")
+    logger.info(
+        "Lanes: a model job that times nothing runs on one thread, one per core given; a timing "
+        "job takes every core and runs alone"
+        + (
+            ""
+            if MEMORY_LIMIT is None
+            else f"; at most {int(getattr(MEMORY_LIMIT, 'value', MEMORY_LIMIT)):,} MB of declared memory (mem_mb) at once"
+        )
+        + " (docs/PERFORMANCE.md#lanes)."
+    )
 # Precisions of the quantisation benchmark; only these can be built (`(?!)`: none).
 QUANT_PRECISIONS = config["quantisation"]["precisions"]
 PRECISION_PATTERN = "|".join(re.escape(p) for p in QUANT_PRECISIONS) or "(?!)"

@@ -18,7 +18,7 @@ rule measure_base_features:
         "benchmarks/measure_base_features/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=6000,
         runtime=60,
@@ -51,7 +51,7 @@ rule measure_drift:
         variant=TRAINED_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=6000,
         runtime=60,

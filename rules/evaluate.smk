@@ -14,7 +14,7 @@ rule generate_predictions:
         "benchmarks/generate_predictions/{model}/{dataset}/base.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=4000,
         runtime=60,

@@ -14,7 +14,7 @@ rule prepare_model:
         "benchmarks/prepare_model/{model}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=4000,
         runtime=30,

@@ -22,9 +22,8 @@ rule measure_latency:
         precision=PRECISION_PATTERN,
     conda:
         "../envs/torch.yaml"
-    # Every core the workflow has: no other job runs beside a timing run (threads are
-    # cores to the scheduler); torch itself uses its default thread count.
-    threads: MODEL_THREADS
+    # A timing job: every core, so no other job runs beside it (rules/common.smk, lanes).
+    threads: TIMING_THREADS
     resources:
         mem_mb=6000,
         runtime=60,
@@ -56,7 +55,7 @@ rule generate_quant_predictions:
         precision=GENERATED_PRECISION_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=6000,
         runtime=60,

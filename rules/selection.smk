@@ -21,7 +21,7 @@ rule validate_variant:
         variant=TRAINED_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=4000,
         runtime=30,

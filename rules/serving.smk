@@ -58,7 +58,7 @@ rule merge_adapter:
         variant=LORA_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=8000,
@@ -84,7 +84,7 @@ rule serve_base:
         "benchmarks/serve/{model}/{dataset}/base.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: TIMING_THREADS
     resources:
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=6000,
@@ -118,7 +118,7 @@ rule serve_variant:
         variant=LORA_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: TIMING_THREADS
     resources:
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=8000,
@@ -146,7 +146,7 @@ rule serve_multi_adapter:
         "benchmarks/serve_multi_adapter/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: TIMING_THREADS
     resources:
         gpu_slot=1,  # profiles/gpu: one model job on the GPU at a time
         mem_mb=12000,

@@ -22,7 +22,7 @@ rule measure_weight_drift:
         variant=TRAINED_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=12000,  # the float32 base and the tuned model side by side (two 1.1B models: 9 GB)
         runtime=60,
@@ -50,7 +50,7 @@ rule mitigate_intruders:
         variant=MITIGATION_VARIANT_PATTERN,
     conda:
         "../envs/torch.yaml"
-    threads: MODEL_THREADS
+    threads: LANE_THREADS
     resources:
         mem_mb=6000,
         runtime=60,

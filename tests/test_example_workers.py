@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from lora_study.core.conditions import free_memory_bytes
 from lora_study.core.io import read_jsonl, write_jsonl
 from lora_study.core.results import read_result
 from lora_study.model.loading import load_tokenizer
 from lora_study.model.prompts import PromptBuilder
-from lora_study.model.workers import free_memory_bytes, generate_in_workers, worker_count
+from lora_study.model.workers import generate_in_workers, worker_count
 from lora_study.stages.quantise.quantise import load_at_precision, predict_at_precision
 
 CPU = {"device": "cpu", "dtype": "auto"}

@@ -118,3 +118,44 @@ def _machine_busy_seconds() -> float | None:
     ticks = [int(value) for value in fields[1:9]]
     busy = sum(ticks) - ticks[3] - ticks[4]
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def free_memory_bytes(*, proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Memory this job may still take: MemAvailable, or less where the job's cgroup or one
+    above it (a SLURM job or step, a container) has a limit; None where neither can be read."""
+    limits = []
+    try:
+        for line in (proc / "meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    try:
+        entries = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        entries = []
+    for entry in entries:
+        number, controllers, path = entry.split(":", 2)
+        if number == "0" and controllers == "":  # cgroup v2
+            limits += _cgroup_room(root=cgroups, path=path, limit="memory.max", usage="memory.current")
+        elif "memory" in controllers.split(","):  # cgroup v1's memory hierarchy
+            root = cgroups / "memory"
+            limits += _cgroup_room(root=root, path=path, limit="memory.limit_in_bytes", usage="memory.usage_in_bytes")
+    return min(limits) if limits else None
+
+
+def _cgroup_room(*, root: Path, path: str, limit: str, usage: str) -> list[int]:
+    """Limit minus usage of every cgroup from `path` up to `root` that sets a limit."""
+    room = []
+    folder = root / path.strip().lstrip("/")
+    while True:
+        try:
+            maximum = (folder / limit).read_text().strip()
+            # v2 writes "max" for no limit; v1 a number near 2**63.
+            if maximum != "max" and int(maximum) < 2**62:
+                room.append(int(maximum) - int((folder / usage).read_text()))
+        except (OSError, ValueError):
+            pass
+        if folder == root or root not in folder.parents:
+            return room
+        folder = folder.parent

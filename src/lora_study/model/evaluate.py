@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from lora_study.core.conditions import free_memory_bytes
 from lora_study.core.data import read_examples
 from lora_study.core.io import read_jsonl, write_jsonl
 from lora_study.core.provenance import meta_info
@@ -25,7 +26,7 @@ from lora_study.model.generation import evaluation_options, generate
 from lora_study.model.loading import LoadedModel, ModelLoader, base_loader, load_tokenizer
 from lora_study.model.memory import current_rss_bytes
 from lora_study.model.prompts import PromptBuilder
-from lora_study.model.workers import free_memory_bytes, generate_in_workers, worker_count
+from lora_study.model.workers import generate_in_workers, worker_count
 from lora_study.tasks import task_of
 from lora_study.tasks.scores import predictions_result
 

@@ -14,7 +14,7 @@ from lora_study.core.io import MANIFEST, read_json, read_jsonl
 from lora_study.core.provenance import package_versions
 from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, Stage, by_variant, one, recorded_files, same_variants
-from lora_study.report.page import Section, escape, table
+from lora_study.report.page import LANE_TIMES, Section, escape, table
 from lora_study.tasks import task_named
 
 FOLD_INPUT_CHARS = 700  # a longer input folds away behind its beginning
@@ -212,7 +212,7 @@ def _generation_table(variants: Sequence[VariantResult]) -> str:
                 f"{metrics['stopped_naturally']} / {v.generation['run']['examples']}",
             ]
         )
-    return table(header, rows, numeric_from=3)
+    return table(header, rows, numeric_from=3) + f"<p class=muted>{escape(LANE_TIMES)}</p>"
 
 
 def _examples(

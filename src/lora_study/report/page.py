@@ -12,6 +12,12 @@ from typing import Any
 from lora_study.core.io import atomic_write_text
 
 TITLE = "lora-study report"
+# Beside every time measured in a lane (rules/common.smk): training and generation jobs.
+LANE_TIMES = (
+    "Times of training and generation are this run's costs, not clean speed figures: on one machine "
+    "several such jobs may run at once, one thread each (lanes, docs/PERFORMANCE.md). The quantisation "
+    "latency and serving jobs run alone, on every core."
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:72rem;

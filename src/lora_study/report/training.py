@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from lora_study.core.results import read_result
 from lora_study.report.inputs import Files, ReportInputError, Stage, by_variant, one, paired, variant_of
-from lora_study.report.page import Section, table
+from lora_study.report.page import LANE_TIMES, Section, escape, table
 from lora_study.report.plotting import palette, plot_svg
 from lora_study.tasks import Task, task_named
 
@@ -125,7 +125,8 @@ def _variant_table(
         "FLOPs per second, forward + backward matrix products on the real tokens (padding positions are "
         "computed too but not counted; see src/lora_study/model/flops.py). LoRA scaling: "
         "the factor on the adapter's output as PEFT applied it, alpha/r (alpha/sqrt(r) for rsLoRA); "
-        "padding: padded positions among all positions of the training batches.</p>"
+        "padding: padded positions among all positions of the training batches. "
+        f"{escape(LANE_TIMES)}</p>"
     )
     return table(header, rows) + note
 
