@@ -423,9 +423,29 @@ def read_benchmark(*, root: Path, path: str) -> dict[str, float] | None:
     return values
 
 
+def shared_seconds(*, job: Job, others: Sequence[Job]) -> float:
+    """How long `job` ran while at least one of `others` ran too (the union of the overlaps)."""
+    if job.end is None:
+        return 0.0
+    spans = sorted(
+        (max(job.start, other.start), min(job.end, other.end))
+        for other in others
+        if other is not job and other.end is not None and other.start < job.end and other.end > job.start
+    )
+    total, covered_to = 0.0, job.start
+    for start, end in spans:
+        start = max(start, covered_to)
+        if end > start:
+            total += (end - start).total_seconds()
+            covered_to = end
+    return total
+
+
 def wall_time(*, root: Path, invocations: Sequence[Invocation]) -> dict[str, Any]:
     """Whole-run and per-rule times: per rule over the kept jobs (those no later invocation
-    reran), from the log's stamps and from each kept job's benchmark file (the log names it)."""
+    reran), from the log's stamps and from each kept job's benchmark file (the log names it);
+    `shared_seconds`: how long the rule's jobs ran beside another job of their invocation
+    (lanes: timing jobs should show none)."""
     per_rule: dict[str, dict[str, Any]] = {}
     for invocation in invocations:
         for job in invocation.jobs:
@@ -440,10 +460,12 @@ def wall_time(*, root: Path, invocations: Sequence[Invocation]) -> dict[str, Any
                     "benchmark_jobs": 0,
                     "benchmark_seconds": 0.0,
                     "benchmark_max_rss_mb": None,
+                    "shared_seconds": 0.0,
                 },
             )
             entry["jobs"] += 1
             entry["seconds"] += job.seconds or 0.0
+            entry["shared_seconds"] += shared_seconds(job=job, others=invocation.jobs)
             entry["max_job_seconds"] = max(entry["max_job_seconds"], job.seconds or 0.0)
             bench = read_benchmark(root=root, path=job.benchmark) if job.benchmark else None
             if bench:
@@ -1206,11 +1228,24 @@ def wall_time_section(*, times: Mapping[str, Any]) -> list[str]:
                 e["jobs"],
                 duration(e["seconds"]),
                 duration(e["max_job_seconds"]),
+                _share(e["shared_seconds"] / e["seconds"])
+                if e.get("shared_seconds") is not None and e["seconds"]
+                else "—",
                 benchmarked,
                 count(e["benchmark_max_rss_mb"]),
             )
         )
-    lines += table(["rule", "jobs", "time (log)", "longest job", "time (benchmarks)", "peak RSS MB"], rows)
+    lines += table(
+        ["rule", "jobs", "time (log)", "longest job", "beside other jobs", "time (benchmarks)", "peak RSS MB"], rows
+    )
+    lines += [
+        "",
+        (
+            "Beside other jobs: the share of the rule's time during which another job of the run ran too "
+            "(lanes, docs/PERFORMANCE.md). A time measured then (training, generation) is the run's cost, "
+            "not a clean speed; the timing rules (latency, serving) should show none."
+        ),
+    ]
     return lines
 
 
@@ -1382,6 +1417,18 @@ def training_section(*, summary: Mapping[str, Any]) -> list[str]:
             for v, t in s["training"].items()
         ],
     )
+    per_rule = s["wall_time"]["per_rule"]
+    shared = [
+        f"{rule} {_share(per_rule[rule]['shared_seconds'] / per_rule[rule]['seconds'])}"
+        for rule in ("train_adapter", "train_full")
+        if per_rule.get(rule, {}).get("seconds") and per_rule[rule].get("shared_seconds") is not None
+    ]
+    if shared:
+        lines += [
+            "",
+            f"Share of the training jobs' time with another job running beside them: {', '.join(shared)}; train "
+            "time, tokens/s and GFLOP/s taken then are this run's costs, not clean speeds.",
+        ]
     return lines
 
 

@@ -369,7 +369,8 @@ def test_record_holds_the_numbers_of_the_run_files(tmp_path: Path) -> None:
     assert rules["train_adapter"]["seconds"] == 100 and rules["score_predictions"]["seconds"] == 3
     assert rules["train_adapter"]["benchmark_seconds"] == 99.5
     assert rules["train_adapter"]["benchmark_max_rss_mb"] == 4321.5
-    assert "| train_adapter | 1 | 100 s | 100 s | 100 s | 4,322 |" in readme
+    assert "| train_adapter | 1 | 100 s | 100 s | 0% | 100 s | 4,322 |" in readme
+    assert rules["train_adapter"]["shared_seconds"] == 0
 
     # quality, comparisons, training, quantisation, drift, weight space
     assert "0.432 [0.402, 0.462]" in readme and summary["rouge"][FFT]["rougeL"]["estimate"] == 0.4321
@@ -526,3 +527,24 @@ def test_the_record_reads_the_files_the_index_lists_and_matches_them_by_what_the
     index_path.write_text(json.dumps(index))
     with pytest.raises(record_run.RecordError, match="both hold rouge/base"):
         record_run.build_record(root=root, quiet=True)
+
+
+def test_time_beside_other_jobs_is_the_union_of_the_overlaps() -> None:
+    """A job that ran 0-100 s beside jobs at 10-30, 20-40 and 90-120 s shared 30 + 10 s of its time."""
+    start = record_run.dt.datetime(2026, 11, 20, 10, 0, 0)
+
+    def job(begin: int, end: int | None) -> Any:
+        seconds = record_run.dt.timedelta(seconds=1)
+        return record_run.Job(
+            rule="r",
+            jobid=begin,
+            key=str(begin),
+            start=start + begin * seconds,
+            end=None if end is None else start + end * seconds,
+        )
+
+    main = job(0, 100)
+    others = [main, job(10, 30), job(20, 40), job(90, 120), job(150, 160), job(50, None)]
+    assert record_run.shared_seconds(job=main, others=others) == 40.0
+    assert record_run.shared_seconds(job=main, others=[main]) == 0.0
+    assert record_run.shared_seconds(job=job(0, None), others=others) == 0.0
