@@ -3,7 +3,7 @@ matrix-product peak measured in the same run; optionally TRL's SFTTrainer on the
 
     python bench/train_speed.py                      # LoRA r=8 on q,v; 16 examples
     python bench/train_speed.py --kind fft
-    python bench/train_speed.py --compare-trl        # the same run through TRL's SFTTrainer
+    python bench/train_speed.py --compare-trl        # the same run through TRL's SFTTrainer (pip install trl==1.16.0)
     python bench/train_speed.py --compile            # beside it, the decoder under torch.compile
 
 Needs a prepared model and a training subset: `snakemake --cores 2 results/data/aclsum/train-n100.jsonl
@@ -149,10 +149,18 @@ def report(*, label: str, records: list, peak: float, batch_size: int) -> None:
 
 
 def compare_trl(*, args, builder, items, examples, spec, settings) -> None:
-    """TRL's SFTTrainer on the same prompts/completions, dtype and checkpointing set for a CPU."""
+    """TRL's SFTTrainer on the same prompts/completions, dtype and checkpointing set for a CPU.
+    TRL is not among the project's packages (docs/methods/adapters.md says why): install it
+    for this comparison alone."""
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+
+    try:
+        from trl import SFTConfig, SFTTrainer
+    except ImportError:
+        raise SystemExit(
+            "--compare-trl needs TRL, which lora-study does not install: pip install trl==1.16.0"
+        ) from None
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
