@@ -27,7 +27,6 @@ MODEL_PACKAGES = (
     "accelerate",
     "bitsandbytes",
     "datasets",
-    "trl",
     "gguf",
     "safetensors",
 )

@@ -33,7 +33,6 @@ NOT_IN_A_SNAKEMAKE_ENV = (
     "scipy",
     "statsmodels",
     "safetensors",
-    "trl",
     "gguf",
 )
 
