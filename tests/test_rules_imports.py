@@ -89,12 +89,14 @@ def dry_run_loads(workdir: Path, configfile: Path) -> set[str]:
 
 
 def test_dry_run_needs_only_snakemake(tmp_path: Path) -> None:
-    # The rules layer loads the grid, the config module and the datasets it reads: no stage code.
+    # The rules layer loads the grid, the config module, the datasets it reads and the free-memory
+    # reading of the lanes' guard (core.conditions, standard library only): no stage code.
     assert dry_run_loads(tmp_path, REPO / "configs" / "tiny.yaml") == {
         "lora_study",
         "lora_study.core",
         "lora_study.core.grid",
         "lora_study.core.config",
+        "lora_study.core.conditions",
         "lora_study.core.datasets",
     }
 
