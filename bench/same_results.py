@@ -5,6 +5,11 @@ and every measured time, speed, memory or machine load (keys named below).
 
     python bench/same_results.py RUN_A RUN_B            # exit 0: the same; 1: a value or file differs
     python bench/same_results.py RUN_A RUN_B --show 50  # list up to 50 differing values
+    python bench/same_results.py RUN_A RUN_B --rel-tol 1e-9  # numbers this close listed apart, not failing
+
+`--rel-tol` is for a change that reorders floating-point arithmetic on purpose (a faster
+formula for the same quantity): numbers within it (relative, or absolute near zero) are
+counted and listed apart, with the largest gap, so a reader sees how close "the same" was.
 
 Reads JSON results (run, metrics), JSONL rows and CSV rows; model weights and NumPy arrays are
 left to their own checks (checksums in train.json and merge.json are compared here).
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,34 +84,57 @@ def content(path: Path) -> Any:
     return data
 
 
-def differences(a: Any, b: Any, *, where: str = "") -> Iterator[str]:
-    """Where `a` and `b` differ, skipping measured keys; floats are compared exactly."""
+def number(value: Any) -> float | None:
+    """A JSON number, or a CSV cell that is one; None for anything else (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def differences(a: Any, b: Any, *, where: str = "") -> Iterator[tuple[str, float | None]]:
+    """Where `a` and `b` differ, skipping measured keys, with the relative gap where both are
+    numbers (None otherwise); values are compared exactly."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b), key=str):
             if measured(key):
                 continue
             if key not in a or key not in b:
-                yield f"{where}.{key}: only in {'B' if key not in a else 'A'}"
+                yield f"{where}.{key}: only in {'B' if key not in a else 'A'}", None
             else:
                 yield from differences(a[key], b[key], where=f"{where}.{key}")
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
-            yield f"{where}: {len(a)} items against {len(b)}"
+            yield f"{where}: {len(a)} items against {len(b)}", None
         for index, (x, y) in enumerate(zip(a, b, strict=False)):
             yield from differences(x, y, where=f"{where}[{index}]")
     elif a != b and not (a != a and b != b):  # NaN equals NaN here
-        yield f"{where}: {a!r} against {b!r}"
+        x, y = number(a), number(b)
+        gap = None
+        if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            gap = abs(x - y) / max(abs(x), abs(y), 1.0)  # relative, absolute below 1
+        yield f"{where}: {a!r} against {b!r}", gap
 
 
-def compare(*, run_a: Path, run_b: Path) -> tuple[list[str], int]:
-    """The differences (files missing on one side included) and the number of files compared."""
+def compare(*, run_a: Path, run_b: Path, rel_tol: float = 0.0) -> tuple[list[str], list[str], int]:
+    """The differences (files missing on one side included), the numbers that differ by at
+    most `rel_tol`, and the number of files compared."""
     files_a, files_b = result_files(run_a), result_files(run_b)
     found = [f"{name}: only in A" for name in sorted(set(files_a) - set(files_b))]
     found += [f"{name}: only in B" for name in sorted(set(files_b) - set(files_a))]
+    close = []
     shared = sorted(set(files_a) & set(files_b))
     for name in shared:
-        found += [f"{name}{diff}" for diff in differences(content(files_a[name]), content(files_b[name]))]
-    return found, len(shared)
+        for text, gap in differences(content(files_a[name]), content(files_b[name])):
+            within = gap is not None and gap <= rel_tol
+            (close if within else found).append(f"{name}{text}" + (f" (gap {gap:.1e})" if within else ""))
+    return found, close, len(shared)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,11 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_a", type=Path)
     parser.add_argument("run_b", type=Path)
     parser.add_argument("--show", type=int, default=20, help="differences to list (default 20)")
+    parser.add_argument(
+        "--rel-tol", type=float, default=0.0, help="numbers within this relative gap are listed apart (default 0)"
+    )
     args = parser.parse_args(argv)
-    found, compared = compare(run_a=args.run_a, run_b=args.run_b)
+    found, close, compared = compare(run_a=args.run_a, run_b=args.run_b, rel_tol=args.rel_tol)
     print(f"{compared} result files in both runs; {len(found)} differences (measured times and meta skipped)")
     for line in found[: args.show]:
         print(f"  {line}")
+    if args.rel_tol:
+        print(f"{len(close)} numbers differ by at most {args.rel_tol:g} (relative; absolute below 1)")
+        for line in close[: args.show]:
+            print(f"  {line}")
     return 1 if found else 0
 
 

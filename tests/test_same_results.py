@@ -35,17 +35,33 @@ def make_run(root: Path, *, seconds: float, rouge: float, prediction: str, extra
 def test_measured_times_and_meta_do_not_count_but_every_result_value_does(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", seconds=1.0, rouge=0.25, prediction="text")
     b = make_run(tmp_path / "b", seconds=2.0, rouge=0.25, prediction="text")
-    assert same_results.compare(run_a=a, run_b=b) == ([], 3)
+    assert same_results.compare(run_a=a, run_b=b) == ([], [], 3)
     assert same_results.main([str(a), str(b)]) == 0
 
     c = make_run(tmp_path / "c", seconds=1.0, rouge=0.2500001, prediction="other", extra=True)
-    found, compared = same_results.compare(run_a=a, run_b=c)
+    found, close, compared = same_results.compare(run_a=a, run_b=c)
     assert compared == 3 and same_results.main([str(a), str(c)]) == 1
     assert found == [
         "results/eval/m/d/base/extra.json: only in B",
         "results/eval/m/d/base/predictions.jsonl[0].prediction: 'text' against 'other'",
         "results/eval/m/d/base/scores.json.metrics.rougeL: 0.25 against 0.2500001",
     ]
+    assert close == []
+
+
+def test_a_tolerance_lists_close_numbers_apart_and_nothing_else(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", seconds=1.0, rouge=0.25, prediction="text")
+    near = make_run(tmp_path / "near", seconds=1.0, rouge=0.25 + 1e-14, prediction="text")
+    found, close, _ = same_results.compare(run_a=a, run_b=near, rel_tol=1e-9)
+    assert found == [] and len(close) == 1 and close[0].startswith("results/eval/m/d/base/scores.json.metrics.rougeL")
+    assert same_results.main([str(a), str(near), "--rel-tol", "1e-9"]) == 0
+    assert same_results.main([str(a), str(near)]) == 1  # exact by default
+    # Beyond the tolerance, or not a number, it is a difference as before.
+    far = make_run(tmp_path / "far", seconds=1.0, rouge=0.26, prediction="other")
+    found, close, _ = same_results.compare(run_a=a, run_b=far, rel_tol=1e-9)
+    assert close == [] and len(found) == 2
+    # CSV cells are numbers too: 2.5 against 2.5000000000001 in loss.csv is close.
+    assert list(same_results.differences([{"loss": "2.5"}], [{"loss": "2.5000000000001"}]))[0][1] < 1e-12
 
 
 def test_a_key_is_a_measurement_by_its_words_not_its_letters() -> None:
