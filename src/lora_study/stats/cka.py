@@ -19,6 +19,7 @@ mean, because one outlier row (an attention-sink token) would drag a mean far of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -96,21 +97,21 @@ class LinearCKAStream:
             # n(n-3) HSIC_u from sums: tr(K~L~) = ||X'Y||^2 - sum a b, 1'K~1 = ||sx||^2 - sum a,
             # 1'K~L~1 = sum_i (x_i.sx - a_i)(y_i.sy - b_i), expanded term by term.
             kk, ll = sx @ sx - self._sa, sy @ sy - self._sb
-            cross = _hsic_u_terms(
+            cross = hsic_u_terms(
                 n,
                 trace=np.sum(self._xy**2) - self._sab,
                 k_sum=kk,
                 l_sum=ll,
                 kl_sum=sx @ self._xy @ sy - self._ay @ sy - self._bx @ sx + self._sab,
             )
-            self_x = _hsic_u_terms(
+            self_x = hsic_u_terms(
                 n,
                 trace=np.sum(self._xx**2) - self._saa,
                 k_sum=kk,
                 l_sum=kk,
                 kl_sum=sx @ self._xx @ sx - 2 * self._ax @ sx + self._saa,
             )
-            self_y = _hsic_u_terms(
+            self_y = hsic_u_terms(
                 n,
                 trace=np.sum(self._yy**2) - self._sbb,
                 k_sum=ll,
@@ -172,11 +173,14 @@ def _check_n(n: int, *, debiased: bool) -> None:
 def _hsic_u(kx: np.ndarray, ky: np.ndarray) -> float:
     """n(n-3) HSIC_u for Grams with zeroed diagonals (the common factor cancels in CKA)."""
     kx1, ky1 = kx.sum(axis=1), ky.sum(axis=1)
-    return _hsic_u_terms(kx.shape[0], trace=np.vdot(kx, ky), k_sum=kx1.sum(), l_sum=ky1.sum(), kl_sum=kx1 @ ky1)
+    return float(hsic_u_terms(kx.shape[0], trace=np.vdot(kx, ky), k_sum=kx1.sum(), l_sum=ky1.sum(), kl_sum=kx1 @ ky1))
 
 
-def _hsic_u_terms(n: int, *, trace: float, k_sum: float, l_sum: float, kl_sum: float) -> float:
-    return float(trace + k_sum * l_sum / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * kl_sum)
+def hsic_u_terms(n: float, *, trace: Any, k_sum: Any, l_sum: Any, kl_sum: Any) -> Any:
+    """n(n-3) HSIC_u (Song et al. 2012) from its four sums over zero-diagonal Grams K and L:
+    tr(KL), 1'K1, 1'L1 and 1'KL1. Floats or arrays of them (the drift bootstrap passes one
+    value per layer and resample); the one place the estimator's formula is written."""
+    return trace + k_sum * l_sum / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * kl_sum
 
 
 def _ratio(cross: float, self_x: float, self_y: float) -> float:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lora_study.core.io import atomic_write_bytes
+from lora_study.stats.cka import hsic_u_terms
 from lora_study.stats.distributions import t_quantile
 
 # Forgetting texts: in-domain held-out rows of the study's dataset, and general text from another domain.
@@ -122,7 +123,7 @@ def _hsic_u_counts(
     trace = np.sum(_times(k0 * l0, columns) * c, axis=1)  # c'(K0 o L0)c
     k_total, l_total = np.sum(kc * c, axis=1), np.sum(lc * c, axis=1)  # c'K0c, c'L0c
     row_products = np.sum(kc * lc * c, axis=1)  # sum over drawn rows of (row sum of K) (row sum of L)
-    return trace + k_total * l_total / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * row_products
+    return hsic_u_terms(n, trace=trace, k_sum=k_total, l_sum=l_total, kl_sum=row_products)
 
 
 def drift_resamples(*, base: np.ndarray, tuned: Sequence[np.ndarray], draws: np.ndarray) -> np.ndarray:
