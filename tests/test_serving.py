@@ -4,6 +4,7 @@ and the fields of the serving files."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from lora_study.core.data import Example
 from lora_study.core.io import write_jsonl
 from lora_study.core.results import read_result
 from lora_study.model.loading import load_model, load_tokenizer
+from lora_study.stages.serving import engine
 from lora_study.stages.serving.engine import Call, batch_metrics, request_stream, serve_once
 from lora_study.stages.serving.modes import serve_modes
 from lora_study.stages.serving.multi_adapter import groups, serve_multi_adapter
@@ -261,3 +263,36 @@ def test_multi_adapter_serves_three_ways_and_excludes_dora(
     tokens = {mode: modes[mode]["batches"][1]["runs"][0]["request_token_ids"] for mode in modes}
     assert tokens["mixed"] == tokens["grouped"] == tokens["merged"]
     assert tokens["mixed"][0] == tokens["mixed"][2]  # e0 and e0#1: the same prompt and adapter
+
+
+def test_modes_take_turns_running_first_abba(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Which mode served when: the sweep's own loop, with serving itself replaced by a record.
+    served: list[tuple[str, int]] = []
+
+    def fake_serve(*, calls, requests, tokenizer, new_tokens, device):
+        served.append((calls[0], len(requests)))
+        return {"calls": [], "batch_seconds": 1.0, "request_latency_seconds": [1.0] * len(requests)}
+
+    monkeypatch.setattr(engine, "serve_once", fake_serve)
+    summary = {"request_latency_seconds": {"p50": 1.0, "p95": 1.0}, "throughput_tokens_per_second": {"p50": 1.0}}
+    monkeypatch.setattr(engine, "batch_metrics", lambda runs, **_: summary)
+    requests = [engine.Request(id=str(i), prompt=SimpleNamespace(input_ids=[1, 2])) for i in range(2)]
+    results = engine.sweep(
+        plans={"merged": lambda batch: ["merged"], "unmerged": lambda batch: ["unmerged"]},
+        requests=requests,
+        tokenizer=None,
+        batch_sizes=[1, 2],
+        new_tokens=1,
+        warmup=2,
+        repeats=4,
+        device="cpu",
+    )
+    order = [mode for mode, _ in served]
+    per_batch = ["merged", "unmerged", "unmerged", "merged"] * 3  # 2 warm-up then 4 timed passes
+    assert order == per_batch * 2
+    for mode in ("merged", "unmerged"):
+        for batch in results[mode]:
+            # Each mode ran first in half of the timed passes, and each pass says where it ran.
+            assert sorted(run["position"] for run in batch["runs"]) == [0, 0, 1, 1]
+            assert [run["repeat"] for run in batch["runs"]] == [0, 1, 2, 3]
+    assert engine.pass_order(["a", "b", "c"], index=1) == ["c", "b", "a"]

@@ -10,7 +10,8 @@ group where requests are grouped (lora_study.stages.serving.multi_adapter). Ever
 
 Per batch size: `warmup` untimed passes over the plan (so each shape has run once), then
 `repeats` timed passes, every call kept raw with its run conditions. Modes measured in one
-job (merged and unmerged of a variant) alternate pass by pass, so their comparison is paired. A request's latency
+job (merged and unmerged of a variant) alternate pass by pass, so their comparison is paired,
+in an order that is reversed every other pass (`pass_order`: ABBA), so neither always runs first. A request's latency
 is the time from the start of its batch until its call returned (requests grouped behind
 another adapter's call wait for it); its time to first token likewise; its decode speed is
 that of its own call after the first token.
@@ -182,9 +183,9 @@ def sweep(
     device: str,
 ) -> dict[str, list[dict[str, Any]]]:
     """Per batch size b: the first b requests served by each of `plans` (mode -> planner),
-    warm-up passes then timed passes, the modes' passes interleaved (mode 1, mode 2, mode 1,
-    ...) so that a change of machine load hits every mode alike and pass k of each mode can
-    be paired. Per mode and batch size: the raw passes, their summary and the process's peak
+    warm-up passes then timed passes, the modes' passes interleaved (mode 1, mode 2, then
+    mode 2, mode 1, ...: `pass_order`) so that a change of machine load hits every mode alike,
+    neither always runs first, and pass k of each mode can be paired. Per mode and batch size: the raw passes, their summary and the process's peak
     memory while serving that batch size (every mode's model is loaded: one figure for all)."""
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in plans}
     for batch_size in batch_sizes:
@@ -197,12 +198,13 @@ def sweep(
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         passes: dict[str, list[dict[str, Any]]] = {mode: [] for mode in plans}
-        for phase, repeat in [("warmup", -1)] * warmup + [("timed", k) for k in range(repeats)]:
-            for mode in plans:
+        schedule = [("warmup", -1, k) for k in range(warmup)] + [("timed", k, k) for k in range(repeats)]
+        for phase, repeat, index in schedule:
+            for position, mode in enumerate(pass_order(list(plans), index=index)):
                 served = serve_once(
                     calls=calls[mode], requests=batch, tokenizer=tokenizer, new_tokens=new_tokens, device=device
                 )
-                passes[mode].append({"phase": phase, "repeat": repeat, **served})
+                passes[mode].append({"phase": phase, "repeat": repeat, "position": position, **served})
         cuda = cuda_memory(device)
         for mode in plans:
             warm, timed = passes[mode][:warmup], passes[mode][warmup:]
@@ -234,6 +236,16 @@ def sweep(
                 summary["throughput_tokens_per_second"]["p50"],
             )
     return results
+
+
+def pass_order(modes: Sequence[str], *, index: int) -> list[str]:
+    """The modes' order in a phase's pass `index`: as given on even passes, reversed on odd
+    ones (A B, B A, A B, ...: ABBA for two modes). A mode that always ran first would carry any
+    within-pass drift of the machine (caches, clock) into the comparison: an independent
+    re-timing of merged against unmerged moved the overhead from -16% to +14% by order alone.
+    Each pass records its `position`; with an odd number of timed passes the given order
+    runs first once more than the reversed one."""
+    return list(modes) if index % 2 == 0 else list(reversed(modes))
 
 
 def batch_metrics(runs: Sequence[Mapping[str, Any]], *, batch_size: int, new_tokens: int) -> dict[str, Any]:
