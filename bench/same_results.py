@@ -1,7 +1,8 @@
 """Are two runs' results the same, value for value? For a change that should move no number
 (a restructure, a new schedule): every result file under results/ of RUN_A and RUN_B, compared
-exactly, except what a rerun cannot repeat: each result's `meta` (dates, versions, machine)
-and every measured time, speed, memory or machine load (keys named below).
+exactly, except what a rerun cannot repeat: each result's `meta` (dates, versions, machine),
+every measured time, speed, memory or machine load (keys named below) and the code version
+the tables' rows carry.
 
     python bench/same_results.py RUN_A RUN_B            # exit 0: the same; 1: a value or file differs
     python bench/same_results.py RUN_A RUN_B --show 50  # list up to 50 differing values
@@ -54,8 +55,14 @@ MEASURED = {
 }
 
 
+# What names the code rather than the result: the tables' columns `code_version` and `run`
+# (the config hash, which has its own column, joined to the code version).
+PROVENANCE = {"code_version"}
+TABLE_PROVENANCE = {"run"}
+
+
 def measured(key: object) -> bool:
-    return bool(MEASURED & set(str(key).lower().split("_")))
+    return bool(MEASURED & set(str(key).lower().split("_"))) or key in PROVENANCE
 
 
 SUFFIXES = (".json", ".jsonl", ".csv")
@@ -75,7 +82,10 @@ def content(path: Path) -> Any:
     """A file's comparable content: a JSON result without its meta, JSONL or CSV rows."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
+        return [
+            {key: value for key, value in row.items() if key not in TABLE_PROVENANCE}
+            for row in csv.DictReader(text.splitlines())
+        ]
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     data = json.loads(text)

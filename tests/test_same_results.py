@@ -68,3 +68,19 @@ def test_a_key_is_a_measurement_by_its_words_not_its_letters() -> None:
     assert same_results.measured("tokens_per_second") and same_results.measured("peak_rss_bytes")
     assert same_results.measured("under_load") and same_results.measured("created_at")
     assert not same_results.measured("update_remaining") and not same_results.measured("artefact_bytes")
+    assert same_results.measured("code_version")  # provenance, like meta
+
+
+def test_a_table_row_s_run_id_and_code_version_do_not_count(tmp_path: Path) -> None:
+    rows = {
+        "a": "run,code_version,metric,value\nc919-abc,abc,rougeL,0.25\n",
+        "b": "run,code_version,metric,value\nc919-def,def,rougeL,0.25\n",
+    }
+    for name, text in rows.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    assert (
+        list(
+            same_results.differences(same_results.content(tmp_path / "a.csv"), same_results.content(tmp_path / "b.csv"))
+        )
+        == []
+    )
