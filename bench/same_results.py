@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,8 @@ TABLE_PROVENANCE = {"run"}
 
 
 def measured(key: object) -> bool:
-    return bool(MEASURED & set(str(key).lower().split("_"))) or key in PROVENANCE
+    # A table's column may join keys with dots: decode_tokens_per_second.p50.
+    return bool(MEASURED & set(re.split(r"[_.]", str(key).lower()))) or key in PROVENANCE
 
 
 SUFFIXES = (".json", ".jsonl", ".csv")

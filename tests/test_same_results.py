@@ -69,6 +69,7 @@ def test_a_key_is_a_measurement_by_its_words_not_its_letters() -> None:
     assert same_results.measured("under_load") and same_results.measured("created_at")
     assert not same_results.measured("update_remaining") and not same_results.measured("artefact_bytes")
     assert same_results.measured("code_version")  # provenance, like meta
+    assert same_results.measured("decode_tokens_per_second.p50")  # a table's joined column
 
 
 def test_a_table_row_s_run_id_and_code_version_do_not_count(tmp_path: Path) -> None:
