@@ -185,8 +185,9 @@ def sweep(
     """Per batch size b: the first b requests served by each of `plans` (mode -> planner),
     warm-up passes then timed passes, the modes' passes interleaved (mode 1, mode 2, then
     mode 2, mode 1, ...: `pass_order`) so that a change of machine load hits every mode alike,
-    neither always runs first, and pass k of each mode can be paired. Per mode and batch size: the raw passes, their summary and the process's peak
-    memory while serving that batch size (every mode's model is loaded: one figure for all)."""
+    neither always runs first, and pass k of each mode can be paired. Per mode and batch size:
+    the raw passes, their summary and the process's peak memory while serving that batch size
+    (every mode's model is loaded: one figure for all)."""
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in plans}
     for batch_size in batch_sizes:
         batch = list(requests[:batch_size])
